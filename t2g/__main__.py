@@ -1,0 +1,3 @@
+from t2g.cli import main
+
+main()

@@ -1,0 +1,153 @@
+"""A tiny chat model built from nothing, offline: a byte-level BPE trained on a corpus and a
+randomly initialised Qwen2 decoder.
+
+It saves like a hub checkpoint (`save_pretrained`), so everything downstream —
+`AutoTokenizer`/`AutoModelForCausalLM`, trl's trainers, vLLM — loads it by path and
+cannot tell it from a real small model. It exists so the whole pipeline (SFT, GRPO,
+evaluation) runs in seconds on a CPU and in tests.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable
+
+import torch
+from tokenizers import AddedToken, Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM, Qwen2Tokenizer
+from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX as QWEN2_PRETOKENIZE_REGEX
+
+PAD = "<|endoftext|>"
+IM_START = "<|im_start|>"
+IM_END = "<|im_end|>"  # the end of an assistant turn is the end of generation: eos
+SPECIAL_TOKENS = (PAD, IM_START, IM_END)
+# Thinking tags are one token each but not *special*: trl decodes completions with
+# skip_special_tokens=True, and the format reward must still see them.
+THINK_TOKENS = ("<think>", "</think>")
+
+# ChatML, as Qwen2.5 renders it, minus tools and the default system prompt. The assistant's
+# content and its <|im_end|> sit inside {% generation %} so trl's assistant_only_loss masks
+# exactly what the model must produce, stop token included; add_generation_prompt ends
+# with "assistant\n", so a prompt's rendering is a prefix of prompt + completion's
+# (what trl's prompt-completion datasets rely on).
+CHAT_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{%- if message['role'] == 'assistant' %}"
+    "{{- '<|im_start|>assistant\\n' }}"
+    "{%- generation %}{{- message['content'] + '<|im_end|>' }}{%- endgeneration %}"
+    "{{- '\\n' }}"
+    "{%- else %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+
+def build_tokenizer(corpus: Iterable[str], vocab_size: int = 2048, min_frequency: int = 2) -> PreTrainedTokenizerFast:
+    """A byte-level BPE (Qwen style: any text encodes, nothing is unknown) trained on
+    `corpus`, with ChatML special tokens and chat template.
+
+    Feed it what the model will read and write — texts, JSON targets, prompts — so frequent
+    names and JSON punctuation become single tokens. Deterministic for a given corpus.
+    """
+    # Train under exactly Qwen2's pipeline (NFC, Qwen's split regex, byte level), then hand
+    # vocabulary and merges to transformers' own Qwen2Tokenizer: a qwen2 checkpoint is
+    # reloaded as that class whatever tokenizer.json says, so only this way do the built
+    # and the reloaded tokenizer agree. One consequence: digits are single tokens, as in Qwen.
+    bpe = Tokenizer(models.BPE())
+    bpe.normalizer = normalizers.NFC()
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN2_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=[*SPECIAL_TOKENS, *THINK_TOKENS],  # reserved ids 0..4
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(corpus, trainer=trainer)
+    trained = json.loads(bpe.to_str())["model"]
+
+    tokenizer = Qwen2Tokenizer(
+        vocab=trained["vocab"],
+        merges=[tuple(m) for m in trained["merges"]],
+        eos_token=IM_END,
+        pad_token=PAD,
+        unk_token=None,  # byte level: nothing is unknown
+        model_max_length=4096,
+        padding_side="left",  # decoder-only generation pads on the left
+    )
+    # Matched whole, never split by BPE; they keep their reserved ids.
+    tokenizer.add_tokens(
+        [AddedToken(IM_START, special=True, normalized=False)]
+        + [AddedToken(t, special=False, normalized=False) for t in THINK_TOKENS]
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def build_model(
+    tokenizer: PreTrainedTokenizerFast,
+    hidden_size: int = 128,
+    layers: int = 4,
+    heads: int = 2,
+    kv_heads: int | None = None,
+    intermediate_size: int | None = None,
+    max_positions: int = 1024,
+    seed: int = 0,
+) -> Qwen2ForCausalLM:
+    """A randomly initialised Qwen2 decoder sized for `tokenizer` (tied embeddings).
+
+    Defaults give ~1.3M parameters with a 2048-token vocabulary. The head size
+    (hidden_size / heads) defaults to 64, which every vLLM attention backend supports.
+    Initialisation is a function of `seed` only; the global torch RNG is left untouched.
+    """
+    if hidden_size % heads:
+        raise ValueError(f"hidden_size {hidden_size} is not a multiple of heads {heads}")
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size or 4 * hidden_size,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads or heads,
+        max_position_embeddings=max_positions,
+        tie_word_embeddings=True,
+        use_sliding_window=False,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+        dtype="float32",
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Qwen2ForCausalLM(config)
+    model.generation_config = GenerationConfig(
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+    )
+    return model
+
+
+def build_tiny(out_dir: str | Path, corpus: Iterable[str], vocab_size: int = 2048, **sizes) -> Path:
+    """Train the tokenizer on `corpus`, build the model (`sizes` go to `build_model`), and
+    save both to `out_dir` like a hub checkpoint. Returns `out_dir`."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer(corpus, vocab_size=vocab_size)
+    model = build_model(tokenizer, **sizes)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def parameter_count(model: torch.nn.Module) -> int:
+    """Distinct parameters (tied embeddings counted once)."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())

@@ -1,0 +1,113 @@
+"""The tiny model: built offline, loads like a hub checkpoint, chats, and generates."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from t2g import tiny, toyworld
+
+MESSAGES = [
+    {"role": "system", "content": "Extract a graph."},
+    {"role": "user", "content": "Kortron makes the Vophone."},
+    {"role": "assistant", "content": '<think>one fact</think>{"entities": [], "relations": []}'},
+]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_dir):
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir):
+    return AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+
+
+def test_loads_through_the_auto_classes(tiny_model_dir, tokenizer, model):
+    assert type(model).__name__ == "Qwen2ForCausalLM"
+    # What a hub Qwen2 checkpoint declares, so any transformers (and vLLM) picks its own
+    # Qwen2 tokenizer.
+    assert json.loads((tiny_model_dir / "tokenizer_config.json").read_text())["tokenizer_class"] == "Qwen2Tokenizer"
+    assert type(tokenizer).__name__ == "Qwen2Tokenizer"
+    assert tokenizer.convert_tokens_to_ids([*tiny.SPECIAL_TOKENS, *tiny.THINK_TOKENS]) == [0, 1, 2, 3, 4]
+    assert model.config.tie_word_embeddings
+    assert model.config.vocab_size == len(tokenizer)
+    assert 300_000 < tiny.parameter_count(model) < 2_000_000
+    assert tokenizer.eos_token == tiny.IM_END and tokenizer.pad_token == tiny.PAD
+    assert model.generation_config.eos_token_id == tokenizer.eos_token_id
+
+
+def test_reloaded_tokenizer_encodes_like_the_built_one(tokenizer):
+    # transformers rebuilds a qwen2 tokenizer around the saved vocabulary; the pipelines
+    # must agree or training and serving would see different tokens.
+    built = tiny.build_tokenizer(toyworld.corpus(2000, seed=0))
+    samples = [*toyworld.corpus(50, seed=9), "Ünïcode 東京 2024!!\n\n  x\ty", "<think>a</think><|im_end|>"]
+    for s in samples:
+        assert built.encode(s) == tokenizer.encode(s), s
+
+
+def test_chat_template_renders_chatml_and_round_trips(tokenizer):
+    rendered = tokenizer.apply_chat_template(MESSAGES, tokenize=False)
+    assert rendered == (
+        "<|im_start|>system\nExtract a graph.<|im_end|>\n"
+        "<|im_start|>user\nKortron makes the Vophone.<|im_end|>\n"
+        '<|im_start|>assistant\n<think>one fact</think>{"entities": [], "relations": []}<|im_end|>\n'
+    )
+    assert tokenizer.decode(tokenizer.encode(rendered)) == rendered
+    prompt = tokenizer.apply_chat_template(MESSAGES[:2], tokenize=False, add_generation_prompt=True)
+    assert prompt.endswith("<|im_start|>assistant\n") and rendered.startswith(prompt)
+
+
+def test_assistant_mask_covers_the_answer_and_its_stop_token(tokenizer):
+    out = tokenizer.apply_chat_template(MESSAGES, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    answer = [t for t, keep in zip(out["input_ids"], out["assistant_masks"]) if keep]
+    assert tokenizer.decode(answer) == MESSAGES[2]["content"] + tiny.IM_END
+
+
+def test_think_tags_are_single_tokens_that_survive_decoding(tokenizer):
+    ids = tokenizer.encode("<think>x</think>")
+    assert tokenizer.convert_ids_to_tokens(ids)[0] == "<think>" and len(ids) == 3
+    chat = tokenizer.encode(f"{tiny.IM_START}assistant\n<think>x</think>{tiny.IM_END}")
+    assert tokenizer.decode(chat, skip_special_tokens=True) == "assistant\n<think>x</think>"
+
+
+def test_names_are_single_tokens(tokenizer):
+    names = toyworld.cast().names
+    for etype in ("person", "organisation", "location", "product"):
+        for name in names[etype]:
+            # as the text has it (after a space) and as the JSON has it (after a quote)
+            assert len(tokenizer.tokenize(" " + name)) == 1, name
+            assert len(tokenizer.tokenize(name)) == 1, name
+    for date in names["date"]:
+        assert len(tokenizer.tokenize(" " + date)) <= 6  # month, space, four digits
+
+
+def test_generate_runs(tokenizer, model):
+    inputs = tokenizer.apply_chat_template(MESSAGES[:2], add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    out = model.generate(**inputs, max_new_tokens=8, do_sample=False)
+    assert out.shape[0] == 1 and inputs["input_ids"].shape[1] < out.shape[1] <= inputs["input_ids"].shape[1] + 8
+    assert isinstance(tokenizer.decode(out[0]), str)
+
+
+def test_build_is_deterministic_and_leaves_global_rng_alone(tokenizer):
+    torch.manual_seed(123)
+    expected = torch.rand(1)
+    torch.manual_seed(123)
+    a = tiny.build_model(tokenizer, hidden_size=64, layers=1, heads=1, seed=5)
+    assert torch.equal(torch.rand(1), expected)
+    b = tiny.build_model(tokenizer, hidden_size=64, layers=1, heads=1, seed=5)
+    c = tiny.build_model(tokenizer, hidden_size=64, layers=1, heads=1, seed=6)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+    corpus = list(toyworld.corpus(300, seed=1))
+    assert tiny.build_tokenizer(corpus).get_vocab() == tiny.build_tokenizer(corpus).get_vocab()
+
+
+def test_sizes_are_checked(tokenizer):
+    with pytest.raises(ValueError, match="multiple"):
+        tiny.build_model(tokenizer, hidden_size=100, heads=3)
