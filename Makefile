@@ -15,9 +15,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/t2g toyworld --n 200 --seed 0 --out .t2g/demo/gold.jsonl
-	$(VENV)/bin/t2g eval --gold .t2g/demo/gold.jsonl --predictions .t2g/demo/gold.jsonl
-	@echo "demo output: .t2g/demo/gold.jsonl"
+	$(VENV)/bin/t2g run --config configs/tiny.yaml --until reason
 
 test: $(STAMP)
 	$(PY) -m pytest -q

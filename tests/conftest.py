@@ -1,4 +1,5 @@
-"""Shared fixtures.
+"""Shared fixtures. Real services live in plugins: SeaweedFS (S3) in tests/seaweedfs.py,
+a Prefect server in tests/prefect_server.py.
 
 - tiny_model_dir: a ~1M-parameter Qwen2 chat model with a BPE trained on toy-world
   documents, saved like a hub checkpoint (built once per session, ~1 s).
@@ -7,6 +8,9 @@
 from pathlib import Path
 
 import pytest
+
+pytest_plugins = ["tests.seaweedfs", "tests.prefect_server"]
+
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -1,0 +1,37 @@
+"""Where documents come from: one reader per source kind, one `Row` per raw record.
+
+`read_source(src)` raises `SourceError` at call time when the source cannot be read at
+all; after that, every record comes out as a Row, bad ones with `problem` set.
+"""
+
+from __future__ import annotations
+
+from itertools import islice
+from typing import Callable, Iterator
+
+from t2g.config import AnnotatedSource, HFSource, JsonlSource, ParquetSource, Source, TextSource, ToyworldSource
+from t2g.sources.annotated import read_annotated
+from t2g.sources.base import Row, SourceError
+from t2g.sources.files import read_jsonl, read_parquet, read_text
+from t2g.sources.hf import read_hf
+from t2g.sources.toyworld import read_toyworld
+
+__all__ = ["Row", "SourceError", "read_source", "READERS"]
+
+READERS: dict[type, Callable[..., Iterator[Row]]] = {
+    JsonlSource: read_jsonl,
+    ParquetSource: read_parquet,
+    TextSource: read_text,
+    HFSource: read_hf,
+    AnnotatedSource: read_annotated,
+    ToyworldSource: read_toyworld,
+}
+
+
+def read_source(src: Source) -> Iterator[Row]:
+    """Rows of one configured source, at most `src.limit` of them (bad rows count)."""
+    reader = READERS.get(type(src))
+    if reader is None:
+        raise TypeError(f"no reader for source kind {type(src).__name__}")
+    rows = reader(src)
+    return rows if src.limit is None else islice(rows, src.limit)

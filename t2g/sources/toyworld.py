@@ -1,0 +1,26 @@
+"""The synthetic toy world (t2g.toyworld): generated documents with exact gold graphs."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from t2g.config import ToyworldSource
+from t2g.sources.annotated import interchange_row
+from t2g.sources.base import Row
+
+
+def read_toyworld(src: ToyworldSource) -> Iterator[Row]:
+    from t2g import toyworld
+
+    # A split tag the toy world knows ("train", "validation", "test") also selects its
+    # slice of the text space, so a test source can never repeat a training text; any
+    # other tag (seed, pool, ...) is training data and draws from the training slice.
+    split = src.split if src.split in toyworld.SPLITS else "train"
+    docs = toyworld.iter_documents(src.n, src.seed, split=split)
+
+    def rows() -> Iterator[Row]:
+        for index, doc in enumerate(docs):
+            meta = {"id": doc.get("id"), "seed": src.seed, "index": index}
+            yield interchange_row(src.name, index, doc, meta)
+
+    return rows()

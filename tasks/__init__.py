@@ -1,0 +1,1 @@
+"""Orchestration: one thin Prefect task per stage (DESIGN.md, "Layers")."""
