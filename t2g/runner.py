@@ -9,6 +9,7 @@ finished main artifact implies finished side artifacts.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -34,6 +35,13 @@ def _config_dict(config: BaseModel | dict[str, Any]) -> dict[str, Any]:
     return config.model_dump(mode="json") if isinstance(config, BaseModel) else dict(config)
 
 
+def load_input(store: Store, ref: ArtifactRef) -> pa.Table | Path:
+    """A table artifact as a table; a model artifact as a local folder to load it from."""
+    if store.manifest(ref.stage, ref.key).get("kind") == "model":
+        return store.materialize(ref.stage, ref.key)
+    return store.read(ref.stage, ref.key)
+
+
 def stage_key(stage: str, config: BaseModel | dict[str, Any], upstream: Sequence[ArtifactRef]) -> str:
     spec = STAGES[stage]
     return cache_key(stage, _config_dict(config), [u.key for u in upstream], code_version(*spec.modules))
@@ -49,7 +57,7 @@ def execute(stage: str, config: BaseModel, upstream: Sequence[ArtifactRef], stor
         side = {s: ref for s in spec.side if (ref := store.ref(f"{stage}-{s}", key)) is not None}
         return Outcome(existing, True, manifest.get("summary", {}), side, time.time() - started)
 
-    inputs = [store.read(u.stage, u.key) for u in upstream]
+    inputs = [load_input(store, u) for u in upstream]
     result = spec.load()(config, *inputs)
     meta = {
         "config": _config_dict(config),
@@ -67,6 +75,9 @@ def execute(stage: str, config: BaseModel, upstream: Sequence[ArtifactRef], stor
         name: store.write(f"{stage}-{name}", key, table, meta={**meta, "summary": result.summary})
         for name, table in result.side.items()
     }
+    if result.model_dir is not None:
+        writer.add_dir(result.model_dir)
+        meta["kind"] = "model"
     meta.update(summary=result.summary, side={n: r.to_dict() for n, r in side.items()}, stage_s=round(time.time() - started, 3))
     ref = writer.commit(meta, result.files)
     return Outcome(ref, False, result.summary, side, time.time() - started)

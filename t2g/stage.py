@@ -24,6 +24,9 @@ class StageResult:
     # Counts for the run report and UI: rows in/out, drop reasons, notes.
     summary: dict[str, Any] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)
+    # A stage that produces a model saves it in a flat folder; its files become the
+    # artifact's files, and downstream stages receive a local folder instead of a table.
+    model_dir: Path | None = None
 
 
 def code_version(*modules: str) -> str:

@@ -18,6 +18,7 @@ import io
 import json
 import os
 import re
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -84,6 +85,16 @@ class _Files:
             os.fsync(fh.fileno())
         os.replace(tmp, path)  # a reader sees the old file or the whole new one
 
+    def put_file(self, rel: str, src: Path) -> None:
+        path = self._path(rel)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, path)
+
+    def local_path(self, rel: str) -> Path | None:
+        return self._path(rel)
+
     def get(self, rel: str) -> bytes:
         try:
             return self._path(rel).read_bytes()
@@ -145,6 +156,19 @@ class _S3:
     def put(self, rel: str, data: bytes) -> None:
         self._ensure_bucket()
         self.client.put_object(Bucket=self.bucket, Key=self._key(rel), Body=data)
+
+    def put_file(self, rel: str, src: Path) -> None:
+        self._ensure_bucket()
+        self.client.upload_file(str(src), self.bucket, self._key(rel))  # multipart for big files
+
+    def get_file(self, rel: str, dest: Path) -> None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+        self.client.download_file(self.bucket, self._key(rel), str(tmp))
+        os.replace(tmp, dest)
+
+    def local_path(self, rel: str) -> Path | None:
+        return None
 
     def get(self, rel: str) -> bytes:
         from botocore.exceptions import ClientError
@@ -261,6 +285,26 @@ class Store:
         rel = f"{self._dir(stage, key)}/{_file_name(name)}"
         return self._call("read", rel, self._backend.get, rel)
 
+    def materialize(self, stage: str, key: str, cache: Path | None = None) -> Path:
+        """A local folder holding the artifact's files (a model, say). A local store
+        serves its own folder; an S3 store downloads once into `cache` (default
+        ~/.cache/t2g), marking a finished download so a partial one is redone."""
+        m = self.manifest(stage, key)
+        base = self._dir(stage, key)
+        local = self._backend.local_path(base)
+        if local is not None:
+            return local
+        parsed = urlparse(self.root)
+        dest = (cache or Path.home() / ".cache" / "t2g") / parsed.netloc / parsed.path.strip("/") / base
+        done = dest / ".complete"
+        if done.exists() and done.read_text() == m["digest"]:
+            return dest
+        for name in m.get("files", {}):
+            rel = f"{base}/{_file_name(name)}"
+            self._call("read", rel, self._backend.get_file, rel, dest / name)
+        done.write_text(m["digest"])
+        return dest
+
     # -- writing ----------------------------------------------------------------------
 
     def writer(self, stage: str, key: str, schema: pa.Schema | None = None) -> "ArtifactWriter":
@@ -291,6 +335,7 @@ class ArtifactWriter:
         self.parts: list[dict[str, Any]] = []
         self.rows = 0
         self.digest = hashlib.sha256()
+        self.files: dict[str, str] = {}
         self.started = time.time()
         backend = store._backend
         store._call("clear", self.base, backend.delete_prefix, self.base)
@@ -310,9 +355,18 @@ class ArtifactWriter:
         self.parts.append({"name": name, "rows": table.num_rows, "digest": part_digest})
         self.rows += table.num_rows
 
+    def add_dir(self, folder: Path) -> None:
+        """Upload every file of a flat folder (a saved model, say), streaming from disk."""
+        backend, call = self.store._backend, self.store._call
+        for path in sorted(Path(folder).iterdir()):
+            if path.is_file():
+                rel = f"{self.base}/{_file_name(path.name)}"
+                call("write", rel, backend.put_file, rel, path)
+                self.files[path.name] = _file_digest(path)
+
     def commit(self, meta: dict[str, Any] | None = None, files: dict[str, bytes] | None = None) -> ArtifactRef:
         backend, call = self.store._backend, self.store._call
-        extra = {}
+        extra = dict(self.files)
         for name, data in (files or {}).items():
             rel = f"{self.base}/{_file_name(name)}"
             call("write", rel, backend.put, rel, data)
@@ -338,6 +392,14 @@ def _file_name(name: str) -> str:
     if not _FILE.fullmatch(name) or name == MANIFEST:
         raise ValueError(f"artifact file name {name!r} is not allowed")
     return name
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _table_digest(table: pa.Table) -> str:

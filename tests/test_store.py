@@ -100,3 +100,19 @@ def test_s3_outage_fails_with_the_uri(seaweedfs, monkeypatch):
     store = Store("s3://t2g-test/down")
     with pytest.raises(StoreError, match=r"s3://t2g-test/down/collect/k"):
         store.write("collect", "k", [_table(1)])
+
+
+def test_model_folders_round_trip(store, tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"a": 1}')
+    (model / "model.safetensors").write_bytes(b"\0" * 3_000_000)
+    w = store.writer("sft", "m1")
+    w.add(_table(1))
+    w.add_dir(model)
+    w.commit({"kind": "model"})
+    local = store.materialize("sft", "m1", cache=tmp_path / "cache")
+    assert (local / "config.json").read_text() == '{"a": 1}'
+    assert (local / "model.safetensors").stat().st_size == 3_000_000
+    assert set(store.manifest("sft", "m1")["files"]) == {"config.json", "model.safetensors"}
+    assert store.materialize("sft", "m1", cache=tmp_path / "cache") == local  # downloaded once
