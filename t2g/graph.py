@@ -152,33 +152,51 @@ class Span:
 
 
 _BAD = object()
+_DECODER = json.JSONDecoder()
 
 
 def json_spans(text: str) -> tuple[list[Span], bool]:
     """Every top-level brace-balanced span of `text`, each decoded once.
 
-    Depth and string state are tracked only inside braces (quotes in prose around a JSON
-    object do not matter), and the scan jumps between structural characters with a
-    regex, so it is linear in len(text). Returns (spans, whether a span was left open).
+    At each top-level `{` the C decoder tries first (a well-formed object ends exactly at
+    its matching brace). Only where it fails does a scan find the span's end: depth and
+    string state are tracked only inside braces (quotes in prose around a JSON object do
+    not matter), jumping between structural characters with a regex. Each character is
+    visited at most twice, so the whole is linear in len(text).
+    Returns (spans, whether a span was left open).
     """
     spans: list[Span] = []
-    depth, start, i, n = 0, -1, 0, len(text)
-    while i < n:
-        if depth == 0:
-            j = text.find("{", i)
-            if j < 0:
-                return spans, False
-            start, depth, i = j, 1, j + 1
+    i = 0
+    while True:
+        start = text.find("{", i)
+        if start < 0:
+            return spans, False
+        try:
+            value, i = _DECODER.raw_decode(text, start)
+            spans.append(Span(start, i, value))
             continue
+        except (ValueError, RecursionError):
+            pass
+        end = _balanced_end(text, start)
+        if end is None:
+            return spans, True
+        spans.append(Span(start, end, _BAD))
+        i = end
+
+
+def _balanced_end(text: str, start: int) -> int | None:
+    """Index just past the brace that closes the one at `start`; None if none does."""
+    depth, i = 1, start + 1
+    while True:
         m = _STRUCTURAL.search(text, i)
         if m is None:
-            return spans, True
+            return None
         c, i = m.group(), m.end()
         if c == '"':
             while True:
                 s = _STRING_END.search(text, i)
                 if s is None:
-                    return spans, True
+                    return None
                 i = s.end() + (1 if s.group() == "\\" else 0)
                 if s.group() == '"':
                     break
@@ -187,12 +205,7 @@ def json_spans(text: str) -> tuple[list[Span], bool]:
         else:
             depth -= 1
             if depth == 0:
-                try:
-                    value = json.loads(text[start:i])
-                except (ValueError, RecursionError):
-                    value = _BAD
-                spans.append(Span(start, i, value))
-    return spans, depth > 0
+                return i
 
 
 def parse_completion(text: Any) -> Parsed:
