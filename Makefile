@@ -15,10 +15,10 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/t2g run --config configs/tiny.yaml --until reason
+	$(VENV)/bin/t2g run --config configs/tiny.yaml
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not slow"  # soaks: pytest -m slow
 
 bench: $(STAMP)
 	$(PY) -m bench

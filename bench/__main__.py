@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-BENCHMARKS = ["rewards"]
+BENCHMARKS = ["rewards", "cache", "load", "stack", "sft"]
 RESULTS = Path(__file__).with_name("results.json")
 
 

@@ -47,7 +47,10 @@ def run(
         raise typer.Exit(2)
     started = time.time()
     try:
-        refs = pipeline(config=str(config), store=store, overrides=list(overrides), until=until)
+        from prefect import tags
+
+        with tags("t2g", f"recipe:{recipe.name}"):  # on the flow runs too: the UI filters runs by recipe
+            refs = pipeline(config=str(config), store=store, overrides=list(overrides), until=until)
     except Exception as exc:  # Prefect has logged the traceback; end with the reason
         typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(1)
@@ -55,6 +58,15 @@ def run(
     typer.echo(f"\nrecipe {recipe.name}: {len(refs)} stages in {time.time() - started:.1f} s ({hits} cache hits)")
     for stage, ref in refs.items():
         typer.echo(f"  {stage:<8} {ref['rows']:>7} rows  {'hit ' if ref.get('hit') else 'ran '} {ref['uri']}")
+    from flows.train import closing_report  # the F1 table, when the run evaluated
+
+    if report := closing_report(recipe, refs):
+        typer.echo(report)
+
+
+from flows.stack import stack_app  # noqa: E402  (after the environment defaults above)
+
+app.add_typer(stack_app, name="stack")
 
 
 def main(argv: Optional[list[str]] = None) -> None:

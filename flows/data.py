@@ -9,6 +9,7 @@ from prefect import flow, get_run_logger
 from flows.naming import run_name
 from t2g.config import STAGES, Recipe, load_recipe
 from tasks import data as t
+from tasks import shards
 
 DATA_STAGES = ("collect", "extract", "filter", "reason")
 
@@ -27,14 +28,32 @@ def run_data(recipe: Recipe, until: str | None = None) -> dict[str, dict[str, An
     out: dict[str, dict[str, Any]] = {}
     upstream: list[dict[str, Any]] = []
     for stage, task in (("collect", t.collect), ("extract", t.extract), ("filter", t.filter_), ("reason", t.reason)):
-        state = t.with_recipe_retries(task, recipe)(recipe, upstream, return_state=True)
-        ref = state.result()  # raises the stage's error if it failed
-        # A Prefect cache hit returns the first run's record; say it was a hit.
-        out[stage] = {**ref, "hit": bool(ref.get("hit")) or state.name == "Cached"}
+        if stage == "extract" and recipe.teacher is not None:
+            # The tiny teacher (a model artifact) bootstraps on collect's gold; extract
+            # gets it as its second input (extract.model: "@teacher").
+            from tasks.train import teacher as teacher_task
+
+            out["teacher"] = _run(teacher_task, recipe, upstream)
+            upstream = [*upstream, out["teacher"]]
+        if stage == "filter" and recipe.orchestration.filter_shard_size:
+            from flows.cpu_shards import run_sharded_cpu_stage  # row-wise shards on the recipe's task runner
+
+            out[stage] = run_sharded_cpu_stage(stage, recipe, upstream)
+        elif shards.is_sharded(recipe, stage):
+            out[stage] = shards.run_sharded(stage, recipe, upstream)  # one cached task per shard, merged
+        else:
+            out[stage] = _run(task, recipe, upstream)
         upstream = [out[stage]]
         if stage == until:
             break
     return out
+
+
+def _run(task, recipe: Recipe, upstream: list[dict[str, Any]]) -> dict[str, Any]:
+    state = t.with_recipe_retries(task, recipe)(recipe, upstream, return_state=True)
+    ref = state.result()  # raises the stage's error if it failed
+    # A Prefect cache hit returns the first run's record; say it was a hit.
+    return {**ref, "hit": bool(ref.get("hit")) or state.name == "Cached"}
 
 
 @flow(name="t2g-data", flow_run_name=run_name("data"), log_prints=True)

@@ -6,10 +6,10 @@ from typing import Any
 
 from prefect import flow
 
-from flows.data import DATA_STAGES, check_until, data_flow
+from flows import report
+from flows.data import DATA_STAGES, check_until, data_flow, resolve
 from flows.naming import run_name
-
-TRAIN_STAGES = ("sft", "grpo", "evaluate")
+from flows.train import TRAIN_STAGES, train_flow  # noqa: F401  (TRAIN_STAGES: re-exported)
 
 
 @flow(name="t2g-pipeline", flow_run_name=run_name("pipeline"), log_prints=True)
@@ -22,9 +22,9 @@ def pipeline(
     """The R1 recipe end to end, on the recipe at `config`."""
     check_until(until)
     refs = data_flow(config, store=store, overrides=overrides, until=until if until in DATA_STAGES else None)
-    if until in DATA_STAGES:
-        return refs
-    raise NotImplementedError(
-        f"the training stages ({', '.join(TRAIN_STAGES)}) are not implemented in this build; "
-        f"run with until=reason (data written: {', '.join(r['uri'] for r in refs.values())})"
-    )
+    if until not in DATA_STAGES:
+        trained = train_flow(config, refs["collect"], refs["reason"], store=store, overrides=overrides, until=until)
+        refs = {**refs, **trained}
+    # The run report (UI artifact `t2g-run-report`): inputs, artifact URIs, counts, F1, plots.
+    report.publish(resolve(config, store, overrides), refs, config, overrides)
+    return refs

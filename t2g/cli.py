@@ -45,6 +45,48 @@ def eval_(
     typer.echo(json.dumps(report) if as_json else format_report(report))
 
 
+@app.command()
+def extract(
+    text: Optional[str] = typer.Argument(None, help="the text (or use --input)"),
+    model: Path = typer.Option(..., "--model", help="a saved model folder (e.g. the grpo artifact)"),
+    entity_types: str = typer.Option(..., "--entity-types", help="comma-separated, e.g. person,organisation"),
+    relation_types: str = typer.Option("", "--relation-types", help="comma-separated, e.g. works_for"),
+    input_: Optional[Path] = typer.Option(None, "--input", help="JSONL with a 'text' field per line (and optional 'id')"),
+    constrained: bool = typer.Option(True, "--constrained/--free", help="JSON-schema constrained decoding"),
+    max_new_tokens: int = typer.Option(256, "--max-new-tokens"),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="run the model folder's own code"),
+) -> None:
+    """Extract graphs of the given types; prints interchange JSONL (one graph per text)."""
+    from t2g.inference import extract as run_extract
+    from t2g.training import TrainingError
+
+    if (text is None) == (input_ is None):
+        typer.echo("error: give a TEXT or --input FILE.jsonl (one of them)", err=True)
+        raise typer.Exit(2)
+    if input_ is not None:
+        try:
+            rows = [json.loads(line) for line in input_.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except (OSError, ValueError) as exc:
+            typer.echo(f"error: {input_}: {exc}", err=True)
+            raise typer.Exit(2)
+        if not all(isinstance(r, dict) and isinstance(r.get("text"), str) for r in rows):
+            typer.echo(f"error: {input_}: every line must be a JSON object with a string 'text'", err=True)
+            raise typer.Exit(2)
+    else:
+        rows = [{"id": 0, "text": text}]
+    etypes = [t.strip() for t in entity_types.split(",") if t.strip()]
+    rtypes = [t.strip() for t in relation_types.split(",") if t.strip()]
+    try:
+        graphs = run_extract([r["text"] for r in rows], etypes, rtypes, model, constrained=constrained,
+                             max_new_tokens=max_new_tokens, trust_remote_code=trust_remote_code)  # fmt: skip
+    except TrainingError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
+    for i, (row, graph) in enumerate(zip(rows, graphs)):
+        out = {"id": row.get("id", i), "text": row["text"], **graph, "entity_types": etypes, "relation_types": rtypes}
+        typer.echo(json.dumps(out, ensure_ascii=False))
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     app(args=argv, prog_name="t2g")
 

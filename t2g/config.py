@@ -103,7 +103,37 @@ class CollectConfig(Section):
 # --- extract -------------------------------------------------------------------------
 
 
-class ExtractConfig(Section):
+class LLMSection(Section):
+    """How a stage that prompts an LLM reaches it (t2g.llm): the model, the backend's
+    settings and the sampling. Shared by extract (the teacher) and reason (the reasoner)."""
+
+    model: str | None = Field(None, description='model path or hub name (openai: the served name); extract also takes "@teacher"')
+    trust_remote_code: bool = False
+    max_new_tokens: int = Field(512, ge=1)
+    temperature: float = Field(0.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    too_long: Literal["truncate", "skip"] = Field("truncate", description="prompts past the context: cut or skip (counted)")
+    max_prompt_tokens: int | None = Field(None, ge=1, description="null: the model's context minus max_new_tokens")
+    # transformers
+    batch_size: int = Field(8, ge=1, description="transformers: prompts per generate call")
+    device: str = Field("auto", description="transformers: auto, cpu, cuda, cuda:1, ...")
+    dtype: str = Field("auto", description="transformers/vllm: auto, bfloat16, float16, float32")
+    # vllm
+    tensor_parallel_size: int = Field(1, ge=1)
+    quantization: str | None = None
+    max_model_len: int | None = Field(None, ge=16)
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    # openai-compatible servers
+    base_url: str | None = None
+    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the key")
+    api_key_block: str | None = Field(None, description="Prefect Secret block holding the key (wins over api_key_env)")
+    max_in_flight: int = Field(32, ge=1)
+    timeout_s: float = Field(300.0, gt=0, description="per request")
+    max_retries: int = Field(6, ge=0, description="on 429/5xx/connection errors/timeouts; a 400 is never retried")
+    backoff_s: float = Field(1.0, ge=0, description="first delay, doubling, with full jitter")
+
+
+class ExtractConfig(LLMSection):
     backend: Literal["gold", "transformers", "vllm", "openai"] = "gold"
     # Types requested from documents that bring none: sampled per document from these.
     entity_types: list[str] = []
@@ -111,6 +141,7 @@ class ExtractConfig(Section):
     absent_types: int = Field(1, ge=0, description="extra types sampled per document beyond those drawn")
     seed: int = 0
     shard_size: int = Field(256, ge=1)
+    splits: list[str] | None = Field(None, description="label only documents of these splits; null: all")
 
 
 # --- filter --------------------------------------------------------------------------
@@ -143,10 +174,126 @@ class FilterConfig(Section):
 # --- reason --------------------------------------------------------------------------
 
 
-class ReasonConfig(Section):
+class ReasonConfig(LLMSection):
     thinking: bool = False
     backend: Literal["transformers", "vllm", "openai"] = "transformers"
     shard_size: int = Field(64, ge=1)
+    max_think_chars: int = Field(8000, ge=1, description="longer reasoning is dropped")
+    max_new_tokens: int = Field(2048, ge=1)
+    temperature: float = Field(0.6, ge=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    seed: int = 0
+
+
+# --- training: teacher bootstrap, sft, grpo; evaluate --------------------------------
+
+
+class TinyModelConfig(Section):
+    """A model built from nothing by t2g.tiny: a BPE trained on the training texts and a
+    randomly initialised Qwen2 decoder (the CPU stand-in for a real checkpoint)."""
+
+    vocab_size: int = Field(2048, ge=300)
+    hidden_size: int = Field(128, ge=8)
+    layers: int = Field(4, ge=1)
+    heads: int = Field(2, ge=1)
+    seed: int = 0
+
+
+class LoraSettings(Section):
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    merge: bool = Field(True, description="merge the adapter into the base weights before saving")
+
+
+class _TrainSection(Section):
+    """Hyperparameters every trl trainer here takes (names as in transformers/trl)."""
+
+    learning_rate: float = Field(2e-5, gt=0)
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int = Field(-1, description="> 0 overrides epochs")
+    batch_size: int = Field(8, ge=1, description="per device")
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    warmup_steps: int = Field(0, ge=0)
+    lr_scheduler_type: str = "linear"
+    weight_decay: float = Field(0.0, ge=0)
+    gradient_checkpointing: bool = False
+    bf16: bool | None = Field(None, description="null: bf16 where the hardware has it")
+    save_steps: int = Field(100, ge=1, description="checkpoint every N steps (resume after a crash)")
+    save_total_limit: int = Field(2, ge=1)
+    logging_steps: int = Field(10, ge=1)
+    work_dir: str = Field(".t2g/work", description="where checkpoints live while training")
+    seed: int = 0
+
+
+class _SupervisedSection(_TrainSection):
+    max_length: int = Field(2048, ge=16, description="longer examples are truncated (no padding to it)")
+    padding_free: bool = Field(False, description="flatten each batch into one sequence (flash attention only)")
+
+
+class TeacherConfig(_SupervisedSection):
+    """Bootstrap a tiny teacher on the gold documents of one split: the stand-in for a big
+    teacher LLM on a machine that cannot run one."""
+
+    split: str = "seed"
+    tiny: TinyModelConfig = TinyModelConfig()
+    learning_rate: float = Field(3e-3, gt=0)
+    epochs: float = Field(6.0, gt=0)
+    batch_size: int = Field(16, ge=1)
+
+
+class SftConfig(_SupervisedSection):
+    model: str = Field("tiny", description='a local folder or hub name, or "tiny" (built from the training texts)')
+    trust_remote_code: bool = False
+    tiny: TinyModelConfig = TinyModelConfig()
+    lora: LoraSettings | None = None
+
+
+class GrpoConfig(_TrainSection):
+    rewards: list[str] = ["format", "json", "f1_entities", "f1_relations", "types"]
+    reward_weights: list[float] | None = Field(None, description="one per reward; null: all 1")
+    num_generations: int = Field(8, ge=2)
+    generation_batch_size: int | None = Field(None, ge=1, description="null: batch_size (x processes)")
+    max_completion_length: int = Field(256, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    top_k: int | None = None
+    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo", "cispo", "sapo"] = "dapo"
+    beta: float = Field(0.0, ge=0)
+    epsilon: float = Field(0.2, gt=0)
+    num_iterations: int = Field(1, ge=1)
+    scale_rewards: Literal["group", "batch", "none"] = "group"
+    mask_truncated_completions: bool = False
+    use_vllm: bool = False
+    vllm_mode: Literal["colocate", "server"] = "colocate"
+    vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
+    limit: int | None = Field(None, ge=1, description="train on at most this many examples")
+    learning_rate: float = Field(1e-6, gt=0)
+    save_steps: int = Field(50, ge=1)
+
+    @model_validator(mode="after")
+    def _weights(self) -> "GrpoConfig":
+        if self.reward_weights is not None and len(self.reward_weights) != len(self.rewards):
+            raise ValueError(
+                f"reward_weights has {len(self.reward_weights)} values for {len(self.rewards)} rewards {self.rewards}"
+            )
+        batch = self.generation_batch_size or self.batch_size * self.gradient_accumulation_steps
+        if batch % self.num_generations:
+            raise ValueError(
+                f"num_generations ({self.num_generations}) must divide the generation batch ({batch} = "
+                "generation_batch_size, or batch_size x gradient_accumulation_steps): change one of them"
+            )
+        return self
+
+
+class EvaluateConfig(Section):
+    split: str = "test"
+    limit: int | None = Field(None, ge=1, description="evaluate at most this many documents")
+    constrained: bool = Field(False, description="JSON-schema constrained decoding (valid-JSON rate is then ~1)")
+    max_new_tokens: int = Field(256, ge=1)
+    batch_size: int = Field(16, ge=1)
+    models: list[Literal["base", "sft", "grpo"]] = ["base", "sft", "grpo"]
+    benchmarks: list[str] = Field([], description="interchange JSONL files also scored (skipped when missing)")
 
 
 # --- orchestration -------------------------------------------------------------------
@@ -155,6 +302,41 @@ class ReasonConfig(Section):
 class RetryConfig(Section):
     attempts: int = Field(3, ge=0, description="retries after the first try, transient errors only")
     backoff_s: float = Field(2.0, ge=0, description="first delay; doubles each retry, with jitter")
+
+
+class WorkPools(Section):
+    """Prefect work pools (deployments/prefect.yaml, `t2g stack up`): CPU stages run on
+    `cpu`, GPU stages on `gpu`. The embedded stack uses one process pool for both."""
+
+    cpu: str = Field("t2g-local", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    gpu: str = Field("t2g-local", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class OrchestrationConfig(Section):
+    """How stages are mapped onto Prefect: task runner for sharded CPU stages, pools, GPU slots."""
+
+    task_runner: Literal["threads", "dask", "ray"] = Field(
+        "threads", description="runs the shards of sharded CPU stages: threads, or a Dask/Ray cluster (extras)"
+    )
+    max_workers: int = Field(2, ge=1, description="threads, or local Dask/Ray workers when no address is given")
+    address: str | None = Field(None, description="an existing Dask scheduler or Ray cluster; null: start a local one")
+    filter_shard_size: int | None = Field(
+        None, ge=1, description="rows per filter shard, mapped over the task runner; null: filter runs as one task"
+    )
+    gpu_stages: list[str] = Field(
+        [], description="stages that hold a slot of the global concurrency limit `gpu_limit` while they run (strict)"
+    )
+    gpu_limit: str = Field("gpu", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="global concurrency limit name")
+    gpu_slots: int = Field(1, ge=1, description="slots of that limit `t2g stack up` creates (GPUs on the host)")
+    pools: WorkPools = WorkPools()
+
+    @model_validator(mode="after")
+    def _known_stages(self) -> "OrchestrationConfig":
+        known = (*STAGES, "teacher")  # the tiny-teacher bootstrap trains too
+        unknown = sorted(set(self.gpu_stages) - set(known))
+        if unknown:
+            raise ValueError(f"gpu_stages: {unknown} are not stages; choose from {', '.join(known)}")
+        return self
 
 
 STAGES = ("collect", "extract", "filter", "reason", "sft", "grpo", "evaluate")
@@ -168,7 +350,12 @@ class Recipe(Section):
     extract: ExtractConfig = ExtractConfig()
     filter: FilterConfig = FilterConfig()
     reason: ReasonConfig = ReasonConfig()
+    teacher: TeacherConfig | None = None
+    sft: SftConfig = SftConfig()
+    grpo: GrpoConfig = GrpoConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
     retries: RetryConfig = RetryConfig()
+    orchestration: OrchestrationConfig = OrchestrationConfig()
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None, store: str | None = None) -> Recipe:
@@ -186,7 +373,17 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, store: str
         apply_override(data, item)
     if store:
         data["store"] = store
+    if isinstance(data.get("store"), str):
+        data["store"] = dated_store(data["store"])
     return validate_recipe(data, source=str(path))
+
+
+def dated_store(store: str, now: "datetime.datetime | None" = None) -> str:
+    """`{date}` in a store URI becomes today's UTC date (YYYY-MM-DD): the nightly
+    regeneration deployment writes each night under a fresh prefix."""
+    import datetime
+
+    return store.replace("{date}", (now or datetime.datetime.now(datetime.timezone.utc)).strftime("%Y-%m-%d"))
 
 
 def validate_recipe(data: dict[str, Any], source: str = "recipe") -> Recipe:

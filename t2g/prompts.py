@@ -38,3 +38,26 @@ def messages(
         {"role": "system", "content": system},
         {"role": "user", "content": user_prompt(text, entity_types, relation_types)},
     ]
+
+
+# The reasoner (R1) is shown the answer and asked for the reasoning that reaches it, written
+# as if it had not seen it: the student will be trained to produce that reasoning from the
+# text alone, so it must not lean on the graph it is given.
+REASONER_SYSTEM_PROMPT = (
+    "You are shown a text, the entity and relation types requested from it, and the knowledge "
+    "graph that is the correct answer. Think step by step, as if you had not seen the answer, "
+    "about how to reach it from the text alone: find the mentions of each requested type, "
+    "decide their types, then the relations between them, and note which requested types do "
+    "not occur. Do not quote or copy the JSON answer. Put all of your reasoning inside "
+    "<think>...</think>."
+)
+
+
+def reasoner_messages(
+    text: str, entity_types: Sequence[str], relation_types: Sequence[str], graph_json: str
+) -> list[dict[str, str]]:
+    """The reasoner's prompt: the task as the student sees it, plus the answer to explain."""
+    return [
+        {"role": "system", "content": REASONER_SYSTEM_PROMPT},
+        {"role": "user", "content": f"{user_prompt(text, entity_types, relation_types)}\nAnswer: {graph_json}"},
+    ]

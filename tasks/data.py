@@ -9,13 +9,16 @@ from prefect.tasks import exponential_backoff
 
 from t2g.config import Recipe
 from t2g.runner import execute
+from tasks.gpu import gpu_slot, stage_tags
+from tasks.results import json_only_result_storage
 from tasks.storage import open_store
 from tasks.stage_task import cache_key_fn, publish, refs, retry_transient, section
 
 
 def _stage_task(stage: str):
     def run(recipe: Recipe, upstream: list[dict[str, Any]]) -> dict[str, Any]:
-        outcome = execute(stage, section(recipe, stage), refs(upstream), open_store(recipe.store))
+        with gpu_slot(recipe, stage):  # GPU stages hold a slot of the `gpu` limit (tasks/gpu.py)
+            outcome = execute(stage, section(recipe, stage), refs(upstream), open_store(recipe.store))
         return publish(stage, outcome)
 
     run.__name__ = run.__qualname__ = f"{stage}_task"
@@ -43,7 +46,9 @@ reason = _stage_task("reason")
 def with_recipe_retries(t, recipe: Recipe):
     """Apply the recipe's retry settings to a task."""
     return t.with_options(
+        # A saved block (Prefect insists): refuses any stored result that is not plain JSON.
+        result_storage=json_only_result_storage(),
         retries=recipe.retries.attempts,
         retry_delay_seconds=exponential_backoff(backoff_factor=recipe.retries.backoff_s),
-        tags={"t2g", f"stage:{t.name}", f"recipe:{recipe.name}"},
+        tags=stage_tags(recipe, t.name),
     )

@@ -39,7 +39,12 @@ STAGES: dict[str, Stage] = {
             ),
             side=("quarantine",),
         ),
-        Stage("extract", "t2g.stages.extract:extract", "extract", ("t2g.stages.extract", "t2g.graph")),
+        Stage(
+            "extract",
+            "t2g.stages.extract:extract",
+            "extract",
+            ("t2g.stages.extract", "t2g.graph", "t2g.prompts", "t2g.llm"),
+        ),
         Stage(
             "filter",
             "t2g.stages.filter:filter_graphs",
@@ -47,6 +52,34 @@ STAGES: dict[str, Stage] = {
             ("t2g.stages.filter", "t2g.graph", "t2g.metrics"),
             side=("dropped",),
         ),
-        Stage("reason", "t2g.stages.reason:reason", "reason", ("t2g.stages.reason",)),
+        Stage(
+            "reason",
+            "t2g.stages.reason:reason",
+            "reason",
+            ("t2g.stages.reason", "t2g.graph", "t2g.prompts", "t2g.llm"),
+            side=("dropped",),
+        ),
+        # Training: t2g.training and the prompt shape what is learnt; t2g.tiny what a
+        # "tiny" base is.
+        Stage(
+            "teacher",
+            "t2g.stages.teacher:teacher",
+            "teacher",
+            ("t2g.stages.teacher", "t2g.stages.sft", "t2g.training", "t2g.prompts", "t2g.tiny", "t2g.graph"),
+        ),
+        Stage("sft", "t2g.stages.sft:sft", "sft", ("t2g.stages.sft", "t2g.training", "t2g.prompts", "t2g.tiny")),
+        Stage(
+            "grpo",
+            "t2g.stages.grpo:grpo",
+            "grpo",
+            ("t2g.stages.grpo", "t2g.training", "t2g.prompts", "t2g.rewards", "t2g.graph", "t2g.metrics"),
+            side=("rewards",),
+        ),
+        Stage(
+            "evaluate",
+            "t2g.stages.evaluate:evaluate",
+            "evaluate",
+            ("t2g.stages.evaluate", "t2g.inference", "t2g.evaluation", "t2g.metrics", "t2g.graph", "t2g.prompts", "t2g.training"),
+        ),
     )
 }

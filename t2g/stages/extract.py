@@ -1,21 +1,31 @@
 """Extraction: label each document with a graph of the requested types.
 
 Backends: `gold` takes the graph an annotated source carries (a user with an annotated
-dataset needs no teacher); the LLM backends (transformers, vllm, openai) come with the
-teacher build. Every output row carries either a graph or the reason it has none.
+dataset needs no teacher); the LLM backends (transformers, vllm, openai; see t2g.llm)
+prompt a teacher with the shared prompt (t2g.prompts) under the JSON schema of the
+requested types. Every output row carries either a graph or the reason it has none:
+an answer that breaks the schema (a server without constrained decoding) is kept with
+its raw text and parse error, for the filter to drop and count.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import time
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
+from t2g import llm
 from t2g.config import ExtractConfig
-from t2g.graph import graph_from_obj
+from t2g.graph import graph_from_obj, json_schema, parse_completion
+from t2g.prompts import messages
 from t2g.stage import StageResult
+
+TEACHER = "@teacher"  # extract.model: the model artifact passed as the stage's second input
 
 OUTPUT_FIELDS = [
     pa.field("graph", pa.string()),
@@ -24,6 +34,7 @@ OUTPUT_FIELDS = [
     pa.field("finish_reason", pa.string()),
     pa.field("prompt_tokens", pa.int64()),
     pa.field("completion_tokens", pa.int64()),
+    pa.field("raw", pa.string()),  # the teacher's answer as generated (null for gold)
 ]
 
 
@@ -49,17 +60,41 @@ def request_types(row: dict[str, Any], cfg: ExtractConfig) -> tuple[list[str], l
     return sorted(etypes), sorted(rtypes)
 
 
-def extract(cfg: ExtractConfig, docs: pa.Table) -> StageResult:
-    if cfg.backend != "gold":
-        raise NotImplementedError(
-            f"extract.backend={cfg.backend!r} is not implemented in this build; use extract.backend=gold "
-            "with annotated or toyworld sources"
-        )
-    return _extract_gold(cfg, docs)
-
-
-def _extract_gold(cfg: ExtractConfig, docs: pa.Table) -> StageResult:
+def select(cfg: ExtractConfig, docs: pa.Table) -> tuple[list[dict[str, Any]], int]:
+    """The documents to label (those of `cfg.splits`), and how many were not selected."""
     rows = docs.to_pylist()
+    if cfg.splits is None:
+        return rows, 0
+    wanted = set(cfg.splits)
+    chosen = [r for r in rows if r.get("split") in wanted]
+    return chosen, len(rows) - len(chosen)
+
+
+def resolve_model(cfg: ExtractConfig, teacher: Path | None) -> str:
+    if cfg.model == TEACHER:
+        if teacher is None:
+            raise ExtractError(
+                'extract.model="@teacher" needs a teacher model: add a `teacher` section to the recipe '
+                "(or name a model path in extract.model)"
+            )
+        return str(teacher)
+    if not cfg.model:
+        raise ExtractError(f"extract.backend={cfg.backend} needs extract.model (a model path, hub name or \"@teacher\")")
+    return cfg.model
+
+
+def extract(cfg: ExtractConfig, docs: pa.Table, teacher: Path | None = None, *, api_key: str | None = None) -> StageResult:
+    rows, not_selected = select(cfg, docs)
+    schema = pa.schema(list(docs.schema) + OUTPUT_FIELDS)
+    if cfg.backend == "gold":
+        result = _extract_gold(cfg, rows, schema)
+    else:
+        result = _extract_llm(cfg, rows, schema, teacher, api_key)
+    result.summary = {"rows_in": docs.num_rows, "not_selected": not_selected, **result.summary}
+    return result
+
+
+def _extract_gold(cfg: ExtractConfig, rows: list[dict[str, Any]], schema: pa.Schema) -> StageResult:
     without = sorted({r["source"] for r in rows if not r.get("gold")})
     if without:
         raise ExtractError(
@@ -81,8 +116,86 @@ def _extract_gold(cfg: ExtractConfig, docs: pa.Table) -> StageResult:
                 "finish_reason": "gold",
                 "prompt_tokens": 0,
                 "completion_tokens": 0,
+                "raw": None,
             }
         )
-    schema = pa.schema(list(docs.schema) + OUTPUT_FIELDS)
     table = pa.Table.from_pylist(out, schema=schema)
-    return StageResult(main=table, summary={"rows_in": len(rows), "rows_out": len(out), "backend": "gold"})
+    return StageResult(main=table, summary={"rows_out": len(out), "backend": "gold"})
+
+
+def _extract_llm(
+    cfg: ExtractConfig, rows: list[dict[str, Any]], schema: pa.Schema, teacher: Path | None, api_key: str | None
+) -> StageResult:
+    model = resolve_model(cfg, teacher)
+    requests, types = [], []
+    sampling = llm.Sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.seed)
+    for row in rows:
+        etypes, rtypes = request_types(row, cfg)
+        types.append((etypes, rtypes))
+        requests.append(llm.Request(messages=messages(row["text"], etypes, rtypes), schema=json_schema(etypes, rtypes), sampling=sampling))
+    started = time.time()
+    if requests:
+        backend = llm.get_backend(cfg.backend, llm.engine_settings(cfg, model), llm.resolve_api_key(cfg, api_key))
+        results = backend.generate(requests)
+    else:
+        results = []
+    seconds = time.time() - started
+    if len(results) != len(requests):  # the protocol's promise; a backend bug must not lose rows silently
+        raise RuntimeError(f"backend {cfg.backend} returned {len(results)} results for {len(requests)} requests")
+
+    out, errors, finish = [], Counter(), Counter()
+    truncated = prompt_tokens = completion_tokens = 0
+    for row, (etypes, rtypes), res in zip(rows, types, results):
+        graph, error = _graph(res, etypes, rtypes)
+        if error:
+            errors[error.split(":")[0]] += 1
+        finish[res.finish_reason or "unknown"] += 1
+        truncated += res.truncated
+        prompt_tokens += res.prompt_tokens
+        completion_tokens += res.completion_tokens
+        out.append(
+            {
+                **row,
+                "entity_types": etypes,
+                "relation_types": rtypes,
+                "graph": graph,
+                "error": error,
+                # The recipe's name for the model: "@teacher" rather than a temporary folder.
+                "model": cfg.model,
+                "finish_reason": res.finish_reason,
+                "prompt_tokens": res.prompt_tokens,
+                "completion_tokens": res.completion_tokens,
+                "raw": res.text,
+            }
+        )
+    table = pa.Table.from_pylist(out, schema=schema)
+    summary = {
+        "rows_out": len(out),
+        "backend": cfg.backend,
+        "model": cfg.model,
+        "graphs": len(out) - sum(errors.values()),
+        "errors": dict(errors),
+        "finish_reasons": dict(finish),
+        "truncated": truncated,
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "generate_s": round(seconds, 3),
+    }
+    return StageResult(main=table, summary=summary)
+
+
+def _graph(res: llm.Result, etypes: list[str], rtypes: list[str]) -> tuple[str | None, str]:
+    """(canonical graph JSON, "") or (None, why not)."""
+    if res.error:
+        return None, f"generation failed: {res.error}"
+    parsed = parse_completion(res.text)
+    if parsed.graph is None:
+        suffix = " (cut at max_new_tokens)" if res.finish_reason == "length" else ""
+        return None, f"unparseable answer: {parsed.error}{suffix}"
+    # A server without constrained decoding may answer types nobody asked for.
+    stray = sorted({e.type for e in parsed.graph.entities} - set(etypes)) + sorted(
+        {r.type for r in parsed.graph.relations} - set(rtypes)
+    )
+    if stray:
+        return None, f"types not requested: {', '.join(stray)}"
+    return parsed.graph.to_json(), ""

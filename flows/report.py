@@ -1,0 +1,101 @@
+"""The pipeline's run report: one markdown artifact (`t2g-run-report`) per run.
+
+It says what went in (recipe, overrides, store), what came out (each stage's artifact URI,
+rows, cache hit or not, drop reasons), the evaluation's F1 table when the run got that far
+and links to the plots the stages saved. `render` is plain (tested without Prefect);
+`publish` is what the pipeline flow calls at its end.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from t2g.config import Recipe
+from tasks.storage import open_store
+
+REPORT_KEY = "t2g-run-report"
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(rows: list[Mapping[str, Any]], columns: list[str] | None = None) -> list[str]:
+    if not rows:
+        return []
+    columns = columns or list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return lines
+
+
+def f1_rows(evaluation: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The evaluation table's rows (one per model) and its columns: labels (text) first, then scores."""
+    if not evaluation:
+        return [], []
+    columns = list(evaluation[0])
+    labels = [c for c in columns if isinstance(evaluation[0][c], str)]
+    return evaluation, labels + [c for c in columns if c not in labels]
+
+
+def render(
+    recipe: Recipe,
+    refs: Mapping[str, Mapping[str, Any]],
+    config: str,
+    overrides: list[str] | None = None,
+    manifests: Mapping[str, Mapping[str, Any]] | None = None,
+    evaluation: list[dict[str, Any]] | None = None,
+) -> str:
+    manifests = manifests or {}
+    lines = [f"# t2g run: {recipe.name}", ""]
+    if recipe.description:
+        lines += [recipe.description, ""]
+    lines += ["## Inputs", "", f"- recipe: `{config}`", f"- store: `{recipe.store}`"]
+    lines += [f"- override: `{o}`" for o in overrides or []]
+    lines += ["", "## Artifacts", ""]
+    rows = []
+    for stage, ref in refs.items():
+        summary = (manifests.get(stage) or {}).get("summary") or {}
+        dropped = sum((summary.get("reasons") or {}).values())
+        rows.append({"stage": stage, "rows in": summary.get("rows_in", ""), "rows out": ref.get("rows", ""),
+                     "dropped": dropped or "", "cache": "hit" if ref.get("hit") else "ran", "artifact": f"`{ref.get('uri')}`"})  # fmt: skip
+    lines += _table(rows)
+    reasons = [
+        {"stage": stage, "reason": reason, "rows": n}
+        for stage, m in manifests.items()
+        for reason, n in sorted(((m.get("summary") or {}).get("reasons") or {}).items())
+    ]
+    if reasons:
+        lines += ["", "### Drop reasons", "", *_table(reasons)]
+    table, columns = f1_rows(evaluation or [])
+    if columns:
+        lines += ["", "## Evaluation", "", *_table(table, columns)]
+    plots = [
+        f"- [{name}]({refs[stage]['uri']}/{name})"
+        for stage, m in manifests.items()
+        for name in sorted(m.get("files") or {})
+        if name.endswith((".png", ".svg", ".html"))
+    ]
+    if plots:
+        lines += ["", "## Plots", "", *plots]
+    return "\n".join(lines) + "\n"
+
+
+def publish(recipe: Recipe, refs: Mapping[str, Mapping[str, Any]], config: str, overrides: list[str] | None = None) -> str:
+    """Read the manifests (summaries, evaluation table, files) and publish the report artifact."""
+    from prefect.artifacts import create_markdown_artifact
+
+    store = open_store(recipe.store)
+    manifests = {}
+    for stage, ref in refs.items():
+        try:
+            manifests[stage] = store.manifest(ref["stage"], ref["key"])
+        except Exception:  # a report never fails a finished run
+            manifests[stage] = {}
+    # The evaluate stage keeps its F1 table (one row per model) in its summary.
+    evaluation = (manifests.get("evaluate", {}).get("summary") or {}).get("table") or None
+    markdown = render(recipe, refs, config, overrides, manifests, evaluation)
+    create_markdown_artifact(markdown, key=REPORT_KEY, description=f"t2g run report: {recipe.name}")
+    return markdown

@@ -1,0 +1,107 @@
+"""Entry points of the training-only and evaluation-only deployments
+(deployments/prefect.yaml): each starts from artifact URIs a user has (from a run report or
+`t2g run`'s table) instead of refs, and finds the rest by walking the artifacts' lineage
+(every manifest lists its upstream artifacts).
+
+Both check their inputs first, so a wrong URI or a missing benchmark file fails within
+seconds with the reason in the run's logs, before any model loads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from flows.data import resolve
+from flows.naming import run_name
+from t2g.store import ArtifactRef, Store
+from tasks.storage import open_store
+
+
+def artifact_ref(store: Store, root: str, uri: str) -> ArtifactRef:
+    """The finished artifact at `uri` (`<store>/<stage>/<key>`), or a ValueError saying why not."""
+    root = root.rstrip("/")
+    if not uri.startswith(root + "/"):
+        raise ValueError(f"artifact {uri} is not in the recipe's store {root}; pass store= to point at its store")
+    stage, _, key = uri[len(root) + 1 :].strip("/").partition("/")
+    ref = None
+    if stage and key and "/" not in key:
+        try:
+            ref = store.ref(stage, key)
+        except ValueError:  # not a valid stage/key name
+            ref = None
+    if ref is None:
+        raise ValueError(f"no finished artifact at {uri} (no manifest there)")
+    return ref
+
+
+def lineage(store: Store, ref: ArtifactRef) -> dict[str, ArtifactRef]:
+    """`ref` and every artifact upstream of it, by stage (manifests list their upstream refs)."""
+    found: dict[str, ArtifactRef] = {}
+    todo = [ref]
+    while todo:
+        r = todo.pop()
+        if r.stage in found:
+            continue
+        found[r.stage] = r
+        todo += [ArtifactRef.from_dict(u) for u in store.manifest(r.stage, r.key).get("upstream", [])]
+    return found
+
+
+def _need(refs: dict[str, ArtifactRef], stage: str, start: ArtifactRef) -> ArtifactRef:
+    if stage not in refs:
+        raise ValueError(f"{start.uri} ({start.stage}) has no {stage} artifact upstream of it")
+    return refs[stage]
+
+
+@flow(name="t2g-train-only", flow_run_name=run_name("train-only"), log_prints=True)
+def train_from_data(
+    config: str,
+    data: str,
+    store: str | None = None,
+    overrides: list[str] | None = None,
+    until: str | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Train (sft → grpo → evaluate) from a finished `reason` artifact's URI."""
+    from flows.train import train_flow
+
+    recipe = resolve(config, store, overrides)
+    st = open_store(recipe.store)
+    ref = artifact_ref(st, recipe.store, data)
+    if ref.stage != "reason":
+        raise ValueError(f"data must be a reason artifact (the SFT targets), got a {ref.stage} artifact: {data}")
+    collect = _need(lineage(st, ref), "collect", ref)
+    get_run_logger().info("training from %s (%d rows); held-out documents from %s", ref.uri, ref.rows, collect.uri)
+    return train_flow(config, collect.to_dict(), ref.to_dict(), store=store, overrides=overrides, until=until)
+
+
+@flow(name="t2g-evaluate-only", flow_run_name=run_name("evaluate-only"), log_prints=True)
+def evaluate_model(
+    config: str,
+    model: str,
+    benchmark: str,
+    store: str | None = None,
+    overrides: list[str] | None = None,
+) -> dict[str, Any]:
+    """Score a trained model (an `sft` or `grpo` artifact URI) on an interchange JSONL benchmark
+    (and the held-out split of the documents it was trained from)."""
+    from tasks import train as t
+
+    if not Path(benchmark).is_file():
+        raise FileNotFoundError(f"benchmark {benchmark} does not exist (relative paths start at the repository root)")
+    recipe = resolve(config, store, overrides)
+    st = open_store(recipe.store)
+    ref = artifact_ref(st, recipe.store, model)
+    if ref.stage not in ("sft", "grpo"):
+        raise ValueError(f"model must be an sft or grpo artifact, got a {ref.stage} artifact: {model}")
+    refs = lineage(st, ref)
+    collect, sft = _need(refs, "collect", ref), _need(refs, "sft", ref)
+    models = [m for m in recipe.evaluate.models if m != "grpo" or ref.stage == "grpo"]
+    recipe = recipe.model_copy(update={"evaluate": recipe.evaluate.model_copy(update={"benchmarks": [benchmark], "models": models})})
+    grpo = refs.get("grpo", sft)  # an sft model alone: it stands in for the grpo input, which is then not scored
+    out = t.run_stage(t.evaluate, recipe, [collect.to_dict(), sft.to_dict(), grpo.to_dict()])
+    t.publish_report(recipe, out)
+    get_run_logger().info("evaluation of %s on %s: %s", ref.uri, benchmark, out["uri"])
+    return out

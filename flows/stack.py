@@ -1,0 +1,266 @@
+"""`t2g stack up|down|status`: the embedded stack for a user who wants the Prefect UI locally.
+
+`up` starts a Prefect server on 127.0.0.1 (SQLite under `<home>/prefect`), creates the
+recipe's work pools (process type) and the global concurrency limit that GPU stages take a
+slot of, registers deployments/prefect.yaml, and starts one worker per pool. Scheduled
+regeneration needs a worker on a pool: `serve()` would pause the schedules when it stops.
+
+Each process is started in its own session (`start_new_session=True`): it leads its own
+process group, so `down` stops it and everything it spawned (flow-run subprocesses) with
+one signal to the group, and SIGTERM reaches it even when `up` ran from a
+non-interactive shell (no job control). PIDs are kept in `<home>/stack.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+REPO = Path(__file__).resolve().parents[1]
+PREFECT_FILE = "deployments/prefect.yaml"
+QUIET = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
+
+stack_app = typer.Typer(help="The embedded Prefect stack: server, work pool, worker, deployments.", no_args_is_help=True)
+
+
+def _prefect() -> str:
+    return str(Path(sys.executable).with_name("prefect"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def state_file(home: Path) -> Path:
+    return home / "stack.json"
+
+
+def read_state(home: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(state_file(home).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` is a running Prefect process (a recycled PID of another program is not ours)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        try:  # no /proc (macOS): signal 0 only tells the PID exists
+            os.kill(pid, 0)
+            return True
+        except OSError:
+            return False
+    return b"prefect" in cmdline and stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def healthy(api_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def stop_group(pid: int, timeout: float = 30) -> None:
+    """SIGTERM the process group `pid` leads; SIGKILL it if it is still there after `timeout`."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if not alive(pid):
+                return
+            time.sleep(0.2)
+
+
+def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            args, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=REPO, start_new_session=True,
+        )  # fmt: skip
+
+
+def _setup(api_url: str, pools: list[str], gpu_limit: str, gpu_slots: int) -> None:
+    """Create the process work pools and the global concurrency limit (idempotent)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import (
+        GlobalConcurrencyLimitCreate,
+        GlobalConcurrencyLimitUpdate,
+        WorkPoolCreate,
+    )
+    from prefect.exceptions import ObjectAlreadyExists
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.workers.process import ProcessWorker
+
+    with temporary_settings(updates={PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+        for name in pools:
+            template = ProcessWorker.get_default_base_job_template()
+            try:
+                client.create_work_pool(WorkPoolCreate(name=name, type="process", base_job_template=template))
+            except ObjectAlreadyExists:
+                pass
+        try:
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=gpu_limit, limit=gpu_slots))
+        except ObjectAlreadyExists:
+            client.update_global_concurrency_limit(gpu_limit, GlobalConcurrencyLimitUpdate(limit=gpu_slots))
+
+
+def up(home: Path, port: int, config: Path, ui: bool = True, timeout: float = 240) -> dict[str, Any]:
+    from t2g.config import load_recipe
+
+    recipe = load_recipe(config)  # fails on a bad recipe before anything starts
+    orch = recipe.orchestration
+    home = home.resolve()
+    state = read_state(home)
+    if state and alive(state["pids"]["server"]):
+        raise RuntimeError(f"the stack is already up ({state['api_url']}); `t2g stack down` first")
+    if state:  # a stack whose server died: stop what is left of it (workers) before starting anew
+        down(home)
+    port = port or _free_port()
+    api_url = f"http://127.0.0.1:{port}/api"
+    base = {**os.environ, **QUIET, "PREFECT_HOME": str(home / "prefect")}
+    base.pop("PREFECT_API_URL", None)
+    client_env = {**base, "PREFECT_API_URL": api_url}
+    logs = home / "logs"
+    pids: dict[str, Any] = {}
+    state = {"api_url": api_url, "ui_url": f"http://127.0.0.1:{port}", "home": str(home), "pids": pids,
+             "pools": sorted({orch.pools.cpu, orch.pools.gpu}), "logs": str(logs)}  # fmt: skip
+    home.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:
+        tmp = state_file(home).with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2) + "\n")
+        tmp.replace(state_file(home))
+
+    server_args = [_prefect(), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    server = _spawn(server_args + ([] if ui else ["--no-ui"]), base, logs / "server.log")
+    pids["server"] = server.pid
+    save()  # from here on `down` can clean up whatever `up` leaves if it fails
+    try:
+        deadline = time.time() + timeout
+        while not healthy(api_url):
+            if server.poll() is not None:
+                raise RuntimeError(f"prefect server exited {server.returncode}; see {logs / 'server.log'}")
+            if time.time() > deadline:
+                raise RuntimeError(f"prefect server did not answer on {api_url} in {timeout:.0f} s; see {logs / 'server.log'}")
+            time.sleep(0.5)
+        _setup(api_url, state["pools"], orch.gpu_limit, orch.gpu_slots)
+        # Workers first: they boot while the deployments register. A local server is cheap
+        # to poll, so a run starts within seconds of `prefect deployment run`.
+        worker_env = {**client_env, "PREFECT_WORKER_QUERY_SECONDS": client_env.get("PREFECT_WORKER_QUERY_SECONDS", "3")}
+        pids["workers"] = {}
+        for pool in state["pools"]:
+            worker = _spawn([_prefect(), "worker", "start", "--pool", pool, "--type", "process"], worker_env, logs / f"worker-{pool}.log")
+            pids["workers"][pool] = worker.pid
+        save()
+        deployed = subprocess.run(
+            [_prefect(), "--no-prompt", "deploy", "--all", "--prefect-file", PREFECT_FILE],
+            cwd=REPO, env=client_env, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout,
+        )  # fmt: skip
+        (logs / "deploy.log").write_text(deployed.stdout + deployed.stderr)
+        if deployed.returncode != 0:
+            raise RuntimeError(f"prefect deploy failed; see {logs / 'deploy.log'}:\n{deployed.stdout[-2000:]}{deployed.stderr[-2000:]}")
+        for pool, pid in pids["workers"].items():
+            if not alive(pid):
+                raise RuntimeError(f"the worker for {pool} exited; see {logs / f'worker-{pool}.log'}")
+    except BaseException:
+        down(home)
+        raise
+    return state
+
+
+def down(home: Path) -> list[str]:
+    """Stop the workers (and their flow runs), then the server; forget the stack."""
+    home = home.resolve()
+    state = read_state(home)
+    if state is None:
+        return []
+    stopped = []
+    for pool, pid in (state["pids"].get("workers") or {}).items():
+        stop_group(pid)
+        stopped.append(f"worker {pool} ({pid})")
+    if state["pids"].get("server"):
+        stop_group(state["pids"]["server"])
+        stopped.append(f"server ({state['pids']['server']})")
+    state_file(home).unlink(missing_ok=True)
+    return stopped
+
+
+def status(home: Path) -> dict[str, Any] | None:
+    state = read_state(home.resolve())
+    if state is None:
+        return None
+    procs = {"server": state["pids"]["server"], **{f"worker {p}": pid for p, pid in (state["pids"].get("workers") or {}).items()}}
+    return {**state, "alive": {name: alive(pid) for name, pid in procs.items()}, "healthy": healthy(state["api_url"])}
+
+
+_HOME = typer.Option(Path(".t2g"), "--home", help="where the stack keeps its Prefect home, logs and stack.json")
+
+
+@stack_app.command("up")
+def up_cmd(
+    home: Path = _HOME,
+    port: int = typer.Option(4200, "--port", help="server port on 127.0.0.1 (0: a free one)"),
+    config: Path = typer.Option(REPO / "configs" / "tiny.yaml", "--config", help="recipe naming the pools and GPU slots"),
+    ui: bool = typer.Option(True, "--ui/--no-ui", help="serve the UI"),
+) -> None:
+    """Start server, work pools, concurrency limit, deployments and workers."""
+    try:
+        state = up(home, port, config, ui=ui)
+    except Exception as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"stack up: UI {state['ui_url']}  API {state['api_url']}")
+    typer.echo(f"  export PREFECT_API_URL={state['api_url']}")
+    typer.echo(f"  pools {', '.join(state['pools'])}; logs in {state['logs']}; `t2g stack down` stops it")
+
+
+@stack_app.command("down")
+def down_cmd(home: Path = _HOME) -> None:
+    """Stop the workers and the server started by `t2g stack up`."""
+    stopped = down(home)
+    typer.echo("stopped " + ", ".join(stopped) if stopped else "no stack to stop")
+
+
+@stack_app.command("status")
+def status_cmd(home: Path = _HOME, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Show the stack's URLs and whether each process is alive; exit 1 if any is not."""
+    info = status(home)
+    if info is None:
+        typer.echo("no stack (t2g stack up starts one)")
+        raise typer.Exit(3)
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+    else:
+        typer.echo(f"UI {info['ui_url']}  API {info['api_url']}  {'healthy' if info['healthy'] else 'NOT ANSWERING'}")
+        for name, ok in info["alive"].items():
+            typer.echo(f"  {name:<20} {'up' if ok else 'DOWN'}")
+    if not (info["healthy"] and all(info["alive"].values())):
+        raise typer.Exit(1)
+
+
+def main(argv: Optional[list[str]] = None) -> None:  # `python -m flows.stack up`
+    stack_app(args=argv if argv is not None else sys.argv[1:], prog_name="t2g stack")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""The training flow: sft → grpo → evaluate, each a cached task.
+
+SFT and GRPO train on the reason stage's output; evaluate scores the base model (what the
+SFT started from), the SFT model and the GRPO model on the held-out split of collect.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from flows.naming import run_name
+from t2g.config import Recipe
+from tasks import train as t
+
+TRAIN_STAGES = ("sft", "grpo", "evaluate")
+
+
+def run_train(recipe: Recipe, collect: dict[str, Any], reason: dict[str, Any], until: str | None = None) -> dict[str, dict[str, Any]]:
+    """Chain the training tasks after the data flow's collect and reason references."""
+    out: dict[str, dict[str, Any]] = {}
+    out["sft"] = t.run_stage(t.sft, recipe, [reason])
+    if until == "sft":
+        return out
+    out["grpo"] = t.run_stage(t.grpo, recipe, [reason, out["sft"]])
+    t.publish_rewards(recipe, out["grpo"])
+    if until == "grpo":
+        return out
+    out["evaluate"] = t.run_stage(t.evaluate, recipe, [collect, out["sft"], out["grpo"]])
+    t.publish_report(recipe, out["evaluate"])
+    return out
+
+
+@flow(name="t2g-train", flow_run_name=run_name("train"), log_prints=True)
+def train_flow(
+    config: str,
+    collect: dict[str, Any],
+    reason: dict[str, Any],
+    store: str | None = None,
+    overrides: list[str] | None = None,
+    until: str | None = None,
+) -> dict[str, dict[str, Any]]:
+    """SFT the student, GRPO it, evaluate base vs SFT vs GRPO."""
+    from flows.data import resolve
+
+    recipe = resolve(config, store, overrides)
+    refs = run_train(recipe, collect, reason, until)
+    get_run_logger().info("training flow done: %s", {s: r["uri"] for s, r in refs.items()})
+    return refs
+
+
+def closing_report(recipe: Recipe, refs: dict[str, dict[str, Any]]) -> str:
+    """What `t2g run` prints at the end of a run that evaluated: the F1 table and where
+    the report, the predictions and the reward plot are."""
+    if "evaluate" not in refs:
+        return ""
+    md = t.open_store(recipe.store).read_file("evaluate", refs["evaluate"]["key"], "report.md").decode()
+    lines = ["", md.strip(), "", f"report:      {refs['evaluate']['uri']}/report.md (and report.json; predictions in the parquet parts)"]
+    if "grpo" in refs:
+        lines.append(f"reward plot: {refs['grpo']['uri']}/rewards.png")
+    return "\n".join(lines)

@@ -1,0 +1,129 @@
+"""The openai backend: any OpenAI-compatible server (vllm serve, SGLang, TGI, hosted).
+
+Every request of a call is in flight at once up to `max_in_flight` (the server batches
+them), each with its own timeout. 429, 5xx, connection errors and timeouts are retried
+with exponential backoff and full jitter; any other refusal (400: prompt too long, bad
+schema) is recorded on its request at once, never retried. A request out of retries
+ends with its last error: nothing is lost, nothing runs twice into the output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+from typing import Any, Sequence
+
+import openai
+
+from t2g.llm.base import Request, Result, failed
+
+RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError, openai.APITimeoutError)
+
+
+class OpenAIBackend:
+    name = "openai"
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None,
+        api_key: str,
+        max_in_flight: int = 32,
+        timeout_s: float = 300.0,
+        max_retries: int = 6,
+        backoff_s: float = 1.0,
+    ):
+        self.model = model
+        self.base_url = base_url
+        self._api_key = api_key  # never logged, never in a repr
+        self.max_in_flight = max_in_flight
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+
+    def __repr__(self) -> str:
+        return f"OpenAIBackend(model={self.model!r}, base_url={self.base_url!r})"
+
+    def generate(self, requests: Sequence[Request]) -> list[Result]:
+        coro = self._all(list(requests))
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(coro)
+        # Called from inside an event loop (an async task): run ours on a thread.
+        out: list[list[Result]] = []
+        thread = threading.Thread(target=lambda: out.append(asyncio.run(coro)))
+        thread.start()
+        thread.join()
+        return out[0]
+
+    async def _all(self, requests: list[Request]) -> list[Result]:
+        # The client's own retries are off: ours know which errors to retry and record the rest.
+        client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key, max_retries=0, timeout=self.timeout_s)
+        gate = asyncio.Semaphore(self.max_in_flight)
+        try:
+            return list(await asyncio.gather(*(self._one(client, gate, r) for r in requests)))
+        finally:
+            await client.close()
+
+    async def _one(self, client: openai.AsyncOpenAI, gate: asyncio.Semaphore, request: Request) -> Result:
+        last = ""
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                # Full jitter: spreads a burst of 429s instead of retrying in lockstep.
+                await asyncio.sleep(random.uniform(0, self.backoff_s * 2 ** (attempt - 1)))
+            try:
+                async with gate:
+                    return await self._call(client, request)
+            except RETRYABLE as exc:
+                last = _describe(exc)
+            except openai.APIStatusError as exc:  # 400, 401, 404, 422: retrying cannot help
+                return failed(_describe(exc))
+            except Exception as exc:  # a malformed response body, say: recorded on this request
+                return failed(f"{type(exc).__name__}: {exc}")
+        return failed(f"gave up after {self.max_retries + 1} attempts: {last}")
+
+    async def _call(self, client: openai.AsyncOpenAI, request: Request) -> Result:
+        s = request.sampling
+        common: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": s.max_new_tokens,
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+        }
+        if s.seed is not None:
+            common["seed"] = s.seed
+        if request.messages is not None:
+            if request.schema is not None:
+                common["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": "graph", "schema": request.schema, "strict": True},
+                }
+            resp = await client.chat.completions.create(messages=request.messages, **common)
+            choice = resp.choices[0]
+            message = choice.message
+            extra = getattr(message, "model_extra", None) or {}
+            # vLLM/SGLang with a reasoning parser put the thinking apart (the name varies).
+            reasoning = getattr(message, "reasoning_content", None) or extra.get("reasoning_content") or extra.get("reasoning")
+            text = message.content or ""
+        else:
+            if request.schema is not None:  # completions have no response_format: vLLM's own field
+                common["extra_body"] = {"structured_outputs": {"json": request.schema}}
+            resp = await client.completions.create(prompt=request.prompt, **common)
+            choice = resp.choices[0]
+            reasoning, text = None, choice.text or ""
+        usage = resp.usage
+        return Result(
+            text=text,
+            reasoning=reasoning,
+            finish_reason=choice.finish_reason or "",
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+        )
+
+
+def _describe(exc: Exception) -> str:
+    status = getattr(exc, "status_code", None)
+    message = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+    return f"{status} {type(exc).__name__}: {message}" if status else f"{type(exc).__name__}: {message}"

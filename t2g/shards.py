@@ -1,0 +1,214 @@
+"""Sharded stages: split a stage's input into shards, run each shard as its own cached
+unit, merge the shard outputs into the stage's one artifact.
+
+A shard's key is its content digest + the stage config + the other inputs' keys + the
+code version, so a crash costs at most the shards in flight and a rerun reuses every
+finished shard (even if the shard boundaries of a later input shift, unchanged shards
+keep their digest only when their rows do: shards are cut by position). The merged
+artifact is written under the stage's normal key (t2g.runner.stage_key): downstream
+stages and the run cache cannot tell a sharded stage from a plain one.
+
+Plain Python, no Prefect: tasks/shards.py maps these over Prefect tasks, and any other
+driver (a script, a test) can run them in a loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import pyarrow as pa
+from pydantic import BaseModel
+
+from t2g.runner import Outcome, load_input, stage_key
+from t2g.stage import cache_key, code_version
+from t2g.stages import STAGES
+from t2g.store import ArtifactRef, Store
+
+
+def shard_input_stage(stage: str) -> str:
+    return f"{stage}-shardin"  # content-addressed shard inputs (key = digest)
+
+
+def shard_stage(stage: str) -> str:
+    return f"{stage}-shard"  # shard outputs (key = shard key); side tables: <stage>-shard-<side>
+
+
+def split(table: pa.Table, size: int) -> list[pa.Table]:
+    """Consecutive shards of at most `size` rows; an empty table is one empty shard (its
+    schema still flows to the merged artifact)."""
+    if size < 1:
+        raise ValueError(f"shard size must be at least 1, got {size}")
+    if table.num_rows == 0:
+        return [table]
+    return [table.slice(start, size) for start in range(0, table.num_rows, size)]
+
+
+def digest(table: pa.Table) -> str:
+    """Digest of a shard's rows and schema (Arrow IPC, so chunking and Parquet metadata
+    do not count)."""
+    # take() copies into fresh buffers: a slice's IPC bytes depend on its offset otherwise.
+    table = table.replace_schema_metadata(None).combine_chunks().take(pa.array(range(table.num_rows), pa.int64()))
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return hashlib.sha256(sink.getvalue()).hexdigest()[:24]
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int
+    digest: str  # of the shard's input rows
+    key: str  # of the shard's output
+    rows: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "digest": self.digest, "key": self.key, "rows": self.rows}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Shard":
+        return cls(int(d["index"]), d["digest"], d["key"], int(d["rows"]))
+
+
+@dataclass
+class Plan:
+    key: str  # the merged artifact's key
+    done: ArtifactRef | None  # the merged artifact when it exists already
+    shards: list[Shard] = field(default_factory=list)
+
+
+def _config(config: BaseModel | dict[str, Any]) -> dict[str, Any]:
+    return config.model_dump(mode="json") if isinstance(config, BaseModel) else dict(config)
+
+
+def shard_key(stage: str, config: BaseModel | dict[str, Any], shard_digest: str, others: Sequence[ArtifactRef]) -> str:
+    code = code_version(*STAGES[stage].modules)
+    return cache_key(shard_stage(stage), _config(config), [shard_digest, *(o.key for o in others)], code)
+
+
+def plan(stage: str, config: Any, upstream: Sequence[ArtifactRef], store: Store, size: int) -> Plan:
+    """Cut the first input into shards and store each (idempotent: content-addressed).
+    Nothing is cut when the merged artifact exists."""
+    key = stage_key(stage, config, upstream)
+    done = store.ref(stage, key)
+    if done is not None:
+        return Plan(key, done)
+    table = store.read(upstream[0].stage, upstream[0].key)
+    shards = []
+    for index, part in enumerate(split(table, size)):
+        d = digest(part)
+        if not store.has(shard_input_stage(stage), d):
+            store.write(shard_input_stage(stage), d, part, meta={"of": upstream[0].to_dict()})
+        shards.append(Shard(index, d, shard_key(stage, config, d, upstream[1:]), part.num_rows))
+    return Plan(key, None, shards)
+
+
+@dataclass
+class ShardOutcome:
+    shard: Shard
+    hit: bool
+    rows: int
+    summary: dict[str, Any]
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"shard": self.shard.to_dict(), "hit": self.hit, "rows": self.rows, "summary": self.summary, "seconds": self.seconds}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ShardOutcome":
+        return cls(Shard.from_dict(d["shard"]), bool(d["hit"]), int(d["rows"]), d["summary"], float(d["seconds"]))
+
+
+def run_shard(
+    stage: str, config: Any, shard: Shard, upstream: Sequence[ArtifactRef], store: Store, **kwargs: Any
+) -> ShardOutcome:
+    """Run the stage on one shard, or reuse its finished output. Side tables are written
+    before the shard's main output, whose manifest marks the shard finished."""
+    started = time.time()
+    out_stage = shard_stage(stage)
+    if store.has(out_stage, shard.key):
+        m = store.manifest(out_stage, shard.key)
+        return ShardOutcome(shard, True, int(m["rows"]), m.get("summary", {}), time.time() - started)
+    spec = STAGES[stage]
+    inputs = [store.read(shard_input_stage(stage), shard.digest), *(load_input(store, u) for u in upstream[1:])]
+    result = spec.load()(config, *inputs, **kwargs)
+    if not isinstance(result.main, pa.Table):
+        result.main = pa.concat_tables(list(result.main))
+    meta = {"summary": result.summary, "shard": shard.to_dict(), "config": _config(config)}
+    for name, table in result.side.items():
+        store.write(f"{out_stage}-{name}", shard.key, table, meta=meta)
+    ref = store.write(out_stage, shard.key, result.main, meta=meta)
+    return ShardOutcome(shard, False, ref.rows, result.summary, time.time() - started)
+
+
+def merge_summaries(summaries: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Add up shard summaries: numbers are summed, dicts merged key by key, any other
+    value kept when every shard agrees (a list of the distinct values otherwise)."""
+    out: dict[str, Any] = {}
+    for summary in summaries:
+        for k, v in summary.items():
+            if k not in out:
+                out[k] = dict(v) if isinstance(v, dict) else v
+            elif isinstance(v, bool) or not isinstance(v, (int, float, dict)):
+                if out[k] != v:
+                    seen = out[k] if isinstance(out[k], list) else [out[k]]
+                    out[k] = seen if v in seen else [*seen, v]
+            elif isinstance(v, dict):
+                out[k] = merge_summaries([out[k], v])
+            else:
+                out[k] = round(out[k] + v, 3) if isinstance(v, float) or isinstance(out[k], float) else out[k] + v
+    return out
+
+
+def merge(
+    stage: str,
+    config: Any,
+    upstream: Sequence[ArtifactRef],
+    shards: Sequence[Shard],
+    store: Store,
+    extra_summary: dict[str, Any] | None = None,
+) -> Outcome:
+    """Concatenate the finished shards, in shard order, into the stage's artifact (side
+    artifacts first, the main manifest last, as t2g.runner.execute does)."""
+    started = time.time()
+    spec = STAGES[stage]
+    key = stage_key(stage, config, upstream)
+    existing = store.ref(stage, key)
+    if existing is not None:
+        side = {s: ref for s in spec.side if (ref := store.ref(f"{stage}-{s}", key)) is not None}
+        return Outcome(existing, True, store.manifest(stage, key).get("summary", {}), side, time.time() - started)
+    out_stage = shard_stage(stage)
+    ordered = sorted(shards, key=lambda s: s.index)
+    manifests = [store.manifest(out_stage, s.key) for s in ordered]  # raises if a shard is missing
+    summary = merge_summaries(m.get("summary", {}) for m in manifests)
+    summary["shards"] = len(ordered)
+    summary.update(extra_summary or {})
+    meta = {
+        "config": _config(config),
+        "upstream": [u.to_dict() for u in upstream],
+        "code_version": code_version(*spec.modules),
+        "shards": [s.to_dict() for s in ordered],
+    }
+    side = {}
+    for name in spec.side:
+        tables = [store.read(f"{out_stage}-{name}", s.key) for s in ordered if store.has(f"{out_stage}-{name}", s.key)]
+        if tables:
+            side[name] = store.write(f"{stage}-{name}", key, pa.concat_tables(tables), meta={**meta, "summary": summary})
+    writer = store.writer(stage, key)
+    for s in ordered:
+        writer.add(store.read(out_stage, s.key))
+    meta.update(summary=summary, side={n: r.to_dict() for n, r in side.items()}, stage_s=round(time.time() - started, 3))
+    ref = writer.commit(meta)
+    return Outcome(ref, False, summary, side, time.time() - started)
+
+
+def run_all(stage: str, config: Any, upstream: Sequence[ArtifactRef], store: Store, size: int, **kwargs: Any) -> Outcome:
+    """The whole sharded stage in this process, one shard after another (no Prefect)."""
+    p = plan(stage, config, upstream, store, size)
+    if p.done is not None:
+        return merge(stage, config, upstream, [], store)
+    for shard in p.shards:
+        run_shard(stage, config, shard, upstream, store, **kwargs)
+    return merge(stage, config, upstream, p.shards, store)

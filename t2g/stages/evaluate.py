@@ -1,0 +1,172 @@
+"""Evaluate: base vs SFT vs GRPO on held-out documents, scored with t2g.evaluation.
+
+Every model answers the same prompts greedily (unconstrained by default, so the
+valid-JSON rate says whether the model learnt the format). The report per model is
+`t2g eval --json`'s shape plus `valid_json_rate` and `type_conformity`; it is kept as
+`report.json` ({"models": {"base": R, "sft": R, "grpo": R}}) and `report.md`, and every
+answer is a row of the predictions table. Interchange JSONL benchmarks named in the
+recipe are scored the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import pyarrow as pa
+
+from t2g.config import EvaluateConfig
+from t2g.evaluation import evaluate as score, read_interchange
+from t2g.graph import graph_from_obj, json_schema, parse_completion
+from t2g.inference import Generator
+from t2g.prompts import messages
+from t2g.stage import StageResult
+from t2g.training import TINY, TrainingError, load_model, load_tokenizer, read_base, rebuild_tiny
+
+PRED_SCHEMA = pa.schema(
+    [
+        pa.field("dataset", pa.string()),
+        pa.field("model", pa.string()),
+        pa.field("id", pa.string()),
+        pa.field("completion", pa.string()),
+        pa.field("valid_json", pa.bool_()),
+        pa.field("error", pa.string()),
+        pa.field("prediction", pa.string()),
+        pa.field("gold", pa.string()),
+    ]
+)
+
+
+def held_out(docs: pa.Table, split: str, limit: int | None) -> list[dict[str, Any]]:
+    """Gold records of `split`: id, text, requested types and the gold restricted to them."""
+    out = []
+    for row in docs.to_pylist():
+        if row.get("split") != split or not row.get("gold"):
+            continue
+        out.append(_record(row["id"], row["text"], json.loads(row["gold"]), row.get("entity_types"), row.get("relation_types")))
+        if limit and len(out) >= limit:
+            break
+    return out
+
+
+def _record(rid: str, text: str, gold: dict, etypes: Sequence[str] | None, rtypes: Sequence[str] | None) -> dict[str, Any]:
+    if etypes is None or rtypes is None:  # no request: ask for every type the gold uses
+        etypes = sorted({e["type"] for e in gold.get("entities", [])})
+        rtypes = sorted({r["type"] for r in gold.get("relations", [])})
+    graph = graph_from_obj({"entities": gold.get("entities", []), "relations": gold.get("relations", [])})
+    restricted = graph.restricted(etypes, rtypes).interchange()
+    return {"id": str(rid), "text": text, "entity_types": list(etypes), "relation_types": list(rtypes), **restricted}
+
+
+def load_models(names: Sequence[str], sft_dir: Path, grpo_dir: Path) -> dict[str, tuple[Any, Any]]:
+    """(model, tokenizer) per requested name; the base is what the SFT started from."""
+    out = {}
+    for name in names:
+        if name == "base":
+            base = read_base(sft_dir)
+            if base is None:
+                raise TrainingError(f"evaluate: {sft_dir} does not say what its base model was (no t2g_base.json)")
+            if base["model"] == TINY:
+                out[name] = rebuild_tiny(sft_dir, base)
+            else:
+                trust = bool(base.get("trust_remote_code", False))
+                out[name] = (load_model(base["model"], trust), load_tokenizer(base["model"], trust))
+        else:
+            folder = sft_dir if name == "sft" else grpo_dir
+            trust = bool((read_base(folder) or {}).get("trust_remote_code", False))
+            out[name] = (load_model(folder, trust), load_tokenizer(folder, trust))
+    return out
+
+
+def type_conformity(records: Sequence[dict[str, Any]], preds: Sequence[dict[str, Any]]) -> float | None:
+    """Share of predicted entities and relations whose type was requested (None: none predicted)."""
+    ok = total = 0
+    for rec, pred in zip(records, preds):
+        etypes, rtypes = set(rec["entity_types"]), set(rec["relation_types"])
+        ok += sum(e["type"] in etypes for e in pred["entities"]) + sum(r["type"] in rtypes for r in pred["relations"])
+        total += len(pred["entities"]) + len(pred["relations"])
+    return round(ok / total, 4) if total else None
+
+
+def run_model(gen: Generator, records: list[dict], cfg: EvaluateConfig) -> tuple[dict, list[dict]]:
+    """The report R and the per-example answers of one model on `records`."""
+    chats = [messages(r["text"], r["entity_types"], r["relation_types"]) for r in records]
+    schemas = [json_schema(r["entity_types"], r["relation_types"]) for r in records] if cfg.constrained else None
+    answers = gen.generate(chats, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, schemas=schemas)
+    preds, rows = [], []
+    for rec, ans in zip(records, answers):
+        parsed = parse_completion(ans.text)
+        pred = parsed.graph.interchange() if parsed.graph else {"entities": [], "relations": []}
+        preds.append(pred)
+        rows.append({"id": rec["id"], "completion": ans.text, "valid_json": parsed.graph is not None,
+                     "error": parsed.error, "prediction": json.dumps(pred, ensure_ascii=False),
+                     "gold": json.dumps({"entities": rec["entities"], "relations": rec["relations"]}, ensure_ascii=False)})  # fmt: skip
+    report = score({r["id"]: r for r in records}, {r["id"]: p for r, p in zip(records, preds)})
+    report["valid_json_rate"] = round(sum(r["valid_json"] for r in rows) / len(rows), 4) if rows else 0.0
+    report["type_conformity"] = type_conformity(records, preds)
+    return report, rows
+
+
+def markdown(reports: dict[str, dict], title: str) -> str:
+    lines = [f"### {title}", "", "| model | entity F1 | relation F1 | valid JSON | type conformity | examples |",
+             "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for name, r in reports.items():
+        tc = "n/a" if r["type_conformity"] is None else f"{r['type_conformity']:.3f}"
+        lines.append(
+            f"| {name} | {r['entities']['micro']['f1']:.3f} | {r['relations']['micro']['f1']:.3f} | "
+            f"{r['valid_json_rate']:.3f} | {tc} | {r['examples']} |"
+        )
+    return "\n".join(lines)
+
+
+def table_rows(reports: dict[str, dict]) -> list[dict[str, Any]]:
+    """The report as rows (for a UI table)."""
+    return [
+        {"model": name, "entity_f1": round(r["entities"]["micro"]["f1"], 4),
+         "relation_f1": round(r["relations"]["micro"]["f1"], 4), "valid_json_rate": r["valid_json_rate"],
+         "type_conformity": r["type_conformity"], "examples": r["examples"]}  # fmt: skip
+        for name, r in reports.items()
+    ]
+
+
+def evaluate(cfg: EvaluateConfig, docs: pa.Table, sft_model: Path, grpo_model: Path) -> StageResult:
+    started = time.time()
+    records = held_out(docs, cfg.split, cfg.limit)
+    if not records:
+        raise TrainingError(f"evaluate: no gold documents in split {cfg.split!r}; set evaluate.split to a split collect tags")
+    datasets: dict[str, list[dict]] = {cfg.split: records}
+    skipped = []
+    for path in cfg.benchmarks:
+        if not Path(path).is_file():
+            skipped.append(path)
+            continue
+        bench = [_record(rid, r.get("text", ""), r, r.get("entity_types"), r.get("relation_types"))
+                 for rid, r in read_interchange(path).items()]  # fmt: skip
+        datasets[Path(path).stem if Path(path).stem not in datasets else path] = bench[: cfg.limit]
+
+    reports: dict[str, dict[str, dict]] = {name: {} for name in datasets}
+    rows = []
+    for model_name, (model, tokenizer) in load_models(cfg.models, sft_model, grpo_model).items():
+        gen = Generator(model, tokenizer)
+        for ds, recs in datasets.items():
+            report, answers = run_model(gen, recs, cfg)
+            reports[ds][model_name] = report
+            rows += [{"dataset": ds, "model": model_name, **a} for a in answers]
+        del gen, model
+
+    main_reports = reports.pop(cfg.split)
+    full = {"split": cfg.split, "constrained": cfg.constrained, "models": main_reports, "benchmarks": reports}
+    md = [markdown(main_reports, f"{cfg.split} split ({len(records)} documents)")]
+    md += [markdown(r, f"benchmark {name}") for name, r in reports.items()]
+    summary = {
+        "rows_in": docs.num_rows,
+        "examples": len(records),
+        "table": table_rows(main_reports),
+        "benchmarks": {name: table_rows(r) for name, r in reports.items()},
+        "skipped_benchmarks": skipped,
+        "seconds": round(time.time() - started, 1),
+    }
+    files = {"report.json": json.dumps(full, indent=1).encode(), "report.md": ("\n\n".join(md) + "\n").encode()}
+    return StageResult(main=pa.Table.from_pylist(rows, schema=PRED_SCHEMA), summary=summary, files=files)

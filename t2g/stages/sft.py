@@ -1,0 +1,84 @@
+"""SFT: teach the student the task and the answer format on the reasoning stage's targets.
+
+trl's SFTTrainer on a prompt-completion conversational dataset (system + user prompt with
+the text and the requested types; the assistant's answer is the target), loss on the
+completion only, batches padded dynamically to their longest example (or padding-free),
+optional LoRA merged before saving. Checkpoints go to a work folder named by a digest
+of the section and the data, so a rerun after a crash resumes from the last one.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pyarrow as pa
+
+from t2g.config import SftConfig
+from t2g.stage import StageResult
+from t2g.training import (
+    TINY,
+    build_tiny_base,
+    check_model,
+    final_metrics,
+    log_table,
+    require_columns,
+    require_rows,
+    save_model,
+    sft_example,
+    train_sft,
+    work_dir,
+)
+
+COLUMNS = ("text", "entity_types", "relation_types", "target")
+
+
+def examples_from(table: pa.Table) -> list[dict]:
+    """Prompt-completion examples from reason rows; a row with reasoning (`think` set)
+    gets the thinking prompt."""
+    think = table.column("think").to_pylist() if "think" in table.column_names else [None] * table.num_rows
+    cols = {c: table.column(c).to_pylist() for c in COLUMNS}
+    return [
+        sft_example(cols["text"][i], cols["entity_types"][i] or [], cols["relation_types"][i] or [],
+                    cols["target"][i], thinking=think[i] is not None)  # fmt: skip
+        for i in range(table.num_rows)
+    ]
+
+
+def tokenizer_corpus(exs: list[dict]):
+    """What a tiny model reads and writes: prompts and answers, so names and JSON
+    punctuation become single tokens."""
+    for ex in exs:
+        for message in ex["prompt"] + ex["completion"]:
+            yield message["content"]
+
+
+def sft(cfg: SftConfig, reasoned: pa.Table) -> StageResult:
+    started = time.time()
+    require_columns(reasoned, COLUMNS, "sft")
+    require_rows(reasoned.num_rows, "sft", "examples")
+    if cfg.model != TINY:
+        check_model(cfg.model, "sft.model")
+    exs = examples_from(reasoned)
+    work = work_dir(cfg, "sft", reasoned)
+    if cfg.model == TINY:
+        base_dir = build_tiny_base(work / "base", tokenizer_corpus(exs), cfg.tiny)
+        base = {"model": TINY, "tiny": cfg.tiny.model_dump()}
+    else:
+        base_dir = Path(cfg.model)
+        base = {"model": cfg.model, "trust_remote_code": cfg.trust_remote_code}
+    model, tokenizer, trainer, resumed = train_sft(cfg, exs, base_dir, work, cfg.trust_remote_code, cfg.lora)
+    out = save_model(model, tokenizer, work / "final", base)
+    history = trainer.state.log_history
+    summary = {
+        "rows_in": reasoned.num_rows,
+        "examples": len(exs),
+        "steps": trainer.state.global_step,
+        "resumed_from_step": resumed,
+        "base": cfg.model,
+        "lora": cfg.lora is not None,
+        **final_metrics(history),
+        "seconds": round(time.time() - started, 1),
+    }
+    return StageResult(main=log_table(history), summary=summary, model_dir=out)
+

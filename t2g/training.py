@@ -1,0 +1,313 @@
+"""What the training stages share: datasets built from rows, model loading (with
+`trust_remote_code` passed explicitly), the device and bf16 choice, the tiny base model,
+checkpoint folders that survive a crash, and the training log as a table.
+
+Plain Python over transformers/trl; the stages (t2g/stages/teacher.py, sft.py, grpo.py)
+compose these helpers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import pyarrow as pa
+
+from t2g.config import LoraSettings, TinyModelConfig, _SupervisedSection, _TrainSection
+from t2g.graph import Graph, graph_from_obj
+from t2g.prompts import messages
+
+# Written next to a trained model: what its base was, so evaluation can score the base
+# too (a "tiny" base is rebuilt from the saved tokenizer and the seed: no copy needed).
+BASE_FILE = "t2g_base.json"
+TINY = "tiny"
+
+
+class TrainingError(ValueError):
+    """The recipe or data cannot train (not transient): the message says what to change."""
+
+
+# --- device --------------------------------------------------------------------------
+
+
+def has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def use_bf16(choice: bool | None) -> bool:
+    """The recipe's choice, or (null) bf16 exactly where the hardware has it."""
+    import torch
+
+    if choice is not None:
+        if choice and not (torch.cuda.is_available() and torch.cuda.is_bf16_supported()):
+            raise TrainingError("bf16: true needs a GPU with bf16 support; set bf16: null or false")
+        return choice
+    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+
+
+# --- models --------------------------------------------------------------------------
+
+
+def check_model(name: str, what: str) -> None:
+    """Fail before any training when a local model path does not exist. Hub names
+    (`org/name`) are left to the loader."""
+    path = Path(name).expanduser()
+    looks_local = name.startswith(("/", "./", "../", "~")) or path.exists()
+    if looks_local and not (path / "config.json").is_file():
+        reason = "does not exist" if not path.exists() else "has no config.json (not a saved model)"
+        raise TrainingError(f'{what}: model path {name!r} {reason}; give a saved model folder, a hub name or "tiny"')
+
+
+def load_model(name: str | Path, trust_remote_code: bool = False):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(str(name), trust_remote_code=trust_remote_code)
+
+
+def load_tokenizer(name: str | Path, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(name), trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token is None:  # many base models ship without one
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def build_tiny_base(out: Path, corpus: Iterable[str], tiny: TinyModelConfig) -> Path:
+    """A tiny model whose tokenizer is trained on `corpus`; deterministic for a corpus."""
+    from t2g import tiny as tiny_mod
+
+    if (out / "config.json").is_file():
+        return out  # built by an earlier (crashed) attempt: same corpus, same model
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tiny_mod.build_tiny(tmp, corpus, vocab_size=tiny.vocab_size, hidden_size=tiny.hidden_size,
+                        layers=tiny.layers, heads=tiny.heads, seed=tiny.seed)  # fmt: skip
+    tmp.rename(out)
+    return out
+
+
+def rebuild_tiny(model_dir: Path, base: dict[str, Any]):
+    """The untrained tiny base of a trained tiny model: same tokenizer, same seed."""
+    from t2g import tiny as tiny_mod
+
+    sizes = base["tiny"]
+    tokenizer = load_tokenizer(model_dir)
+    model = tiny_mod.build_model(tokenizer, hidden_size=sizes["hidden_size"], layers=sizes["layers"],
+                                 heads=sizes["heads"], seed=sizes["seed"])  # fmt: skip
+    return model, tokenizer
+
+
+def save_model(model, tokenizer, out: Path, base: dict[str, Any]) -> Path:
+    """A flat folder: weights, config, tokenizer and BASE_FILE (no pickles)."""
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / BASE_FILE).write_text(json.dumps(base, indent=1))
+    return out
+
+
+def read_base(model_dir: Path) -> dict[str, Any] | None:
+    path = Path(model_dir) / BASE_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def with_lora(model, lora: LoraSettings):
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                        target_modules=lora.target_modules, task_type="CAUSAL_LM")  # fmt: skip
+    return get_peft_model(model, config)
+
+
+# --- datasets ------------------------------------------------------------------------
+
+
+def require_columns(table: pa.Table, columns: Sequence[str], stage: str) -> None:
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise TrainingError(
+            f"{stage}: the input has no column(s) {missing} (it has {table.column_names}); "
+            "feed it the reason stage's output"
+        )
+
+
+def require_rows(n: int, stage: str, what: str) -> None:
+    if n == 0:
+        raise TrainingError(
+            f"{stage}: no {what} to train on; loosen the filter section, add documents to collect, "
+            "or check the split name"
+        )
+
+
+def sft_example(text: str, etypes: Sequence[str], rtypes: Sequence[str], target: str, thinking: bool = False) -> dict:
+    """One prompt-completion conversational example (trl computes the loss on the completion)."""
+    return {
+        "prompt": messages(text, list(etypes), list(rtypes), thinking),
+        "completion": [{"role": "assistant", "content": target}],
+    }
+
+
+def gold_target(gold: str, etypes: Sequence[str], rtypes: Sequence[str]) -> str:
+    """The gold graph restricted to the requested types, as the canonical training JSON."""
+    return graph_from_obj(json.loads(gold)).restricted(etypes, rtypes).to_json()
+
+
+def fingerprint(*parts: Any) -> str:
+    """A digest of configs and tables: names the work folder of one training run, so a
+    rerun after a crash finds its checkpoints and a different run never does."""
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, pa.Table):
+            sink = pa.BufferOutputStream()
+            table = part.replace_schema_metadata(None).combine_chunks()
+            with pa.ipc.new_stream(sink, table.schema) as writer:
+                writer.write_table(table)
+            h.update(sink.getvalue().to_pybytes())
+        else:
+            h.update(json.dumps(part, sort_keys=True, default=str).encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def model_fingerprint(model_dir: Path) -> Any:
+    """What identifies a model folder cheaply: the store manifest's file digests when it
+    came from the store, else each file's name, size and modification time."""
+    manifest = Path(model_dir) / "_manifest.json"
+    if manifest.is_file():
+        return json.loads(manifest.read_text()).get("files", {})
+    return sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in Path(model_dir).iterdir() if p.is_file())
+
+
+def work_dir(cfg: _TrainSection, stage: str, *parts: Any) -> Path:
+    return Path(cfg.work_dir).expanduser() / stage / fingerprint(stage, cfg.model_dump(mode="json"), *parts)
+
+
+# --- checkpoints ---------------------------------------------------------------------
+
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def last_checkpoint(folder: Path) -> Path | None:
+    """The newest complete checkpoint (trainer_state.json is written last), or None."""
+    if not folder.is_dir():
+        return None
+    done = [
+        (int(m.group(1)), p)
+        for p in folder.iterdir()
+        if (m := _CHECKPOINT.match(p.name)) and (p / "trainer_state.json").is_file()
+    ]
+    return max(done)[1] if done else None
+
+
+def checkpoint_step(path: Path | None) -> int:
+    return int(_CHECKPOINT.match(path.name).group(1)) if path is not None else 0
+
+
+# --- trainer arguments -----------------------------------------------------------------
+
+
+def common_args(cfg: _TrainSection, output_dir: Path) -> dict[str, Any]:
+    """TrainingArguments every trl trainer here shares."""
+    return dict(
+        output_dir=str(output_dir),
+        learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        warmup_steps=cfg.warmup_steps,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        weight_decay=cfg.weight_decay,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        bf16=use_bf16(cfg.bf16),
+        use_cpu=not has_cuda(),
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        logging_steps=cfg.logging_steps,
+        report_to="none",
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
+
+
+def sft_args(cfg: _SupervisedSection, output_dir: Path):
+    from trl import SFTConfig
+
+    return SFTConfig(
+        **common_args(cfg, output_dir),
+        max_length=cfg.max_length,
+        padding_free=cfg.padding_free,
+        completion_only_loss=True,  # the prompt is given, only the answer is learnt
+        dataset_num_proc=None,
+    )
+
+
+def train_sft(cfg: _SupervisedSection, examples: list[dict], base_dir: Path, work: Path,
+              trust_remote_code: bool = False, lora: LoraSettings | None = None):  # fmt: skip
+    """SFT `examples` (prompt-completion) from `base_dir`, checkpointing into `work`;
+    resumes from the last checkpoint there. Returns (model, tokenizer, trainer, resumed_step)."""
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    model = load_model(base_dir, trust_remote_code)
+    tokenizer = load_tokenizer(base_dir, trust_remote_code)
+    if lora is not None:
+        model = with_lora(model, lora)
+    trainer = SFTTrainer(
+        model=model,
+        args=sft_args(cfg, work / "checkpoints"),
+        train_dataset=Dataset.from_list(examples),
+        processing_class=tokenizer,
+    )
+    resume = last_checkpoint(work / "checkpoints")
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    model = trainer.model
+    if lora is not None and lora.merge:
+        model = model.merge_and_unload()
+    return model, tokenizer, trainer, checkpoint_step(resume)
+
+
+# --- logs ----------------------------------------------------------------------------
+
+LOG_SCHEMA = pa.schema([pa.field("step", pa.int64()), pa.field("epoch", pa.float64()),
+                        pa.field("name", pa.string()), pa.field("value", pa.float64())])  # fmt: skip
+
+
+def log_table(history: list[dict[str, Any]]) -> pa.Table:
+    """trainer.state.log_history in long form (step, epoch, name, value): one schema
+    whatever the trainer logs."""
+    rows = []
+    for entry in history:
+        step, epoch = int(entry.get("step", 0)), float(entry.get("epoch", 0.0) or 0.0)
+        for name, value in entry.items():
+            if name in ("step", "epoch") or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            rows.append({"step": step, "epoch": epoch, "name": name, "value": float(value)})
+    return pa.Table.from_pylist(rows, schema=LOG_SCHEMA)
+
+
+def final_metrics(history: list[dict[str, Any]]) -> dict[str, float]:
+    """The last logged value of the usual metrics, for the run summary."""
+    out: dict[str, float] = {}
+    for entry in history:
+        for name in ("loss", "train_loss", "reward", "train_runtime", "train_samples_per_second"):
+            value = entry.get(name)
+            if isinstance(value, (int, float)) and not math.isnan(value):
+                out[name] = round(float(value), 4)
+    return out
+
+
+def graph_json(value: str) -> str:
+    """A gold graph string as canonical JSON (validates it)."""
+    return Graph.model_validate(json.loads(value)).to_json()

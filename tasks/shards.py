@@ -1,0 +1,136 @@
+"""Sharded stages on Prefect: plan → one mapped task per shard → merge.
+
+Each shard is its own task run, cached by its shard key (content digest + stage config +
+other inputs + code version) once the store holds its output, so a crash or kill costs
+at most the shards in flight and a rerun reuses every finished one. While the shards run
+the flow keeps a progress artifact up to date (shards done / total, tokens per second).
+The splitting and merging are t2g's (t2g/shards.py); this module only orchestrates, so
+any stage in the registry can be sharded (`run_sharded(stage, recipe, upstream)`).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prefect import get_run_logger, task, unmapped
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.context import TaskRunContext
+from prefect.futures import as_completed
+from prefect.tasks import exponential_backoff
+
+from t2g import shards as sh
+from t2g.config import Recipe
+from tasks.gpu import gpu_slot, stage_tags
+from tasks.results import json_only_result_storage
+from tasks.stage_task import publish, refs, retry_transient, section
+from tasks.storage import open_store
+
+# Stages that prompt a model get sharded; the rest run as one task (sharding buys nothing there).
+def is_sharded(recipe: Recipe, stage: str) -> bool:
+    if stage == "extract":
+        return recipe.extract.backend != "gold"
+    if stage == "reason":
+        return recipe.reason.thinking
+    return False
+
+
+def _api_key(cfg: Any) -> str | None:
+    """A Prefect Secret block named by the recipe, resolved here (t2g never imports
+    prefect); None: the backend reads the environment variable the recipe names."""
+    name = getattr(cfg, "api_key_block", None)
+    if getattr(cfg, "backend", None) != "openai" or not name:
+        return None
+    from prefect.blocks.system import Secret
+
+    return str(Secret.load(name).get())
+
+
+@task(name="shard-plan", task_run_name="{stage} plan [{recipe.name}]", persist_result=False)
+def plan_task(recipe: Recipe, stage: str, upstream: list[dict[str, Any]]) -> dict[str, Any]:
+    cfg = section(recipe, stage)
+    p = sh.plan(stage, cfg, refs(upstream), open_store(recipe.store), cfg.shard_size)
+    return {"key": p.key, "done": p.done.to_dict() if p.done else None, "shards": [s.to_dict() for s in p.shards]}
+
+
+def _shard_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
+    """Offered to Prefect only once the store holds the shard's output (as for stages)."""
+    recipe: Recipe = parameters["recipe"]
+    shard = sh.Shard.from_dict(parameters["shard"])
+    try:
+        done = open_store(recipe.store).has(sh.shard_stage(parameters["stage"]), shard.key)
+    except Exception:
+        return None
+    return f"t2g-{parameters['stage']}-shard-{shard.key}" if done else None
+
+
+@task(
+    name="shard",
+    task_run_name="{stage} shard {shard[index]} [{recipe.name}]",
+    cache_key_fn=_shard_cache_key,
+    persist_result=True,
+    result_serializer="json",
+    retry_condition_fn=retry_transient,
+)
+def shard_task(recipe: Recipe, stage: str, shard: dict[str, Any], upstream: list[dict[str, Any]]) -> dict[str, Any]:
+    cfg = section(recipe, stage)
+    with gpu_slot(recipe, stage):
+        outcome = sh.run_shard(stage, cfg, sh.Shard.from_dict(shard), refs(upstream), open_store(recipe.store), api_key=_api_key(cfg))
+    get_run_logger().info(
+        "%s shard %d: %s %d rows in %.1f s", stage, outcome.shard.index, "reused" if outcome.hit else "generated", outcome.rows, outcome.seconds
+    )
+    return outcome.to_dict()
+
+
+@task(name="shard-merge", task_run_name="{stage} merge [{recipe.name}]", persist_result=False)
+def merge_task(
+    recipe: Recipe, stage: str, upstream: list[dict[str, Any]], shards: list[dict[str, Any]], stats: dict[str, Any]
+) -> dict[str, Any]:
+    outcome = sh.merge(stage, section(recipe, stage), refs(upstream), [sh.Shard.from_dict(s) for s in shards], open_store(recipe.store), stats)
+    return publish(stage, outcome)
+
+
+def _options(t, recipe: Recipe, stage: str):
+    return t.with_options(
+        result_storage=json_only_result_storage(),
+        retries=recipe.retries.attempts,
+        retry_delay_seconds=exponential_backoff(backoff_factor=recipe.retries.backoff_s),
+        retry_jitter_factor=0.5,
+        tags=stage_tags(recipe, stage) | {"shard"},
+    )
+
+
+def run_sharded(stage: str, recipe: Recipe, upstream: list[dict[str, Any]]) -> dict[str, Any]:
+    """Run a stage shard by shard inside the current flow; returns its reference (as
+    the plain stage tasks do, with `hit` when the merged artifact existed)."""
+    logger = get_run_logger()
+    planned = plan_task(recipe, stage, upstream)
+    if planned["done"] is not None:
+        merged = merge_task(recipe, stage, upstream, [], {})
+        return {**merged, "hit": True}
+    shards = planned["shards"]
+    total = len(shards)
+    progress = create_progress_artifact(0.0, key=f"t2g-{stage}-progress", description=f"{stage}: 0/{total} shards")
+    futures = _options(shard_task, recipe, stage).map(unmapped(recipe), unmapped(stage), shards, unmapped(upstream))
+    started, done, reused, tokens, failures = time.time(), 0, 0, 0, []
+    for future in as_completed(list(futures)):
+        try:
+            out = future.result()
+        except Exception as exc:  # the other shards go on; the stage fails once they are done
+            failures.append(exc)
+            continue
+        done += 1
+        hit = bool(out["hit"]) or future.state.name == "Cached"  # a Prefect cache hit returns the first run's record
+        reused += hit
+        if not hit:
+            tokens += int(out["summary"].get("completion_tokens", 0))
+        rate = tokens / max(time.time() - started, 1e-6)
+        update_progress_artifact(
+            progress, 100.0 * done / total, description=f"{stage}: {done}/{total} shards, {rate:.1f} generated tokens/s"
+        )
+    if failures:
+        logger.error("%s: %d of %d shards failed; finished shards are kept for the rerun", stage, len(failures), total)
+        raise failures[0]
+    stats = {"shards_reused": reused, "shards_generated": total - reused, "tokens_per_s": round(tokens / max(time.time() - started, 1e-6), 2)}
+    logger.info("%s: %d shards, %d reused, %d generated", stage, total, reused, total - reused)
+    return {**merge_task(recipe, stage, upstream, shards, stats), "hit": False}

@@ -1,0 +1,129 @@
+"""A local OpenAI-compatible server that misbehaves on a schedule, for fault tests.
+
+Each request is matched to a key (the first `[key]` tag found in its last message or
+prompt); the schedule gives the key's answers attempt by attempt: "500", "429", "400",
+"slow" (sleeps past the client's timeout), "invalid" (200 with text that is not JSON),
+"drop" (closes the connection), or "ok" (the default once the schedule runs out).
+"ok" answers `answer(key, body)`: (content, reasoning_content or None).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import Counter, defaultdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+
+_TAG = re.compile(r"\[([A-Za-z0-9_.:-]+)\]")
+
+
+def empty_graph(key: str, body: dict) -> tuple[str, str | None]:
+    return '{"entities": [], "relations": []}', None
+
+
+class FakeOpenAI:
+    def __init__(
+        self,
+        schedule: dict[str, list[str]] | None = None,
+        answer: Callable[[str, dict], tuple[str, str | None]] = empty_graph,
+        slow_s: float = 2.0,
+    ):
+        self.schedule = defaultdict(list, {k: list(v) for k, v in (schedule or {}).items()})
+        self.answer = answer
+        self.slow_s = slow_s
+        self.attempts: Counter[str] = Counter()
+        self.outcomes: dict[str, list[str]] = defaultdict(list)
+        self.bodies: list[dict] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def __enter__(self) -> "FakeOpenAI":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _next(self, key: str) -> str:
+        with self._lock:
+            self.attempts[key] += 1
+            action = self.schedule[key].pop(0) if self.schedule[key] else "ok"
+            self.outcomes[key].append(action)
+            return action
+
+    def _handler(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:  # quiet
+                pass
+
+            def _send(self, status: int, payload: dict | str) -> None:
+                data = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (timeout): expected
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                with fake._lock:
+                    fake.bodies.append(body)
+                chat = self.path.endswith("/chat/completions")
+                last = body["messages"][-1]["content"] if chat else body.get("prompt", "")
+                m = _TAG.search(str(last))
+                key = m.group(1) if m else "?"
+                action = fake._next(key)
+                if action in ("500", "429", "400"):
+                    self._send(int(action), {"error": {"message": f"scheduled {action}", "type": "fake", "code": int(action)}})
+                    return
+                if action == "drop":
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                if action == "slow":
+                    time.sleep(fake.slow_s)
+                if action == "invalid":
+                    content, reasoning = '{"entities": [ {"text": oops', None
+                else:
+                    content, reasoning = fake.answer(key, body)
+                choice: dict = {"index": 0, "finish_reason": "stop"}
+                if chat:
+                    message = {"role": "assistant", "content": content}
+                    if reasoning is not None:
+                        message["reasoning_content"] = reasoning
+                    choice["message"] = message
+                    obj = "chat.completion"
+                else:
+                    choice["text"] = content
+                    obj = "text_completion"
+                self._send(
+                    200,
+                    {
+                        "id": f"fake-{key}-{fake.attempts[key]}",
+                        "object": obj,
+                        "created": int(time.time()),
+                        "model": body.get("model", "fake"),
+                        "choices": [choice],
+                        "usage": {"prompt_tokens": 10, "completion_tokens": len(content.split()) + 1, "total_tokens": 11},
+                    },
+                )
+
+        return Handler

@@ -1,0 +1,57 @@
+"""The GRPO stage: a few real trl steps from a tiny student, reward curves as a table
+and a PNG, and bad recipes or data failing before any model loads."""
+
+from __future__ import annotations
+
+import pytest
+
+from t2g.config import GrpoConfig, RecipeError, validate_recipe
+from t2g.stages.grpo import grpo
+from t2g.training import TrainingError, load_model, read_base
+from tests.trainkit import reason_table, small_tiny_model
+
+REWARDS = ["format", "json", "f1_entities", "f1_relations", "types"]
+
+
+def config(work, **kw) -> GrpoConfig:
+    base = dict(max_steps=2, batch_size=4, num_generations=2, max_completion_length=12, learning_rate=1e-4,
+                logging_steps=1, reward_weights=[0.5, 1, 1, 2, 0.5], work_dir=str(work))  # fmt: skip
+    return GrpoConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def student(tmp_path_factory):
+    return small_tiny_model(tmp_path_factory.mktemp("student"))
+
+
+def test_grpo_trains_and_draws_reward_curves(tmp_path, student):
+    result = grpo(config(tmp_path), reason_table(8), student)
+    assert result.summary["steps"] == 2
+    curves = result.side["rewards"].to_pylist()
+    assert {r["reward"] for r in curves} == {*REWARDS, "total"}
+    assert sorted({r["step"] for r in curves}) == [1, 2]
+    assert all(0.0 <= r["mean"] <= 1.0 for r in curves if r["reward"] != "total")
+    assert result.files["rewards.png"].startswith(b"\x89PNG")
+    assert read_base(result.model_dir)["model"] == "tiny"  # the base travels on
+    load_model(result.model_dir)
+
+
+def test_bad_inputs_fail_before_training(tmp_path, student):
+    table = reason_table(4)
+    with pytest.raises(TrainingError, match="no gold column 'graph'"):
+        grpo(config(tmp_path), table.drop_columns(["graph"]), student)
+    with pytest.raises(TrainingError, match="no examples"):
+        grpo(config(tmp_path), table.slice(0, 0), student)
+    with pytest.raises(TrainingError, match="does not exist"):
+        grpo(config(tmp_path), table, tmp_path / "missing-model")
+    with pytest.raises(TrainingError, match="unknown reward"):
+        grpo(config(tmp_path, rewards=["json", "nope"], reward_weights=None), table, student)
+
+
+def test_num_generations_must_divide_the_batch():
+    with pytest.raises(RecipeError, match="num_generations .3. must divide the generation batch .4."):
+        validate_recipe({"name": "x", "collect": {"sources": [{"name": "t", "kind": "toyworld"}]},
+                         "grpo": {"batch_size": 4, "num_generations": 3}})  # fmt: skip
+    with pytest.raises(RecipeError, match="reward_weights has 1 values for 5 rewards"):
+        validate_recipe({"name": "x", "collect": {"sources": [{"name": "t", "kind": "toyworld"}]},
+                         "grpo": {"reward_weights": [1.0]}})  # fmt: skip

@@ -1,0 +1,84 @@
+"""The SFT stage: a few real trl steps on a tiny model; completion-only loss; a kill in
+the middle of training resumes from the last checkpoint."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from t2g.config import SftConfig
+from t2g.stages.sft import examples_from, sft
+from t2g.training import TrainingError, load_model, read_base
+from tests.trainkit import SMALL_TINY, reason_table
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def config(work: Path, **kw) -> SftConfig:
+    base = dict(max_steps=3, batch_size=4, learning_rate=3e-3, save_steps=100, logging_steps=1,
+                tiny=SMALL_TINY, work_dir=str(work))  # fmt: skip
+    return SftConfig(**{**base, **kw})
+
+
+def test_sft_trains_a_tiny_student(tmp_path):
+    result = sft(config(tmp_path), reason_table(12))
+    assert result.summary["steps"] == 3 and result.summary["resumed_from_step"] == 0
+    names = set(result.main.column("name").to_pylist())
+    assert {"loss", "train_loss"} <= names
+    folder = result.model_dir
+    assert {"config.json", "model.safetensors", "tokenizer_config.json"} <= {p.name for p in folder.iterdir()}
+    assert not list(folder.glob("*.bin")) and not list(folder.glob("*.pt"))  # no pickles in the artifact
+    assert read_base(folder)["model"] == "tiny"
+    load_model(folder)  # loads like a hub checkpoint
+
+
+def test_examples_are_prompt_completion_with_the_shared_prompt():
+    ex = examples_from(reason_table(2))[0]
+    assert [m["role"] for m in ex["prompt"]] == ["system", "user"]
+    assert ex["completion"][0]["role"] == "assistant" and ex["completion"][0]["content"].startswith('{"entities"')
+
+
+def test_bad_inputs_fail_before_training(tmp_path):
+    table = reason_table(4)
+    with pytest.raises(TrainingError, match="does not exist"):
+        sft(config(tmp_path, model=str(tmp_path / "nope")), table)
+    with pytest.raises(TrainingError, match="no examples"):
+        sft(config(tmp_path), table.slice(0, 0))
+    with pytest.raises(TrainingError, match="target"):
+        sft(config(tmp_path), table.drop_columns(["target"]))
+
+
+def _run(work: str, steps: int) -> None:  # the subprocess that gets killed
+    sft(config(Path(work), max_steps=steps, save_steps=2, logging_steps=1), reason_table(12))
+
+
+def test_kill_mid_sft_resumes_from_checkpoint(tmp_path):
+    steps = 40
+    proc = subprocess.Popen(
+        [sys.executable, "-c", f"from tests.test_sft import _run; _run({str(tmp_path)!r}, {steps})"],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            if list(tmp_path.glob("sft/*/checkpoints/checkpoint-*/trainer_state.json")):
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert not list(tmp_path.glob("sft/*/final/config.json"))  # killed before the end
+
+    result = sft(config(tmp_path, max_steps=steps, save_steps=2, logging_steps=1), reason_table(12))
+    assert result.summary["resumed_from_step"] > 0, result.summary
+    assert result.summary["steps"] == steps
