@@ -7,6 +7,7 @@ parse their value as YAML and are validated exactly like the file.
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -378,11 +379,9 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, store: str
     return validate_recipe(data, source=str(path))
 
 
-def dated_store(store: str, now: "datetime.datetime | None" = None) -> str:
+def dated_store(store: str, now: datetime.datetime | None = None) -> str:
     """`{date}` in a store URI becomes today's UTC date (YYYY-MM-DD): the nightly
     regeneration deployment writes each night under a fresh prefix."""
-    import datetime
-
     return store.replace("{date}", (now or datetime.datetime.now(datetime.timezone.utc)).strftime("%Y-%m-%d"))
 
 

@@ -13,38 +13,26 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import get_run_logger, task, unmapped
-from prefect.context import TaskRunContext
 from prefect.tasks import exponential_backoff
 
 from t2g import shards as sh
 from t2g.config import Recipe
 from tasks.gpu import stage_tags
 from tasks.results import json_only_result_storage
-from tasks.shards import merge_task
+from tasks.shards import merge_task, plan_dict, shard_cache_key
 from tasks.stage_task import refs, retry_transient, section
 from tasks.storage import open_store
 
 
 @task(name="shard-plan", task_run_name="{stage} plan [{recipe.name}]", persist_result=False)
 def plan_rows(recipe: Recipe, stage: str, upstream: list[dict[str, Any]], size: int) -> dict[str, Any]:
-    p = sh.plan(stage, section(recipe, stage), refs(upstream), open_store(recipe.store), size)
-    return {"key": p.key, "done": p.done.to_dict() if p.done else None, "shards": [s.to_dict() for s in p.shards]}
-
-
-def _cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
-    """Offered to Prefect only once the store holds the shard's output (as for stages)."""
-    shard = sh.Shard.from_dict(parameters["shard"])
-    try:
-        done = open_store(parameters["recipe"].store).has(sh.shard_stage(parameters["stage"]), shard.key)
-    except Exception:
-        return None
-    return f"t2g-{parameters['stage']}-shard-{shard.key}" if done else None
+    return plan_dict(recipe, stage, upstream, size)
 
 
 @task(
     name="cpu-shard",
     task_run_name="{stage} shard {shard[index]} [{recipe.name}]",
-    cache_key_fn=_cache_key,
+    cache_key_fn=shard_cache_key,  # offered only once the store holds the shard
     persist_result=True,
     result_serializer="json",
     retry_condition_fn=retry_transient,

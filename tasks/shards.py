@@ -48,12 +48,16 @@ def _api_key(cfg: Any) -> str | None:
 
 @task(name="shard-plan", task_run_name="{stage} plan [{recipe.name}]", persist_result=False)
 def plan_task(recipe: Recipe, stage: str, upstream: list[dict[str, Any]]) -> dict[str, Any]:
-    cfg = section(recipe, stage)
-    p = sh.plan(stage, cfg, refs(upstream), open_store(recipe.store), cfg.shard_size)
+    return plan_dict(recipe, stage, upstream, section(recipe, stage).shard_size)
+
+
+def plan_dict(recipe: Recipe, stage: str, upstream: list[dict[str, Any]], size: int) -> dict[str, Any]:
+    """The shard plan as a JSON-serialisable task result."""
+    p = sh.plan(stage, section(recipe, stage), refs(upstream), open_store(recipe.store), size)
     return {"key": p.key, "done": p.done.to_dict() if p.done else None, "shards": [s.to_dict() for s in p.shards]}
 
 
-def _shard_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
+def shard_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
     """Offered to Prefect only once the store holds the shard's output (as for stages)."""
     recipe: Recipe = parameters["recipe"]
     shard = sh.Shard.from_dict(parameters["shard"])
@@ -67,7 +71,7 @@ def _shard_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str
 @task(
     name="shard",
     task_run_name="{stage} shard {shard[index]} [{recipe.name}]",
-    cache_key_fn=_shard_cache_key,
+    cache_key_fn=shard_cache_key,
     persist_result=True,
     result_serializer="json",
     retry_condition_fn=retry_transient,
