@@ -33,7 +33,7 @@ def run_data(recipe: Recipe, until: str | None = None) -> dict[str, dict[str, An
             # gets it as its second input (extract.model: "@teacher").
             from tasks.train import teacher as teacher_task
 
-            out["teacher"] = _run(teacher_task, recipe, upstream)
+            out["teacher"] = t.run_stage(teacher_task, recipe, upstream)
             upstream = [*upstream, out["teacher"]]
         if stage == "filter" and recipe.orchestration.filter_shard_size:
             from flows.cpu_shards import run_sharded_cpu_stage  # row-wise shards on the recipe's task runner
@@ -42,18 +42,11 @@ def run_data(recipe: Recipe, until: str | None = None) -> dict[str, dict[str, An
         elif shards.is_sharded(recipe, stage):
             out[stage] = shards.run_sharded(stage, recipe, upstream)  # one cached task per shard, merged
         else:
-            out[stage] = _run(task, recipe, upstream)
+            out[stage] = t.run_stage(task, recipe, upstream)
         upstream = [out[stage]]
         if stage == until:
             break
     return out
-
-
-def _run(task, recipe: Recipe, upstream: list[dict[str, Any]]) -> dict[str, Any]:
-    state = t.with_recipe_retries(task, recipe)(recipe, upstream, return_state=True)
-    ref = state.result()  # raises the stage's error if it failed
-    # A Prefect cache hit returns the first run's record; say it was a hit.
-    return {**ref, "hit": bool(ref.get("hit")) or state.name == "Cached"}
 
 
 @flow(name="t2g-data", flow_run_name=run_name("data"), log_prints=True)

@@ -52,3 +52,11 @@ def with_recipe_retries(t, recipe: Recipe):
         retry_delay_seconds=exponential_backoff(backoff_factor=recipe.retries.backoff_s),
         tags=stage_tags(recipe, t.name),
     )
+
+
+def run_stage(task, recipe: Recipe, upstream: list[dict[str, Any]]) -> dict[str, Any]:
+    """Run one stage task with the recipe's retries; returns its reference, saying
+    `hit` also when Prefect served its own cached record (which holds the first run's)."""
+    state = with_recipe_retries(task, recipe)(recipe, upstream, return_state=True)
+    ref = state.result()  # raises the stage's error if it failed
+    return {**ref, "hit": bool(ref.get("hit")) or state.name == "Cached"}

@@ -15,7 +15,7 @@ from typing import Any
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from t2g.config import Recipe
-from tasks.data import _stage_task, with_recipe_retries
+from tasks.data import _stage_task, run_stage  # noqa: F401  (run_stage: the training flows call it from here)
 from tasks.storage import open_store
 
 # log_prints off: under Prefect's print capture the trainers' dataset preparation floods
@@ -26,13 +26,6 @@ grpo = _stage_task("grpo").with_options(log_prints=False)
 evaluate = _stage_task("evaluate").with_options(log_prints=False)
 
 TRAIN_TASKS = {"sft": sft, "grpo": grpo, "evaluate": evaluate}
-
-
-def run_stage(task, recipe: Recipe, upstream: list[dict[str, Any]]) -> dict[str, Any]:
-    """Run one training task with the recipe's retries; a Prefect cache hit says so."""
-    state = with_recipe_retries(task, recipe)(recipe, upstream, return_state=True)
-    ref = state.result()  # raises the stage's error if it failed
-    return {**ref, "hit": bool(ref.get("hit")) or state.name == "Cached"}
 
 
 def publish_rewards(recipe: Recipe, ref: dict[str, Any]) -> None:
