@@ -208,6 +208,34 @@ class LoraSettings(Section):
     merge: bool = Field(True, description="merge the adapter into the base weights before saving")
 
 
+class LaunchSettings(Section):
+    """Train under `accelerate launch` (t2g/launch.py) instead of in the task's process:
+    one process per GPU, on one machine or several; every process runs the stage and the
+    main one writes the artifact."""
+
+    accelerate_config: str | None = Field(
+        None,
+        description="an accelerate config file, e.g. configs/accelerate/zero3.yaml (relative to the "
+        "working directory); null: accelerate's own default",
+    )
+    num_processes: int | None = Field(
+        None, ge=1, description="processes on all machines together (GPUs x nodes); null: the config file's"
+    )
+    extra_args: list[str] = Field(
+        [], description="more `accelerate launch` flags, e.g. [--num_machines, '2', --machine_rank, '0', ...]"
+    )
+
+    @model_validator(mode="after")
+    def _flags_only(self) -> "LaunchSettings":
+        # The runner appends `-m t2g.launch ...`; a script or module here would run instead.
+        taken = {"-m", "--module", "--no_python", "--config_file", "--num_processes"} & set(self.extra_args)
+        if taken:
+            raise ValueError(
+                f"extra_args may not contain {sorted(taken)}: the runner sets them (use accelerate_config, num_processes)"
+            )
+        return self
+
+
 class _TrainSection(Section):
     """Hyperparameters every trl trainer here takes (names as in transformers/trl)."""
 
@@ -226,6 +254,11 @@ class _TrainSection(Section):
     logging_steps: int = Field(10, ge=1)
     work_dir: str = Field(".t2g/work", description="where checkpoints live while training")
     seed: int = 0
+    # How the stage runs, not what it produces: left out of every dump (exclude=True), so
+    # out of the cache key, the manifest's config and the checkpoint folder's name. The
+    # same run launched on other machines (new IPs, after a crash) finds the same
+    # artifact and resumes the same checkpoints; existing keys do not move.
+    launch: LaunchSettings | None = Field(None, exclude=True, description="null: train in the task's own process")
 
 
 class _SupervisedSection(_TrainSection):

@@ -4,6 +4,10 @@
 artifact when the store has one (even if Prefect's own cache was wiped), otherwise runs
 the stage and writes its artifacts, side artifacts first and the main one last, so a
 finished main artifact implies finished side artifacts.
+
+A training section with `launch` set runs under `accelerate launch` instead: every rank
+runs `run_here`, only the main rank writes (t2g/launch.py), and `execute` then finds
+the artifact like a finished one.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import pyarrow as pa
 from pydantic import BaseModel
 
 from t2g import __version__
+from t2g.checkpoints import checkpoint_store
 from t2g.stage import cache_key, code_version
 from t2g.stages import STAGES
 from t2g.store import ArtifactRef, Store
@@ -48,17 +53,56 @@ def stage_key(stage: str, config: BaseModel | dict[str, Any], upstream: Sequence
 
 
 def execute(stage: str, config: BaseModel, upstream: Sequence[ArtifactRef], store: Store) -> Outcome:
-    spec = STAGES[stage]
-    key = stage_key(stage, config, upstream)
     started = time.time()
-    existing = store.ref(stage, key)
-    if existing is not None:
-        manifest = store.manifest(stage, key)
-        side = {s: ref for s in spec.side if (ref := store.ref(f"{stage}-{s}", key)) is not None}
-        return Outcome(existing, True, manifest.get("summary", {}), side, time.time() - started)
+    key = stage_key(stage, config, upstream)
+    done = finished(stage, key, store, started)
+    if done is not None:
+        return done
+    if getattr(config, "launch", None) is not None:
+        return launched(stage, config, upstream, store, key, started)
+    return run_here(stage, config, upstream, store)
 
+
+def finished(stage: str, key: str, store: Store, started: float, hit: bool = True) -> Outcome | None:
+    """The store's finished artifact (and its side artifacts) as an outcome; None when
+    there is none."""
+    existing = store.ref(stage, key)
+    if existing is None:
+        return None
+    manifest = store.manifest(stage, key)
+    side = {s: ref for s in STAGES[stage].side if (ref := store.ref(f"{stage}-{s}", key)) is not None}
+    return Outcome(existing, hit, manifest.get("summary", {}), side, time.time() - started)
+
+
+def launched(stage: str, config: BaseModel, upstream: Sequence[ArtifactRef], store: Store, key: str, started: float) -> Outcome:
+    """Run the stage under `accelerate launch` (t2g/launch.py): every rank trains, the main
+    rank writes the artifact through `run_here`, and this process reads it back."""
+    from t2g.launch import LaunchError, launch  # t2g.launch imports this module
+
+    launch(stage, config, upstream, store, key)
+    outcome = finished(stage, key, store, started, hit=False)
+    if outcome is None:
+        raise LaunchError(f"{stage}: the launched run exited cleanly but wrote no artifact at {store.uri(stage, key)}")
+    return outcome
+
+
+def run_here(
+    stage: str, config: BaseModel, upstream: Sequence[ArtifactRef], store: Store, write: bool = True,
+    note: dict[str, Any] | None = None,
+) -> Outcome | None:  # fmt: skip
+    """Run the stage in this process and write its artifacts. A launched stage's ranks
+    other than the main one pass `write=False`: they train along and write nothing.
+    `note` joins the summary (what the launch adds: how many processes trained)."""
+    spec = STAGES[stage]
+    started = time.time()
+    key = stage_key(stage, config, upstream)
     inputs = [load_input(store, u) for u in upstream]
-    result = spec.load()(config, *inputs)
+    # Training stages mirror their checkpoints to the store (a crashed worker's disk is
+    # gone); through a context, not the config, so the key stays the same.
+    with checkpoint_store(store) as checkpoints:
+        result = spec.load()(config, *inputs)
+    if not write:
+        return None
     meta = {
         "config": _config_dict(config),
         "upstream": [u.to_dict() for u in upstream],
@@ -71,6 +115,7 @@ def execute(stage: str, config: BaseModel, upstream: Sequence[ArtifactRef], stor
     writer = store.writer(stage, key)
     for table in [result.main] if isinstance(result.main, pa.Table) else result.main:
         writer.add(table)
+    result.summary.update(note or {})
     side = {
         name: store.write(f"{stage}-{name}", key, table, meta={**meta, "summary": result.summary})
         for name, table in result.side.items()
@@ -80,4 +125,5 @@ def execute(stage: str, config: BaseModel, upstream: Sequence[ArtifactRef], stor
         meta["kind"] = "model"
     meta.update(summary=result.summary, side={n: r.to_dict() for n, r in side.items()}, stage_s=round(time.time() - started, 3))
     ref = writer.commit(meta, result.files)
+    checkpoints.discard()  # the trained model is an artifact now
     return Outcome(ref, False, result.summary, side, time.time() - started)

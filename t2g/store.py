@@ -3,7 +3,8 @@
 Layout: `<root>/<stage>/<key>/part-NNNNN.parquet`, extra files, then `_manifest.json`
 written last. An artifact without a manifest does not exist: readers never see it, and
 the next attempt clears it and writes it again. Readers follow the manifest's part list,
-so a stray part from a killed attempt is never read.
+so a stray part from a killed attempt is never read. Paths whose first segment starts with
+"_" (no stage name can) hold loose files that are not artifacts, e.g. training checkpoints.
 
 Roots: `file://<dir>` (relative paths resolve against the working directory) and
 `s3://bucket/prefix`. S3 settings come from the standard AWS environment
@@ -31,6 +32,7 @@ import pyarrow.parquet as pq
 MANIFEST = "_manifest.json"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_SEGMENT = re.compile(r"^[A-Za-z0-9_.-]{1,255}$")
 
 
 class StoreError(RuntimeError):
@@ -92,6 +94,15 @@ class _Files:
         shutil.copyfile(src, tmp)
         os.replace(tmp, path)
 
+    def get_file(self, rel: str, dest: Path) -> None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+        try:
+            shutil.copyfile(self._path(rel), tmp)
+        except FileNotFoundError:
+            raise KeyError(rel) from None
+        os.replace(tmp, dest)
+
     def local_path(self, rel: str) -> Path | None:
         return self._path(rel)
 
@@ -114,6 +125,13 @@ class _Files:
     def list(self, rel: str) -> list[str]:
         folder = self._path(rel)
         return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+    def list_tree(self, rel: str) -> list[str]:
+        folder = self._path(rel)
+        return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+
+    def delete_tree(self, rel: str) -> None:
+        shutil.rmtree(self._path(rel), ignore_errors=True)
 
     def uri(self, rel: str) -> str:
         return self._path(rel).resolve().as_uri()
@@ -188,12 +206,21 @@ class _S3:
         return True
 
     def list(self, rel: str) -> list[str]:
+        return [n for n in self.list_tree(rel) if "/" not in n]
+
+    def list_tree(self, rel: str) -> list[str]:
         self._ensure_bucket()
         prefix = self._key(rel).rstrip("/") + "/"
         names = []
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
             names += [obj["Key"][len(prefix) :] for obj in page.get("Contents", [])]
-        return sorted(n for n in names if "/" not in n)
+        return sorted(names)
+
+    def delete_tree(self, rel: str) -> None:
+        names = self.list_tree(rel)
+        for i in range(0, len(names), 1000):
+            objects = [{"Key": self._key(f"{rel}/{n}")} for n in names[i : i + 1000]]
+            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True})
 
     def delete_prefix(self, rel: str) -> None:
         names = self.list(rel)
@@ -328,6 +355,47 @@ class Store:
         return w.commit(meta, files)
 
 
+    # -- loose files under a non-artifact prefix (training checkpoints, say) --------------
+    # Paths start with a "_" segment, which no stage name can, so they never mix with
+    # artifacts; they have no manifest: whoever writes them marks completion its own way.
+
+    def put_tree(self, rel: str, folder: Path) -> list[str]:
+        """Upload every file under `folder` (subfolders included) to `rel/`, streaming
+        from disk; returns their paths relative to `folder`."""
+        names = [p.relative_to(folder).as_posix() for p in sorted(Path(folder).rglob("*")) if p.is_file()]
+        for name in names:
+            path = _loose_path(f"{rel}/{name}")
+            self._call("write", path, self._backend.put_file, path, Path(folder) / name)
+        return names
+
+    def put_bytes(self, rel: str, data: bytes) -> None:
+        path = _loose_path(rel)
+        self._call("write", path, self._backend.put, path, data)
+
+    def get_bytes(self, rel: str) -> bytes:
+        """The file's bytes; KeyError when there is none."""
+        path = _loose_path(rel)
+        return self._call("read", path, self._backend.get, path)
+
+    def list_tree(self, rel: str) -> list[str]:
+        """Every file under `rel/`, as paths relative to it."""
+        path = _loose_path(rel)
+        return self._call("list", path, self._backend.list_tree, path)
+
+    def get_tree(self, rel: str, names: Iterable[str], dest: Path) -> None:
+        """Download `names` (paths relative to `rel/`) into the local folder `dest`."""
+        for name in names:
+            path = _loose_path(f"{rel}/{name}")
+            self._call("read", path, self._backend.get_file, path, Path(dest) / name)
+
+    def delete_tree(self, rel: str) -> None:
+        path = _loose_path(rel)
+        self._call("delete", path, self._backend.delete_tree, path)
+
+    def loose_uri(self, rel: str) -> str:
+        return self._backend.uri(_loose_path(rel))
+
+
 class ArtifactWriter:
     def __init__(self, store: Store, stage: str, key: str, schema: pa.Schema | None):
         self.store, self.stage, self.key, self.schema = store, stage, key, schema
@@ -386,6 +454,15 @@ class ArtifactWriter:
         rel = f"{self.base}/{MANIFEST}"
         call("write", rel, backend.put, rel, json.dumps(manifest, indent=1, default=str).encode())
         return ArtifactRef(uri=self.store.uri(self.stage, self.key), stage=self.stage, key=self.key, rows=self.rows)
+
+
+def _loose_path(rel: str) -> str:
+    """A relative path of safe segments whose first segment starts with "_": it cannot
+    climb out of the root, nor land inside an artifact."""
+    segments = rel.split("/") if isinstance(rel, str) else [""]
+    if not segments[0].startswith("_") or not all(_SEGMENT.fullmatch(s) and s not in (".", "..") for s in segments):
+        raise ValueError(f"store path {rel!r} is not allowed (safe segments, the first starting with '_')")
+    return rel
 
 
 def _file_name(name: str) -> str:

@@ -1,6 +1,7 @@
 """What the training stages share: datasets built from rows, model loading (with
 `trust_remote_code` passed explicitly), the device and bf16 choice, the tiny base model,
-checkpoint folders that survive a crash, and the training log as a table.
+checkpoint folders that survive a crash (t2g/checkpoints.py), and the training log as a
+table.
 
 Plain Python over transformers/trl; the stages (t2g/stages/teacher.py, sft.py, grpo.py)
 compose these helpers.
@@ -11,13 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
+import os
 import shutil
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import pyarrow as pa
 
+from t2g.checkpoints import checkpoint_step, mirror_callbacks, resume_from
 from t2g.config import LoraSettings, TinyModelConfig, _SupervisedSection, _TrainSection
 from t2g.graph import Graph, graph_from_obj
 from t2g.prompts import messages
@@ -86,11 +88,18 @@ def build_tiny_base(out: Path, corpus: Iterable[str], tiny: TinyModelConfig) -> 
 
     if (out / "config.json").is_file():
         return out  # built by an earlier (crashed) attempt: same corpus, same model
-    tmp = out.with_name(out.name + ".tmp")
+    # One folder per process: the ranks of a launched stage (t2g/launch.py) build side by
+    # side, and the first to finish wins.
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tiny_mod.build_tiny(tmp, corpus, vocab_size=tiny.vocab_size, hidden_size=tiny.hidden_size,
                         layers=tiny.layers, heads=tiny.heads, seed=tiny.seed)  # fmt: skip
-    tmp.rename(out)
+    try:
+        tmp.rename(out)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (out / "config.json").is_file():
+            raise
     return out
 
 
@@ -105,10 +114,11 @@ def rebuild_tiny(model_dir: Path, base: dict[str, Any]):
     return model, tokenizer
 
 
-def save_model(model, tokenizer, out: Path, base: dict[str, Any]) -> Path:
-    """A flat folder: weights, config, tokenizer and BASE_FILE (no pickles)."""
+def save_model(model, tokenizer, out: Path, base: dict[str, Any], state_dict: dict | None = None) -> Path:
+    """A flat folder: weights, config, tokenizer and BASE_FILE (no pickles). `state_dict`:
+    whole weights gathered from sharded processes (t2g.distributed.save_final)."""
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
+    model.save_pretrained(out, state_dict=state_dict)
     tokenizer.save_pretrained(out)
     (out / BASE_FILE).write_text(json.dumps(base, indent=1))
     return out
@@ -190,27 +200,6 @@ def work_dir(cfg: _TrainSection, stage: str, *parts: Any) -> Path:
     return Path(cfg.work_dir).expanduser() / stage / fingerprint(stage, cfg.model_dump(mode="json"), *parts)
 
 
-# --- checkpoints ---------------------------------------------------------------------
-
-_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-
-
-def last_checkpoint(folder: Path) -> Path | None:
-    """The newest complete checkpoint (trainer_state.json is written last), or None."""
-    if not folder.is_dir():
-        return None
-    done = [
-        (int(m.group(1)), p)
-        for p in folder.iterdir()
-        if (m := _CHECKPOINT.match(p.name)) and (p / "trainer_state.json").is_file()
-    ]
-    return max(done)[1] if done else None
-
-
-def checkpoint_step(path: Path | None) -> int:
-    return int(_CHECKPOINT.match(path.name).group(1)) if path is not None else 0
-
-
 # --- trainer arguments -----------------------------------------------------------------
 
 
@@ -255,8 +244,9 @@ def sft_args(cfg: _SupervisedSection, output_dir: Path):
 
 def train_sft(cfg: _SupervisedSection, examples: list[dict], base_dir: Path, work: Path,
               trust_remote_code: bool = False, lora: LoraSettings | None = None):  # fmt: skip
-    """SFT `examples` (prompt-completion) from `base_dir`, checkpointing into `work`;
-    resumes from the last checkpoint there. Returns (model, tokenizer, trainer, resumed_step)."""
+    """SFT `examples` (prompt-completion) from `base_dir`, checkpointing into `work` (and
+    into the store inside `checkpoint_store`); resumes from the newest checkpoint of
+    either. Returns (model, tokenizer, trainer, resumed_step)."""
     from datasets import Dataset
     from trl import SFTTrainer
 
@@ -269,8 +259,9 @@ def train_sft(cfg: _SupervisedSection, examples: list[dict], base_dir: Path, wor
         args=sft_args(cfg, work / "checkpoints"),
         train_dataset=Dataset.from_list(examples),
         processing_class=tokenizer,
+        callbacks=mirror_callbacks(work / "checkpoints", cfg.save_total_limit),
     )
-    resume = last_checkpoint(work / "checkpoints")
+    resume = resume_from(work / "checkpoints")
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     model = trainer.model
     if lora is not None and lora.merge:

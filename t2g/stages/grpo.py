@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from t2g.checkpoints import checkpoint_step, mirror_callbacks, resume_from
 from t2g.config import GrpoConfig
+from t2g.distributed import save_final
 from t2g.prompts import messages
 from t2g.rewards import REWARDS, reward_funcs
 from t2g.stage import StageResult
@@ -25,8 +27,6 @@ from t2g.training import (
     check_model,
     common_args,
     final_metrics,
-    last_checkpoint,
-    checkpoint_step,
     load_model,
     load_tokenizer,
     log_table,
@@ -34,7 +34,6 @@ from t2g.training import (
     read_base,
     require_columns,
     require_rows,
-    save_model,
     work_dir,
 )
 
@@ -154,10 +153,11 @@ def grpo(cfg: GrpoConfig, reasoned: pa.Table, sft_model: Path) -> StageResult:
         args=grpo_args(cfg, work / "checkpoints"),
         train_dataset=Dataset.from_list(rows),
         processing_class=load_tokenizer(sft_model, trust),
+        callbacks=mirror_callbacks(work / "checkpoints", cfg.save_total_limit),
     )
-    resume = last_checkpoint(work / "checkpoints")
+    resume = resume_from(work / "checkpoints")
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    out = save_model(trainer.model, trainer.processing_class, work / "final", base)
+    out = save_final(trainer, trainer.model, trainer.processing_class, work / "final", base)
     history = trainer.state.log_history
     curves = reward_curves(history, cfg.rewards)
     summary = {

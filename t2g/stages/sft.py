@@ -15,6 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from t2g.config import SftConfig
+from t2g.distributed import save_final
 from t2g.stage import StageResult
 from t2g.training import (
     TINY,
@@ -24,7 +25,6 @@ from t2g.training import (
     log_table,
     require_columns,
     require_rows,
-    save_model,
     sft_example,
     train_sft,
     work_dir,
@@ -68,7 +68,7 @@ def sft(cfg: SftConfig, reasoned: pa.Table) -> StageResult:
         base_dir = Path(cfg.model)
         base = {"model": cfg.model, "trust_remote_code": cfg.trust_remote_code}
     model, tokenizer, trainer, resumed = train_sft(cfg, exs, base_dir, work, cfg.trust_remote_code, cfg.lora)
-    out = save_model(model, tokenizer, work / "final", base)
+    out = save_final(trainer, model, tokenizer, work / "final", base)
     history = trainer.state.log_history
     summary = {
         "rows_in": reasoned.num_rows,

@@ -14,6 +14,7 @@ import time
 import pyarrow as pa
 
 from t2g.config import TeacherConfig
+from t2g.distributed import save_final
 from t2g.stage import StageResult
 from t2g.stages.sft import tokenizer_corpus
 from t2g.training import (
@@ -24,7 +25,6 @@ from t2g.training import (
     log_table,
     require_columns,
     require_rows,
-    save_model,
     sft_example,
     train_sft,
     work_dir,
@@ -60,7 +60,7 @@ def teacher(cfg: TeacherConfig, docs: pa.Table) -> StageResult:
     work = work_dir(cfg, "teacher", docs)
     base_dir = build_tiny_base(work / "base", tokenizer_corpus(exs), cfg.tiny)
     model, tokenizer, trainer, resumed = train_sft(cfg, exs, base_dir, work)
-    out = save_model(model, tokenizer, work / "final", {"model": TINY, "tiny": cfg.tiny.model_dump()})
+    out = save_final(trainer, model, tokenizer, work / "final", {"model": TINY, "tiny": cfg.tiny.model_dump()})
     summary = {
         "rows_in": docs.num_rows,
         "examples": len(exs),
