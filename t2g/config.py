@@ -198,6 +198,10 @@ class TinyModelConfig(Section):
     layers: int = Field(4, ge=1)
     heads: int = Field(2, ge=1)
     seed: int = 0
+    pretrain_steps: int = Field(
+        0, ge=0, description="warm-up steps copying the training texts (t2g.tiny.pretrain), before any SFT"
+    )
+    pretrain_lr: float = Field(3e-3, gt=0)
 
 
 class LoraSettings(Section):

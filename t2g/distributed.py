@@ -42,11 +42,11 @@ def is_main_process() -> bool:
     return rank() == 0
 
 
-def save_final(trainer, model, tokenizer, out: Path, base: dict[str, Any]) -> Path:
+def save_final(trainer, model, tokenizer, out: Path, base: dict[str, Any], base_weights: Path | None = None) -> Path:
     """`save_model` for a trained model, correct under any number of processes."""
     accelerator = trainer.accelerator
     if accelerator.num_processes == 1:
-        return save_model(model, tokenizer, out, base)
+        return save_model(model, tokenizer, out, base, base_weights=base_weights)
     from accelerate.utils import DistributedType
 
     state_dict = None
@@ -55,6 +55,6 @@ def save_final(trainer, model, tokenizer, out: Path, base: dict[str, Any]) -> Pa
         # (ZeRO-3 needs zero3_save_16bit_model, as configs/accelerate/zero3.yaml sets).
         state_dict = accelerator.get_state_dict(trainer.model_wrapped)
     if accelerator.is_main_process:
-        save_model(model, tokenizer, out, base, state_dict=state_dict)
+        save_model(model, tokenizer, out, base, state_dict=state_dict, base_weights=base_weights)
     accelerator.wait_for_everyone()
     return out

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterable
+from random import Random
+from typing import Iterable, Sequence
 
 import torch
 from tokenizers import AddedToken, Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
@@ -136,13 +137,68 @@ def build_model(
     return model
 
 
-def build_tiny(out_dir: str | Path, corpus: Iterable[str], vocab_size: int = 2048, **sizes) -> Path:
-    """Train the tokenizer on `corpus`, build the model (`sizes` go to `build_model`), and
-    save both to `out_dir` like a hub checkpoint. Returns `out_dir`."""
+def pretrain(
+    model: Qwen2ForCausalLM,
+    tokenizer: PreTrainedTokenizerFast,
+    texts: Sequence[str],
+    steps: int,
+    learning_rate: float = 3e-3,
+    batch_size: int = 32,
+    seed: int = 0,
+) -> list[float]:
+    """Warm a freshly initialised model up to copy from its context, as any pretrained
+    base model can: causal LM on `text <eos> text`, where the second copy is predictable
+    only by looking back (the task that grows induction heads).
+
+    Why: the recipe's student copies entity names from the text. A random tiny model has
+    no copying circuit and, under SFT alone, finds one only after hundreds of steps on a
+    loss plateau (measured: entity F1 0.06-0.14 after 300-500 SFT steps without, 0.20
+    after 300 with 300 warm-up steps, 0.47 after 600). The texts are unlabelled: nothing
+    of the answers leaks in. Deterministic for a seed; returns the loss per step.
+    """
+    if steps <= 0 or not texts:
+        return []
+    texts = list(texts)
+    rng = Random(seed)
+    losses: list[float] = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        opt = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.0)
+        warmup = max(1, min(20, steps // 10))
+        model.train()
+        for step in range(steps):
+            batch = [t + IM_END + t + IM_END for t in rng.choices(texts, k=batch_size)]
+            enc = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False)
+            labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+            for group in opt.param_groups:  # linear warm-up, then constant
+                group["lr"] = learning_rate * min(1.0, (step + 1) / warmup)
+            loss = model(**enc, labels=labels).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+    model.eval()
+    return losses
+
+
+def build_tiny(
+    out_dir: str | Path,
+    corpus: Iterable[str],
+    vocab_size: int = 2048,
+    pretrain_texts: Sequence[str] = (),
+    pretrain_steps: int = 0,
+    pretrain_lr: float = 3e-3,
+    **sizes,
+) -> Path:
+    """Train the tokenizer on `corpus`, build the model (`sizes` go to `build_model`),
+    warm it up on `pretrain_texts` for `pretrain_steps` (see `pretrain`), and save both
+    to `out_dir` like a hub checkpoint. Returns `out_dir`."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(corpus, vocab_size=vocab_size)
     model = build_model(tokenizer, **sizes)
+    pretrain(model, tokenizer, pretrain_texts, pretrain_steps, pretrain_lr, seed=sizes.get("seed", 0))
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out

@@ -27,6 +27,7 @@ from t2g.prompts import messages
 # Written next to a trained model: what its base was, so evaluation can score the base
 # too (a "tiny" base is rebuilt from the saved tokenizer and the seed: no copy needed).
 BASE_FILE = "t2g_base.json"
+BASE_WEIGHTS = "t2g_base.safetensors"
 TINY = "tiny"
 
 
@@ -82,8 +83,9 @@ def load_tokenizer(name: str | Path, trust_remote_code: bool = False):
     return tokenizer
 
 
-def build_tiny_base(out: Path, corpus: Iterable[str], tiny: TinyModelConfig) -> Path:
-    """A tiny model whose tokenizer is trained on `corpus`; deterministic for a corpus."""
+def build_tiny_base(out: Path, corpus: Iterable[str], tiny: TinyModelConfig, texts: Sequence[str] = ()) -> Path:
+    """A tiny model whose tokenizer is trained on `corpus`, warmed up on `texts` when
+    `tiny.pretrain_steps` says so; deterministic for a corpus."""
     from t2g import tiny as tiny_mod
 
     if (out / "config.json").is_file():
@@ -93,7 +95,8 @@ def build_tiny_base(out: Path, corpus: Iterable[str], tiny: TinyModelConfig) -> 
     tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tiny_mod.build_tiny(tmp, corpus, vocab_size=tiny.vocab_size, hidden_size=tiny.hidden_size,
-                        layers=tiny.layers, heads=tiny.heads, seed=tiny.seed)  # fmt: skip
+                        layers=tiny.layers, heads=tiny.heads, seed=tiny.seed, pretrain_texts=texts,
+                        pretrain_steps=tiny.pretrain_steps, pretrain_lr=tiny.pretrain_lr)  # fmt: skip
     try:
         tmp.rename(out)
     except OSError:
@@ -104,23 +107,44 @@ def build_tiny_base(out: Path, corpus: Iterable[str], tiny: TinyModelConfig) -> 
 
 
 def rebuild_tiny(model_dir: Path, base: dict[str, Any]):
-    """The untrained tiny base of a trained tiny model: same tokenizer, same seed."""
+    """The untrained tiny base of a trained tiny model: same tokenizer, same seed, and the
+    warmed-up weights when the base was warmed up (kept as BASE_WEIGHTS beside the model)."""
+    from safetensors.torch import load_model as load_weights
+
     from t2g import tiny as tiny_mod
 
     sizes = base["tiny"]
     tokenizer = load_tokenizer(model_dir)
     model = tiny_mod.build_model(tokenizer, hidden_size=sizes["hidden_size"], layers=sizes["layers"],
                                  heads=sizes["heads"], seed=sizes["seed"])  # fmt: skip
+    weights = Path(model_dir) / BASE_WEIGHTS
+    if weights.is_file():
+        load_weights(model, str(weights))
+    elif sizes.get("pretrain_steps"):
+        raise TrainingError(f"{model_dir} has a warmed-up tiny base but no {BASE_WEIGHTS}: retrain it")
     return model, tokenizer
 
 
-def save_model(model, tokenizer, out: Path, base: dict[str, Any], state_dict: dict | None = None) -> Path:
-    """A flat folder: weights, config, tokenizer and BASE_FILE (no pickles). `state_dict`:
-    whole weights gathered from sharded processes (t2g.distributed.save_final)."""
+def warm_base_weights(base_dir: Path, tiny: TinyModelConfig) -> Path | None:
+    """What a model trained from a tiny base must carry to rebuild that base: the weights
+    of a warmed-up one (evaluation scores the base too, and a warm-up is not cheap to
+    redo). A model trained from such a model passes its copy on."""
+    if (Path(base_dir) / BASE_WEIGHTS).is_file():
+        return Path(base_dir) / BASE_WEIGHTS
+    return Path(base_dir) / "model.safetensors" if tiny.pretrain_steps else None
+
+
+def save_model(model, tokenizer, out: Path, base: dict[str, Any], state_dict: dict | None = None,
+               base_weights: Path | None = None) -> Path:  # fmt: skip
+    """A flat folder: weights, config, tokenizer, BASE_FILE and, for a warmed-up tiny base,
+    BASE_WEIGHTS (no pickles). `state_dict`: whole weights gathered from sharded processes
+    (t2g.distributed.save_final)."""
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, state_dict=state_dict)
     tokenizer.save_pretrained(out)
     (out / BASE_FILE).write_text(json.dumps(base, indent=1))
+    if base_weights is not None:
+        shutil.copyfile(base_weights, out / BASE_WEIGHTS)
     return out
 
 

@@ -11,7 +11,7 @@ from tests.flowrun import SMALL, TINY, run_t2g
 
 CUT = [
     *SMALL,
-    "sft.tiny={vocab_size: 400, hidden_size: 32, layers: 1, heads: 1}",
+    "sft.tiny={vocab_size: 400, hidden_size: 32, layers: 1, heads: 1, pretrain_steps: 2}",
     "sft.max_steps=3",
     "sft.batch_size=4",
     "grpo.max_steps=2",

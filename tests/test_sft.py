@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from t2g.config import SftConfig
 from t2g.stages.sft import examples_from, sft
@@ -82,3 +83,21 @@ def test_kill_mid_sft_resumes_from_checkpoint(tmp_path):
     result = sft(config(tmp_path, max_steps=steps, save_steps=2, logging_steps=1), reason_table(12))
     assert result.summary["resumed_from_step"] > 0, result.summary
     assert result.summary["steps"] == steps
+
+
+def test_a_warmed_up_tiny_base_travels_with_the_model(tmp_path):
+    """Evaluation rebuilds the base of a tiny student: with a warm-up that is the warmed-up
+    weights (carried in the model folder), not a fresh random init."""
+    from safetensors.torch import load_file
+
+    from t2g.training import BASE_WEIGHTS, rebuild_tiny
+
+    warm = SMALL_TINY.model_copy(update={"pretrain_steps": 3})
+    result = sft(config(tmp_path, tiny=warm), reason_table(12))
+    folder = result.model_dir
+    assert (folder / BASE_WEIGHTS).is_file()
+    base_model, _ = rebuild_tiny(folder, read_base(folder))
+    carried = load_file(str(folder / BASE_WEIGHTS))
+    assert all(torch.equal(base_model.state_dict()[k], v) for k, v in carried.items())
+    built_base = load_file(str(next(tmp_path.glob("sft/*/base")) / "model.safetensors"))
+    assert carried.keys() == built_base.keys() and all(torch.equal(carried[k], built_base[k]) for k in carried)

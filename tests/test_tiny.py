@@ -111,3 +111,19 @@ def test_build_is_deterministic_and_leaves_global_rng_alone(tokenizer):
 def test_sizes_are_checked(tokenizer):
     with pytest.raises(ValueError, match="multiple"):
         tiny.build_model(tokenizer, hidden_size=100, heads=3)
+
+
+def test_pretrain_lowers_the_loss_and_is_deterministic():
+    texts = [d["text"] for d in toyworld.generate(100, seed=0)]
+    tokenizer = tiny.build_tokenizer(texts, vocab_size=400)
+
+    def warm(seed: int) -> tuple[list[float], torch.Tensor]:
+        model = tiny.build_model(tokenizer, hidden_size=32, layers=2, heads=1)
+        losses = tiny.pretrain(model, tokenizer, texts, steps=40, learning_rate=1e-2, batch_size=8, seed=seed)
+        return losses, model.model.embed_tokens.weight.detach().clone()
+
+    losses, weights = warm(0)
+    assert len(losses) == 40 and sum(losses[-5:]) / 5 < 0.7 * losses[0]
+    again, same = warm(0)
+    assert again == losses and torch.equal(same, weights)
+    assert tiny.pretrain(tiny.build_model(tokenizer, hidden_size=32, layers=1, heads=1), tokenizer, texts, steps=0) == []

@@ -23,6 +23,7 @@ from t2g.prompts import messages
 from t2g.rewards import REWARDS, reward_funcs
 from t2g.stage import StageResult
 from t2g.training import (
+    BASE_WEIGHTS,
     TrainingError,
     check_model,
     common_args,
@@ -157,7 +158,9 @@ def grpo(cfg: GrpoConfig, reasoned: pa.Table, sft_model: Path) -> StageResult:
     )
     resume = resume_from(work / "checkpoints")
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    out = save_final(trainer, trainer.model, trainer.processing_class, work / "final", base)
+    carried = sft_model / BASE_WEIGHTS  # the warmed-up tiny base, passed on for evaluation
+    out = save_final(trainer, trainer.model, trainer.processing_class, work / "final", base,
+                     carried if carried.is_file() else None)  # fmt: skip
     history = trainer.state.log_history
     curves = reward_curves(history, cfg.rewards)
     summary = {

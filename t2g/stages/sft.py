@@ -27,6 +27,7 @@ from t2g.training import (
     require_rows,
     sft_example,
     train_sft,
+    warm_base_weights,
     work_dir,
 )
 
@@ -62,13 +63,15 @@ def sft(cfg: SftConfig, reasoned: pa.Table) -> StageResult:
     exs = examples_from(reasoned)
     work = work_dir(cfg, "sft", reasoned)
     if cfg.model == TINY:
-        base_dir = build_tiny_base(work / "base", tokenizer_corpus(exs), cfg.tiny)
+        base_dir = build_tiny_base(work / "base", tokenizer_corpus(exs), cfg.tiny, reasoned.column("text").to_pylist())
         base = {"model": TINY, "tiny": cfg.tiny.model_dump()}
+        weights = warm_base_weights(base_dir, cfg.tiny)
     else:
         base_dir = Path(cfg.model)
         base = {"model": cfg.model, "trust_remote_code": cfg.trust_remote_code}
+        weights = None
     model, tokenizer, trainer, resumed = train_sft(cfg, exs, base_dir, work, cfg.trust_remote_code, cfg.lora)
-    out = save_final(trainer, model, tokenizer, work / "final", base)
+    out = save_final(trainer, model, tokenizer, work / "final", base, weights)
     history = trainer.state.log_history
     summary = {
         "rows_in": reasoned.num_rows,

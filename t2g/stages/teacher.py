@@ -27,6 +27,7 @@ from t2g.training import (
     require_rows,
     sft_example,
     train_sft,
+    warm_base_weights,
     work_dir,
 )
 
@@ -58,9 +59,12 @@ def teacher(cfg: TeacherConfig, docs: pa.Table) -> StageResult:
     exs = teacher_examples(docs, cfg.split)
     require_rows(len(exs), "teacher", f"gold documents in split {cfg.split!r}")
     work = work_dir(cfg, "teacher", docs)
-    base_dir = build_tiny_base(work / "base", tokenizer_corpus(exs), cfg.tiny)
+    # Warm-up on the split's own texts only: never on the documents it will label or on the test split.
+    texts = [t for t, split in zip(docs.column("text").to_pylist(), docs.column("split").to_pylist()) if split == cfg.split]
+    base_dir = build_tiny_base(work / "base", tokenizer_corpus(exs), cfg.tiny, texts)
     model, tokenizer, trainer, resumed = train_sft(cfg, exs, base_dir, work)
-    out = save_final(trainer, model, tokenizer, work / "final", {"model": TINY, "tiny": cfg.tiny.model_dump()})
+    base = {"model": TINY, "tiny": cfg.tiny.model_dump()}
+    out = save_final(trainer, model, tokenizer, work / "final", base, warm_base_weights(base_dir, cfg.tiny))
     summary = {
         "rows_in": docs.num_rows,
         "examples": len(exs),
