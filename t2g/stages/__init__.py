@@ -60,26 +60,34 @@ STAGES: dict[str, Stage] = {
             side=("dropped",),
         ),
         # Training: t2g.training and the prompt shape what is learnt; t2g.tiny what a
-        # "tiny" base is.
+        # "tiny" base is (evaluation rebuilds it); t2g.distributed how the model is saved.
         Stage(
             "teacher",
             "t2g.stages.teacher:teacher",
             "teacher",
-            ("t2g.stages.teacher", "t2g.stages.sft", "t2g.training", "t2g.prompts", "t2g.tiny", "t2g.graph"),
+            ("t2g.stages.teacher", "t2g.stages.sft", "t2g.training", "t2g.distributed", "t2g.prompts", "t2g.tiny", "t2g.graph"),
         ),
-        Stage("sft", "t2g.stages.sft:sft", "sft", ("t2g.stages.sft", "t2g.training", "t2g.prompts", "t2g.tiny")),
+        Stage(
+            "sft",
+            "t2g.stages.sft:sft",
+            "sft",
+            ("t2g.stages.sft", "t2g.training", "t2g.distributed", "t2g.prompts", "t2g.tiny"),
+        ),
         Stage(
             "grpo",
             "t2g.stages.grpo:grpo",
             "grpo",
-            ("t2g.stages.grpo", "t2g.training", "t2g.prompts", "t2g.rewards", "t2g.graph", "t2g.metrics"),
+            ("t2g.stages.grpo", "t2g.training", "t2g.distributed", "t2g.prompts", "t2g.rewards", "t2g.graph", "t2g.metrics"),
             side=("rewards",),
         ),
         Stage(
             "evaluate",
             "t2g.stages.evaluate:evaluate",
             "evaluate",
-            ("t2g.stages.evaluate", "t2g.inference", "t2g.evaluation", "t2g.metrics", "t2g.graph", "t2g.prompts", "t2g.training"),
+            (
+                "t2g.stages.evaluate", "t2g.inference", "t2g.evaluation", "t2g.metrics", "t2g.graph", "t2g.prompts",
+                "t2g.training", "t2g.tiny",
+            ),  # fmt: skip
         ),
     )
 }
