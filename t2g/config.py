@@ -75,6 +75,10 @@ class ToyworldSource(_Source):
     kind: Literal["toyworld"]
     n: int = Field(100, ge=0)
     seed: int = 0
+    # The shape of documents (t2g.toyworld.World); the cast of names is the same whatever
+    # these say, so sources with different shapes still share one world.
+    max_facts: int = Field(2, ge=1, description="fact sentences per document, at most")
+    distractor_rate: float = Field(0.5, ge=0, le=1, description="chance of a sentence with nothing to extract")
 
 
 Source = Annotated[

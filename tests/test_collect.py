@@ -198,6 +198,18 @@ def test_toyworld_source_carries_gold_and_types() -> None:
     assert first["split"] == "test"
 
 
+def test_toyworld_source_shapes_documents_but_keeps_the_cast() -> None:
+    from t2g import toyworld
+
+    src = {"kind": "toyworld", "name": "short", "n": 40, "seed": 4, "max_facts": 1, "distractor_rate": 0.0}
+    main, _, _ = run([src], near_duplicate_threshold=None)
+    names = set(toyworld.cast().type_of)
+    for row in main.to_pylist():
+        gold = json.loads(row["gold"])
+        assert row["text"].count(". ") == 0  # one sentence: one fact, no distractor
+        assert {e["text"] for e in gold["entities"]} <= names
+
+
 # --- sources that cannot be read at all ----------------------------------------------
 
 

@@ -16,7 +16,8 @@ def read_toyworld(src: ToyworldSource) -> Iterator[Row]:
     # slice of the text space, so a test source can never repeat a training text; any
     # other tag (seed, pool, ...) is training data and draws from the training slice.
     split = src.split if src.split in toyworld.SPLITS else "train"
-    docs = toyworld.iter_documents(src.n, src.seed, split=split)
+    world = toyworld.World(max_facts=src.max_facts, distractor_rate=src.distractor_rate)
+    docs = toyworld.iter_documents(src.n, src.seed, world=world, split=split)
 
     def rows() -> Iterator[Row]:
         for index, doc in enumerate(docs):
