@@ -354,7 +354,6 @@ class Store:
             w.add(table)
         return w.commit(meta, files)
 
-
     # -- loose files under a non-artifact prefix (training checkpoints, say) --------------
     # Paths start with a "_" segment, which no stage name can, so they never mix with
     # artifacts; they have no manifest: whoever writes them marks completion its own way.
