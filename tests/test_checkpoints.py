@@ -5,12 +5,8 @@ in a real S3 (SeaweedFS)."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -31,6 +27,7 @@ from t2g.config import GrpoConfig, SftConfig
 from t2g.runner import execute, stage_key
 from t2g.store import ArtifactRef, Store
 from t2g.stages.grpo import grpo
+from tests.faults.helpers import kill_at
 from tests.trainkit import SMALL_TINY, reason_table, small_tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,23 +130,11 @@ def test_killed_sft_resumes_from_s3_after_losing_its_disk(s3_env, tmp_path):
     store = Store(s3_env)
     reason = store.write("reason", "r1", reason_table(12))
     work = tmp_path / "work"
-    proc = subprocess.Popen(
+    outcome = kill_at(
         [sys.executable, "-c", f"from tests.test_checkpoints import _run; _run({s3_env!r}, {str(work)!r}, {reason.to_dict()!r})"],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        REPO, lambda: any(rel.endswith(f"/{MARKER}") for rel in store.list_tree(f"{PREFIX}/sft")), timeout=120, poll=0.1,
     )  # fmt: skip
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline and proc.poll() is None:
-            if any(rel.endswith(f"/{MARKER}") for rel in store.list_tree(f"{PREFIX}/sft")):
-                break
-            time.sleep(0.1)
-        assert proc.poll() is None, "the run ended before it could be killed"
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    assert outcome == "killed", f"the run ended before it could be killed: {outcome}"
     key = stage_key("sft", config(work), [reason])
     assert store.ref("sft", key) is None  # killed before the end
 

@@ -3,11 +3,7 @@ the middle of training resumes from the last checkpoint."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +12,7 @@ import torch
 from t2g.config import SftConfig
 from t2g.stages.sft import examples_from, sft
 from t2g.training import TrainingError, load_model, read_base
+from tests.faults.helpers import kill_at
 from tests.trainkit import SMALL_TINY, reason_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,23 +58,11 @@ def _run(work: str, steps: int) -> None:  # the subprocess that gets killed
 
 def test_kill_mid_sft_resumes_from_checkpoint(tmp_path):
     steps = 40
-    proc = subprocess.Popen(
+    outcome = kill_at(
         [sys.executable, "-c", f"from tests.test_sft import _run; _run({str(tmp_path)!r}, {steps})"],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        REPO, lambda: bool(list(tmp_path.glob("sft/*/checkpoints/checkpoint-*/trainer_state.json"))), timeout=120,
     )  # fmt: skip
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline and proc.poll() is None:
-            if list(tmp_path.glob("sft/*/checkpoints/checkpoint-*/trainer_state.json")):
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, "the run ended before it could be killed"
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    assert outcome == "killed", f"the run ended before it could be killed: {outcome}"
     assert not list(tmp_path.glob("sft/*/final/config.json"))  # killed before the end
 
     result = sft(config(tmp_path, max_steps=steps, save_steps=2, logging_steps=1), reason_table(12))

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+from tests.faults.helpers import kill_at
 from tests.flowrun import run_t2g, small_args, t2g_cmd
 
 
@@ -44,24 +43,8 @@ def _manifests(store: Path, stage: str) -> list[Path]:
 def test_kill_during_extraction_then_rerun_reuses_finished_shards(tmp_path, prefect_server, tiny_model_dir):
     env = prefect_server.env()
     store = tmp_path / ".t2g" / "store"
-    proc = subprocess.Popen(
-        [t2g_cmd(), *_args(tiny_model_dir)],
-        cwd=tmp_path,
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.time() + 300
-        while time.time() < deadline and proc.poll() is None and len(_manifests(store, "extract-shard")) < 2:
-            time.sleep(0.05)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    kill_at([t2g_cmd(), *_args(tiny_model_dir)], tmp_path, lambda: len(_manifests(store, "extract-shard")) >= 2,
+            env={**os.environ, **env}, timeout=300)  # fmt: skip
     finished = len(_manifests(store, "extract-shard"))
     assert finished >= 2 and not _manifests(store, "extract"), "the kill came too late"
 

@@ -101,14 +101,18 @@ def half_written(store_dir: Path) -> list[Path]:
 def run_until(args: list[str], cwd: Path, env: dict[str, str], kill_when: Callable[[], bool], timeout: float = 300) -> str:
     """Start `t2g ARGS`; SIGKILL its process group once `kill_when()` is true. Returns
     "killed" or "finished (exit N)" when it ended before the kill point."""
-    proc = subprocess.Popen(
-        [t2g_cmd(), *args],
-        cwd=cwd,
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    return kill_at([t2g_cmd(), *args], cwd, kill_when, env={**os.environ, **env}, timeout=timeout, poll=0.005)
+
+
+def kill_at(
+    cmd: list[str], cwd: Path, kill_when: Callable[[], bool], env: dict[str, str] | None = None,
+    timeout: float = 300, poll: float = 0.05,
+) -> str:  # fmt: skip
+    """Start `cmd` in a session of its own; SIGKILL its process group once `kill_when()`
+    is true. Returns "killed", or "finished (exit N)" when it ended first; a run that
+    does neither within `timeout` fails the test."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
     deadline = time.time() + timeout
     try:
         while time.time() < deadline and proc.poll() is None:
@@ -116,7 +120,7 @@ def run_until(args: list[str], cwd: Path, env: dict[str, str], kill_when: Callab
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
                 return "killed"
-            time.sleep(0.005)
+            time.sleep(poll)
         if proc.poll() is None:
             raise AssertionError("the run neither finished nor reached its kill point")
         return f"finished (exit {proc.returncode})"
