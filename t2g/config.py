@@ -399,6 +399,26 @@ class Recipe(Section):
     retries: RetryConfig = RetryConfig()
     orchestration: OrchestrationConfig = OrchestrationConfig()
 
+    @model_validator(mode="after")
+    def _evaluate_split_held_out(self) -> "Recipe":
+        # Whatever extract labels flows into SFT and GRPO; labelling the evaluate split
+        # would train the student on its own test documents and inflate every score.
+        held_out = self.evaluate.split
+        labelled = self.extract.splits
+        if any(s.split == held_out for s in self.collect.sources) and (labelled is None or held_out in labelled):
+            others = sorted({s.split for s in self.collect.sources} - {held_out})
+            raise ValueError(
+                f"extract.splits {'labels every split' if labelled is None else labelled}, so the student would "
+                f"train on the evaluate split {held_out!r}: set extract.splits to the training splits"
+                + (f" (e.g. {others})" if others else "")
+            )
+        if self.teacher is not None and self.teacher.split == held_out:
+            raise ValueError(
+                f"teacher.split is the evaluate split {held_out!r}: the teacher would learn the test documents' "
+                "gold; give the teacher its own split (e.g. seed)"
+            )
+        return self
+
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None, store: str | None = None) -> Recipe:
     """Read, override and validate a recipe. Raises RecipeError naming file and field."""

@@ -77,6 +77,16 @@ def test_duplicate_source_names_are_refused():
         load_recipe(TINY, overrides=["collect.sources.1.name=toyworld-seed"])
 
 
+def test_training_on_the_evaluate_split_is_refused():
+    with pytest.raises(RecipeError, match=r"train on the evaluate split 'test': set extract.splits .*'pool', 'seed'"):
+        load_recipe(TINY, overrides=["extract.splits=null"])
+    with pytest.raises(RecipeError, match="evaluate split 'seed'"):
+        load_recipe(TINY, overrides=["evaluate.split=seed"])
+    assert load_recipe(TINY, overrides=["evaluate.split=dev"]).evaluate.split == "dev"  # no such split: nothing leaks
+    with pytest.raises(RecipeError, match="teacher.split is the evaluate split 'test'"):
+        load_recipe(TINY, overrides=["teacher={split: test}"])
+
+
 def test_apply_override_creates_missing_sections():
     data: dict = {}
     apply_override(data, "reason.thinking=true")
