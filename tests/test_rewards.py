@@ -125,6 +125,19 @@ def test_partial_credit_computed_by_hand():
     assert scores["types"] == [1.0]  # every type is a requested one, even the wrong one
 
 
+def test_a_duplicate_costs_precision():
+    # Sets would score these 1.0: a repeated entity or relation would be free, and GRPO drifts into it.
+    twice = {"entities": [*GOLD["entities"], GOLD["entities"][0]], "relations": [*GOLD["relations"], GOLD["relations"][1]]}
+    scores = score([json.dumps(twice)])
+    # entities: tp 3, listed 4 -> 2*3 / (3 + 4); relations: tp 2, listed 3 -> 2*2 / (2 + 3)
+    assert scores["f1_entities"] == [pytest.approx(6 / 7)]
+    assert scores["f1_relations"] == [pytest.approx(4 / 5)]
+    one_of_two = {"entities": GOLD["entities"][:1] * 3, "relations": []}
+    assert score([json.dumps(one_of_two)])["f1_entities"] == [pytest.approx(2 / 6)]  # tp 1, gold 3, listed 3
+    nothing = json.dumps({"entities": [], "relations": []})
+    assert score([nothing], solution=[nothing])["f1_relations"] == [1.0]
+
+
 def test_types_is_the_share_of_requested_types():
     pred = {
         "entities": [
