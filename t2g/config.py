@@ -310,6 +310,7 @@ class GrpoConfig(_TrainSection):
     vllm_mode: Literal["colocate", "server"] = "colocate"
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
     limit: int | None = Field(None, ge=1, description="train on at most this many examples")
+    min_relations: int = Field(0, ge=0, description="train only on examples whose gold has this many relations")
     learning_rate: float = Field(1e-6, gt=0)
     save_steps: int = Field(50, ge=1)
 

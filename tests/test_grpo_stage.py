@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from t2g.config import GrpoConfig, RecipeError, validate_recipe
-from t2g.stages.grpo import grpo
+from t2g.stages.grpo import grpo, grpo_rows, relation_count
 from t2g.training import TrainingError, load_model, read_base
 from tests.trainkit import reason_table, small_tiny_model
 
@@ -34,6 +34,19 @@ def test_grpo_trains_and_draws_reward_curves(tmp_path, student):
     assert result.files["rewards.png"].startswith(b"\x89PNG")
     assert read_base(result.model_dir)["model"] == "tiny"  # the base travels on
     load_model(result.model_dir)
+
+
+def test_min_relations_keeps_only_examples_with_that_many_gold_relations(tmp_path, student):
+    table = reason_table(40)
+    counts = [relation_count(g) for g in table.column("graph").to_pylist()]
+    assert 0 in counts and max(counts) >= 2  # the toy world has both kinds
+    kept = grpo_rows(table, min_relations=2)
+    assert len(kept) == sum(c >= 2 for c in counts)
+    assert all(relation_count(r["solution"]) >= 2 for r in kept)
+    assert len(grpo_rows(table, limit=3, min_relations=1)) == 3
+    assert relation_count("not json") == relation_count(None) == relation_count('{"entities": []}') == 0
+    with pytest.raises(TrainingError, match="lower grpo.min_relations"):
+        grpo(config(tmp_path, min_relations=99), table, student)
 
 
 def test_bad_inputs_fail_before_training(tmp_path, student):

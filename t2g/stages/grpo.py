@@ -5,11 +5,17 @@ Inputs: the reason stage's examples (their `graph` column is the gold the reward
 as `solution`) and the SFT model folder. Every knob of trl's GRPOTrainer that matters
 here comes from the recipe; `use_vllm` with `vllm_mode` colocate or server is for GPU
 runs. The per-step mean of each reward is kept as a table and drawn as rewards.png.
+
+`min_relations` keeps only examples with that many gold relations. Type-subset augmentation
+leaves many examples with an empty gold relation list; on those, any relation costs the
+whole relation reward, a far stronger signal than the rare correct relation earns, so a
+small student learns to answer no relations at all (README, "GRPO on the tiny profile").
 """
 
 from __future__ import annotations
 
 import io
+import json
 import math
 import time
 from pathlib import Path
@@ -44,10 +50,23 @@ COLUMNS = ("text", "entity_types", "relation_types", "graph")
 CURVE_SCHEMA = pa.schema([pa.field("step", pa.int64()), pa.field("reward", pa.string()), pa.field("mean", pa.float64())])
 
 
-def grpo_rows(table: pa.Table, limit: int | None = None) -> list[dict]:
+def relation_count(graph: str | None) -> int:
+    """How many relations a gold graph (JSON text) holds; 0 when it is not a readable graph."""
+    try:
+        rels = json.loads(graph).get("relations") if graph else None
+    except (ValueError, AttributeError, RecursionError):
+        return 0
+    return len(rels) if isinstance(rels, list) else 0
+
+
+def grpo_rows(table: pa.Table, limit: int | None = None, min_relations: int = 0) -> list[dict]:
     think = table.column("think").to_pylist() if "think" in table.column_names else [None] * table.num_rows
     rows = []
-    for i, row in enumerate(table.select(list(COLUMNS)).to_pylist()[:limit]):
+    for i, row in enumerate(table.select(list(COLUMNS)).to_pylist()):
+        if len(rows) == limit:
+            break
+        if min_relations and relation_count(row["graph"]) < min_relations:
+            continue
         etypes, rtypes = row["entity_types"] or [], row["relation_types"] or []
         rows.append(
             {
@@ -144,7 +163,11 @@ def grpo(cfg: GrpoConfig, reasoned: pa.Table, sft_model: Path) -> StageResult:
 
     started = time.time()
     check(cfg, reasoned, sft_model)
-    rows = grpo_rows(reasoned, cfg.limit)
+    rows = grpo_rows(reasoned, cfg.limit, cfg.min_relations)
+    if not rows:
+        raise TrainingError(
+            f"grpo: no example has {cfg.min_relations} or more gold relations; lower grpo.min_relations"
+        )
     base = read_base(sft_model) or {"model": str(sft_model)}
     trust = bool(base.get("trust_remote_code", False))
     work = work_dir(cfg, "grpo", reasoned, model_fingerprint(sft_model))
@@ -166,6 +189,7 @@ def grpo(cfg: GrpoConfig, reasoned: pa.Table, sft_model: Path) -> StageResult:
     summary = {
         "rows_in": reasoned.num_rows,
         "examples": len(rows),
+        "min_relations": cfg.min_relations,
         "steps": trainer.state.global_step,
         "resumed_from_step": checkpoint_step(resume),
         "rewards": dict(zip(cfg.rewards, cfg.reward_weights or [1.0] * len(cfg.rewards))),
