@@ -132,8 +132,8 @@ def test_a_duplicate_costs_precision():
     # entities: tp 3, listed 4 -> 2*3 / (3 + 4); relations: tp 2, listed 3 -> 2*2 / (2 + 3)
     assert scores["f1_entities"] == [pytest.approx(6 / 7)]
     assert scores["f1_relations"] == [pytest.approx(4 / 5)]
-    one_of_two = {"entities": GOLD["entities"][:1] * 3, "relations": []}
-    assert score([json.dumps(one_of_two)])["f1_entities"] == [pytest.approx(2 / 6)]  # tp 1, gold 3, listed 3
+    one_thrice = {"entities": GOLD["entities"][:1] * 3, "relations": []}
+    assert score([json.dumps(one_thrice)])["f1_entities"] == [pytest.approx(2 / 6)]  # tp 1, gold 3, listed 3
     nothing = json.dumps({"entities": [], "relations": []})
     assert score([nothing], solution=[nothing])["f1_relations"] == [1.0]
 
