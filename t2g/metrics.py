@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import astuple, dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -166,3 +166,50 @@ def corpus_report(pairs: Iterable[tuple[GraphLike, GraphLike]]) -> dict[str, dic
         ents.add(entity_set(gold), entity_set(pred), entity_set(gold, True), entity_set(pred, True))
         rels.add(relation_set(gold), relation_set(pred), relation_set(gold, True), relation_set(pred, True))
     return {"entities": ents.report(n), "relations": rels.report(n)}
+
+
+# --- comparing two models on the same documents -----------------------------------------
+
+
+def paired_bootstrap(
+    golds: Sequence[GraphLike],
+    preds_a: Sequence[GraphLike],
+    preds_b: Sequence[GraphLike],
+    resamples: int = 2000,
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """Micro-F1 of model b minus model a on the same documents, with a 95% interval from
+    a paired bootstrap over documents (scipy.stats.bootstrap, percentile method).
+
+    Why: on a hundred test documents a few points of relation F1 is within noise; the
+    interval says whether b's gain is one. Returns {"entities": {...}, "relations": {...}},
+    each {"delta", "low", "high"} in F1 units, and "documents".
+    """
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    if not (len(golds) == len(preds_a) == len(preds_b)):
+        raise ValueError(f"paired_bootstrap: {len(golds)} gold, {len(preds_a)} and {len(preds_b)} predictions")
+    out: dict[str, Any] = {"documents": len(golds)}
+    for kind, items in (("entities", entity_set), ("relations", relation_set)):
+        # Per document: tp, fp, fn of each model; micro-F1 is a function of their sums.
+        counts = np.array(
+            [[astuple(count(items(g), items(p))) for p in (a, b)] for g, a, b in zip(golds, preds_a, preds_b)],
+            dtype=float,
+        ).reshape(len(golds), 6)
+
+        def delta(ix: np.ndarray, axis: int = -1) -> np.ndarray:
+            s = counts[ix].sum(axis=-2)  # (..., 6)
+            f = [np.divide(2 * s[..., i], 2 * s[..., i] + s[..., i + 1] + s[..., i + 2],
+                           out=np.ones_like(s[..., i]), where=s[..., i : i + 3].sum(axis=-1) > 0)
+                 for i in (0, 3)]  # fmt: skip
+            return f[1] - f[0]
+
+        point = float(delta(np.arange(len(golds))))
+        if len(golds) < 2:
+            out[kind] = {"delta": point, "low": point, "high": point}
+            continue
+        ci = bootstrap((np.arange(len(golds)),), delta, n_resamples=resamples, method="percentile",
+                       vectorized=True, random_state=np.random.default_rng(seed)).confidence_interval  # fmt: skip
+        out[kind] = {"delta": point, "low": float(ci.low), "high": float(ci.high)}
+    return out

@@ -38,7 +38,14 @@ def test_report_for_base_sft_and_grpo(model, tmp_path):
     assert result.summary["skipped_benchmarks"] == [str(tmp_path / "absent.jsonl")]
     preds = result.main.to_pylist()
     assert len(preds) == 3 * (3 + 2) and {p["dataset"] for p in preds} == {"test", "bench"}
-    assert "| grpo |" in result.files["report.md"].decode()
+    md = result.files["report.md"].decode()
+    assert "| grpo |" in md
+    # Each model against the one before it; the same weights differ by nothing.
+    assert list(report["comparisons"]) == ["sft - base", "grpo - sft"]
+    for c in report["comparisons"].values():
+        assert c["documents"] == 3
+        assert c["relations"] == {"delta": 0.0, "low": 0.0, "high": 0.0}
+    assert "- grpo - sft: entity F1 +0.0 (+0.0 to +0.0), relation F1 +0.0 (+0.0 to +0.0) points" in md
 
 
 def test_constrained_decoding_gives_valid_json(model):

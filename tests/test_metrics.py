@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from t2g.graph import Graph
-from t2g.metrics import Counts, corpus_report, count, entity_set, f1, normalise, relation_set
+from t2g.metrics import Counts, corpus_report, count, entity_set, f1, normalise, paired_bootstrap, relation_set
 
 # --- normalise ------------------------------------------------------------------------
 
@@ -150,3 +150,42 @@ def test_corpus_scores_are_probabilities_and_self_match_is_perfect(raw: list) ->
         assert 0.0 <= v <= 1.0
     same = corpus_report([(_g(g), _g(g)) for g, _ in raw])["entities"]
     assert same["micro"]["f1"] == same["mean_f1"] == same["relaxed"]["mean_f1"] == 1.0
+
+
+graph = st.builds(
+    lambda e, r: _g(e, r),
+    items,
+    st.lists(st.tuples(st.sampled_from("ab"), st.sampled_from("bc"), st.sampled_from("rs")), max_size=3),
+)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(graph, graph, graph), min_size=1, max_size=8))
+def test_paired_bootstrap_delta_is_the_corpus_f1_difference(raw: list) -> None:
+    golds, a, b = (list(x) for x in zip(*raw))
+    out = paired_bootstrap(golds, a, b, resamples=200)
+    assert out["documents"] == len(raw)
+    for kind in ("entities", "relations"):
+        f = [corpus_report(zip(golds, preds))[kind]["micro"]["f1"] for preds in (a, b)]
+        c = out[kind]
+        assert c["delta"] == pytest.approx(f[1] - f[0])
+        assert -1.0 <= c["low"] <= c["high"] <= 1.0
+        if len(raw) == 1:  # nothing to resample
+            assert c["low"] == c["delta"] == c["high"]
+
+
+def test_paired_bootstrap_interval_excludes_zero_only_for_a_clear_gain() -> None:
+    gold = _g([("a", "x"), ("b", "y")], [("a", "b", "r")])
+    wrong = _g([("c", "x")], [("a", "c", "r")])
+    # b beats a on 30 of 40 documents and ties on the rest: a gain the interval must show.
+    clear = paired_bootstrap([gold] * 40, [wrong] * 40, [gold] * 30 + [wrong] * 10)
+    assert clear["relations"]["low"] > 0
+    # b wins half and loses half: no difference, and an interval around zero.
+    mixed = paired_bootstrap([gold] * 40, [gold] * 20 + [wrong] * 20, [wrong] * 20 + [gold] * 20)
+    assert mixed["relations"]["delta"] == pytest.approx(0.0)
+    assert mixed["relations"]["low"] < 0 < mixed["relations"]["high"]
+
+
+def test_paired_bootstrap_needs_one_prediction_per_gold() -> None:
+    with pytest.raises(ValueError, match="2 gold, 1 and 2 predictions"):
+        paired_bootstrap([_g([])] * 2, [_g([])], [_g([])] * 2)

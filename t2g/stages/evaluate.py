@@ -4,8 +4,10 @@ Every model answers the same prompts greedily (unconstrained by default, so the
 valid-JSON rate says whether the model learnt the format). The report per model is
 `t2g eval --json`'s shape plus `valid_json_rate` and `type_conformity`; it is kept as
 `report.json` ({"models": {"base": R, "sft": R, "grpo": R}}) and `report.md`, and every
-answer is a row of the predictions table. Interchange JSONL benchmarks named in the
-recipe are scored the same way.
+answer is a row of the predictions table. Each model is also compared with the one
+before it in `models` (sft with base, grpo with sft): the F1 difference with a 95% paired
+bootstrap interval over the documents, in `report.json` under "comparisons" and below the
+table. Interchange JSONL benchmarks named in the recipe are scored the same way.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from t2g.config import EvaluateConfig
 from t2g.evaluation import evaluate as score, read_interchange
 from t2g.graph import graph_from_obj, json_schema, parse_completion
 from t2g.inference import Generator
+from t2g.metrics import paired_bootstrap
 from t2g.prompts import messages
 from t2g.stage import StageResult
 from t2g.training import TINY, TrainingError, load_model, load_tokenizer, read_base, rebuild_tiny
@@ -121,6 +124,34 @@ def markdown(reports: dict[str, dict], title: str) -> str:
     return "\n".join(lines)
 
 
+def comparisons(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, dict]:
+    """Each model against the one before it, on the same documents: "grpo - sft" is GRPO's
+    F1 minus SFT's with a 95% paired bootstrap interval (t2g.metrics.paired_bootstrap)."""
+    by_model: dict[str, dict[str, dict]] = {}
+    for row in rows:
+        by_model.setdefault(row["model"], {})[row["id"]] = row
+    out = {}
+    for a, b in zip(names, names[1:]):
+        ids = list(by_model[a])
+        golds = [json.loads(by_model[a][i]["gold"]) for i in ids]
+        preds = [[json.loads(by_model[m][i]["prediction"]) for i in ids] for m in (a, b)]
+        out[f"{b} - {a}"] = paired_bootstrap(golds, *preds)
+    return out
+
+
+def comparison_lines(comps: dict[str, dict]) -> list[str]:
+    """One line per comparison, in F1 points."""
+
+    def pts(c: dict[str, float]) -> str:
+        return f"{100 * c['delta']:+.1f} ({100 * c['low']:+.1f} to {100 * c['high']:+.1f})"
+
+    return [
+        f"- {name}: entity F1 {pts(c['entities'])}, relation F1 {pts(c['relations'])} points "
+        f"(95% paired bootstrap interval over {c['documents']} documents)"
+        for name, c in comps.items()
+    ]
+
+
 def table_rows(reports: dict[str, dict]) -> list[dict[str, Any]]:
     """The report as rows (for a UI table)."""
     return [
@@ -157,13 +188,16 @@ def evaluate(cfg: EvaluateConfig, docs: pa.Table, sft_model: Path, grpo_model: P
         del gen, model
 
     main_reports = reports.pop(cfg.split)
-    full = {"split": cfg.split, "constrained": cfg.constrained, "models": main_reports, "benchmarks": reports}
-    md = [markdown(main_reports, f"{cfg.split} split ({len(records)} documents)")]
+    comps = comparisons([r for r in rows if r["dataset"] == cfg.split], list(main_reports))
+    full = {"split": cfg.split, "constrained": cfg.constrained, "models": main_reports, "comparisons": comps,
+            "benchmarks": reports}  # fmt: skip
+    md = ["\n".join([markdown(main_reports, f"{cfg.split} split ({len(records)} documents)"), "", *comparison_lines(comps)])]
     md += [markdown(r, f"benchmark {name}") for name, r in reports.items()]
     summary = {
         "rows_in": docs.num_rows,
         "examples": len(records),
         "table": table_rows(main_reports),
+        "comparisons": {name: {k: round(c[k]["delta"], 4) for k in ("entities", "relations")} for name, c in comps.items()},
         "benchmarks": {name: table_rows(r) for name, r in reports.items()},
         "skipped_benchmarks": skipped,
         "seconds": round(time.time() - started, 1),
