@@ -83,6 +83,9 @@ def graph_from_obj(obj: Any) -> Graph:
         raise ValueError(f"invalid graph at {where}: {first['msg']}") from None
 
 
+MAX_ENTITY_ID = 9999
+
+
 def json_schema(entity_types: Sequence[str], relation_types: Sequence[str]) -> dict[str, Any]:
     """JSON schema for a graph restricted to the requested types (types are enums), as
     used for structured generation by xgrammar and vLLM."""
@@ -90,7 +93,10 @@ def json_schema(entity_types: Sequence[str], relation_types: Sequence[str]) -> d
     entity: dict[str, Any] = {
         "type": "object",
         "properties": {
-            "id": {"type": "integer"},
+            # Bounded: an unbounded integer lets a weak model write digits until
+            # max_new_tokens (seen: an untrained tiny model, "id": 8888...), and a cut-off
+            # answer is no graph at all. No graph has 10,000 entities.
+            "id": {"type": "integer", "minimum": 0, "maximum": MAX_ENTITY_ID},
             "text": {"type": "string", "minLength": 1},
             "type": {"type": "string", "enum": etypes},
         },

@@ -31,6 +31,19 @@ def test_schema_accepts_graphs_of_requested_types_only():
     assert schema["properties"]["entities"]["items"]["properties"]["type"]["enum"] == ["person", "company"]
 
 
+def test_schema_bounds_the_entity_id_so_constrained_decoding_cannot_run_on_in_digits():
+    import xgrammar
+    from xgrammar.testing import _is_grammar_accept_string as accepts
+
+    schema = json_schema(["person"], [])
+    grammar = xgrammar.Grammar.from_json_schema(json.dumps(schema))
+    one = '{"entities": [{"id": %s, "text": "Ada", "type": "person"}], "relations": []}'
+    assert accepts(grammar, one % 0) and accepts(grammar, one % 9999)
+    assert not accepts(grammar, one % 10000) and not accepts(grammar, one % "-1")
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(json.loads(one % 10000), schema)
+
+
 def test_schema_without_types_allows_only_empty_lists():
     schema = json_schema([], [])
     jsonschema.validate({"entities": [], "relations": []}, schema)
