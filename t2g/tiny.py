@@ -57,14 +57,7 @@ def build_tokenizer(corpus: Iterable[str], vocab_size: int = 2048, min_frequency
     # vocabulary and merges to transformers' own Qwen2Tokenizer: a qwen2 checkpoint is
     # reloaded as that class whatever tokenizer.json says, so only this way do the built
     # and the reloaded tokenizer agree. One consequence: digits are single tokens, as in Qwen.
-    bpe = Tokenizer(models.BPE())
-    bpe.normalizer = normalizers.NFC()
-    bpe.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(QWEN2_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
+    bpe = _qwen_pipeline(models.BPE())
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=min_frequency,
@@ -72,12 +65,14 @@ def build_tokenizer(corpus: Iterable[str], vocab_size: int = 2048, min_frequency
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
+    corpus = list(corpus)
     bpe.train_from_iterator(corpus, trainer=trainer)
     trained = json.loads(bpe.to_str())["model"]
+    vocab, merges = detach_spaces(trained["vocab"], [tuple(m) for m in trained["merges"]], _both_ways(bpe, corpus))
 
     tokenizer = Qwen2Tokenizer(
-        vocab=trained["vocab"],
-        merges=[tuple(m) for m in trained["merges"]],
+        vocab=vocab,
+        merges=merges,
         eos_token=IM_END,
         pad_token=PAD,
         unk_token=None,  # byte level: nothing is unknown
@@ -91,6 +86,69 @@ def build_tokenizer(corpus: Iterable[str], vocab_size: int = 2048, min_frequency
     )
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
+
+
+SPACE = "\u0120"  # byte-level BPE's spelling of a leading space
+
+
+def _both_ways(bpe: Tokenizer, corpus: Iterable[str]) -> set[str]:
+    """Capitalised words (names, what extraction copies) that the corpus writes both with
+    and without a leading space (in a sentence and in a JSON answer), as pre-tokenized
+    chunks. Lower-case words are left alone: detaching " the" would cost a token per use."""
+    chunks = {c for text in corpus for c, _ in bpe.pre_tokenizer.pre_tokenize_str(bpe.normalizer.normalize_str(text))}
+    return {c for c in chunks if c.isalpha() and c[0].isupper() and SPACE + c in chunks}
+
+
+def detach_spaces(
+    vocab: dict[str, int], merges: list[tuple[str, str]], words: Iterable[str]
+) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Drop the space-prefixed token of each of `words`, so such a word is the same token
+    in "of Xilux" as in `"text": "Xilux"`.
+
+    Why: Qwen's pre-tokenizer glues the leading space to a word, so a name in the middle
+    of a sentence (" Xilux") and the same name in the JSON answer ("Xilux") are two
+    unrelated tokens, and a tiny model must learn the pairing name by name instead of
+    copying (measured on the demo's student: entity recall 0.79 for people and 0.73 for
+    companies, the most frequent names, but 0.26 for places, 0.21 for dates and 0.03 for
+    products). After this, " Xilux" encodes as " " + "Xilux". Other words keep their one
+    token, so an example grows by ~6% (231 tokens against 218 in the tiny profile).
+    Returns a vocabulary with contiguous ids (special tokens keep theirs) and the merges
+    that remain.
+    """
+    words = sorted(w for w in words if SPACE + w in vocab and w in vocab)
+    drop = {SPACE + w for w in words}
+    while True:
+        kept: list[tuple[str, str]] = []
+        for a, b in merges:  # in priority order, so a merge's inputs are decided before it
+            if a in drop or b in drop or a + b in drop:
+                drop.add(a + b)  # what a dropped merge made is unreachable now
+            else:
+                kept.append((a, b))
+        reserved = len(SPECIAL_TOKENS) + len(THINK_TOKENS)
+        made = {a + b for a, b in kept}
+        tokens = [t for t, i in sorted(vocab.items(), key=lambda kv: kv[1])
+                  if i < reserved or (t not in drop and (len(t) == 1 or t in made))]  # fmt: skip
+        out = {t: i for i, t in enumerate(tokens)}
+        # A space-prefixed piece of a dropped word (" Xil" on the way to " Xilux") can still
+        # glue the space to the word's start: drop such pieces until every word detaches.
+        bpe = _qwen_pipeline(models.BPE(vocab=out, merges=kept))
+        glued = {p for w in words for p in bpe.encode(" " + w).tokens if p.startswith(SPACE) and p != SPACE}
+        if not glued:
+            return out, kept
+        drop |= glued
+
+
+def _qwen_pipeline(model: models.Model) -> Tokenizer:
+    """A tokenizer under exactly Qwen2's pipeline: NFC, Qwen's split regex, byte level."""
+    bpe = Tokenizer(model)
+    bpe.normalizer = normalizers.NFC()
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN2_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    return bpe
 
 
 def build_model(

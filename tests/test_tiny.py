@@ -75,15 +75,29 @@ def test_think_tags_are_single_tokens_that_survive_decoding(tokenizer):
     assert tokenizer.decode(chat, skip_special_tokens=True) == "assistant\n<think>x</think>"
 
 
-def test_names_are_single_tokens(tokenizer):
+def test_a_name_is_the_same_token_in_the_text_and_in_the_json(tokenizer):
     names = toyworld.cast().names
     for etype in ("person", "organisation", "location", "product"):
         for name in names[etype]:
-            # as the text has it (after a space) and as the JSON has it (after a quote)
-            assert len(tokenizer.tokenize(" " + name)) == 1, name
-            assert len(tokenizer.tokenize(name)) == 1, name
+            # after a quote (the JSON) one token; after a space (the text) that same token
+            assert tokenizer.tokenize(name) == [name], name
+            assert tokenizer.tokenize(" " + name) == ["\u0120", name], name
     for date in names["date"]:
-        assert len(tokenizer.tokenize(" " + date)) <= 6  # month, space, four digits
+        month = date.split()[0]
+        assert tokenizer.tokenize(" " + date)[:2] == ["\u0120", month]  # then a space and four digits
+
+
+def test_only_capitalised_words_written_both_ways_are_detached():
+    # "Xilux" appears after a space and after a quote; "builds" only after a space; "the"
+    # both ways but lower-case: only the name loses its space-glued token.
+    corpus = ['Quordyne builds the popular Xilux. "Xilux" the end.'] * 20
+    tok = tiny.build_tokenizer(corpus, vocab_size=400)
+    assert tok.tokenize(" Xilux") == ["\u0120", "Xilux"]
+    assert tok.tokenize(" builds") == ["\u0120builds"]
+    assert tok.tokenize(" the") == ["\u0120the"]
+    # Ids stay contiguous and the special tokens keep theirs.
+    assert sorted(tok.get_vocab().values()) == list(range(len(tok)))
+    assert tok.convert_tokens_to_ids([tiny.PAD, tiny.IM_START, tiny.IM_END]) == [0, 1, 2]
 
 
 def test_generate_runs(tokenizer, model):
