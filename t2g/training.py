@@ -221,7 +221,14 @@ def model_fingerprint(model_dir: Path) -> Any:
 
 
 def work_dir(cfg: _TrainSection, stage: str, *parts: Any) -> Path:
-    return Path(cfg.work_dir).expanduser() / stage / fingerprint(stage, cfg.model_dump(mode="json"), *parts)
+    """The checkpoint folder of one training run: named by the section, the data and the
+    stage's code, so a rerun after a crash resumes there, while after a code change (a new
+    tokenizer, a new loss) the run starts afresh instead of resuming stale checkpoints."""
+    from t2g.stage import code_version
+    from t2g.stages import STAGES
+
+    code = code_version(*STAGES[stage].modules)
+    return Path(cfg.work_dir).expanduser() / stage / fingerprint(stage, cfg.model_dump(mode="json"), code, *parts)
 
 
 # --- trainer arguments -----------------------------------------------------------------

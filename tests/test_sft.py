@@ -86,3 +86,14 @@ def test_a_warmed_up_tiny_base_travels_with_the_model(tmp_path):
     assert all(torch.equal(base_model.state_dict()[k], v) for k, v in carried.items())
     built_base = load_file(str(next(tmp_path.glob("sft/*/base")) / "model.safetensors"))
     assert carried.keys() == built_base.keys() and all(torch.equal(carried[k], built_base[k]) for k in carried)
+
+
+def test_work_folder_follows_the_code_so_a_code_change_never_resumes_stale_checkpoints(tmp_path, monkeypatch):
+    import t2g.stage
+    from t2g.training import work_dir
+
+    cfg, data = config(tmp_path), reason_table(4)
+    here = work_dir(cfg, "sft", data)
+    assert work_dir(cfg, "sft", data) == here  # a rerun after a crash finds its checkpoints
+    monkeypatch.setattr(t2g.stage, "code_version", lambda *modules: "another tokenizer")
+    assert work_dir(cfg, "sft", data) != here
