@@ -117,6 +117,7 @@ def detach_spaces(
     """
     words = sorted(w for w in words if SPACE + w in vocab and w in vocab)
     drop = {SPACE + w for w in words}
+    reserved = len(SPECIAL_TOKENS) + len(THINK_TOKENS)
     while True:
         kept: list[tuple[str, str]] = []
         for a, b in merges:  # in priority order, so a merge's inputs are decided before it
@@ -124,7 +125,6 @@ def detach_spaces(
                 drop.add(a + b)  # what a dropped merge made is unreachable now
             else:
                 kept.append((a, b))
-        reserved = len(SPECIAL_TOKENS) + len(THINK_TOKENS)
         made = {a + b for a, b in kept}
         tokens = [t for t, i in sorted(vocab.items(), key=lambda kv: kv[1])
                   if i < reserved or (t not in drop and (len(t) == 1 or t in made))]  # fmt: skip
