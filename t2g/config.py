@@ -424,14 +424,7 @@ class Recipe(Section):
 def load_recipe(path: str | Path, overrides: list[str] | None = None, store: str | None = None) -> Recipe:
     """Read, override and validate a recipe. Raises RecipeError naming file and field."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RecipeError(f"recipe {path} does not exist") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise RecipeError(f"recipe {path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise RecipeError(f"recipe {path} must be a mapping of sections, got {type(data).__name__}")
+    data = _read_recipe(path, ())
     for item in overrides or []:
         apply_override(data, item)
     if store:
@@ -439,6 +432,41 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, store: str
     if isinstance(data.get("store"), str):
         data["store"] = dated_store(data["store"])
     return validate_recipe(data, source=str(path))
+
+
+def _read_recipe(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+    """The raw mapping of a recipe file, with `extends: OTHER.yaml` (a path relative to
+    the file) resolved: the file's sections are merged over OTHER's, so a variant recipe
+    states only what differs."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RecipeError(f"recipe {path} does not exist" + (f" (extended by {chain[-1]})" if chain else "")) from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"recipe {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"recipe {path} must be a mapping of sections, got {type(data).__name__}")
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str) or not parent.strip():
+        raise RecipeError(f"recipe {path}: extends must be the path of another recipe file, got {parent!r}")
+    parent_path = path.parent / parent
+    if parent_path.resolve() in {p.resolve() for p in (*chain, path)}:
+        raise RecipeError(f"recipe {path}: extends {parent} leads back to itself")
+    return merge_sections(_read_recipe(parent_path, (*chain, path)), data)
+
+
+def merge_sections(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` merged into `base`: mappings merge key by key, anything else (a list, a
+    scalar, null) replaces. Neither input is modified."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_sections(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def dated_store(store: str, now: datetime.datetime | None = None) -> str:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from t2g.config import RecipeError, apply_override, load_recipe
+from t2g.config import RecipeError, apply_override, load_recipe, merge_sections
 
 TINY = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
 
@@ -91,3 +93,66 @@ def test_apply_override_creates_missing_sections():
     data: dict = {}
     apply_override(data, "reason.thinking=true")
     assert data == {"reason": {"thinking": True}}
+
+
+def test_tiny_teacher_recipe_is_tiny_with_a_teacher():
+    base, recipe = load_recipe(TINY), load_recipe(TINY.with_name("tiny-teacher.yaml"))
+    assert recipe.teacher is not None and recipe.teacher.split == "seed"
+    assert recipe.extract.backend == "transformers" and recipe.extract.model == "@teacher"
+    assert recipe.extract.splits == base.extract.splits and recipe.store != base.store
+    same = ("collect", "filter", "reason", "sft", "grpo", "evaluate")
+    assert all(getattr(recipe, section) == getattr(base, section) for section in same)
+
+
+def test_extends_merges_a_variant_over_its_parent(tmp_path):
+    (tmp_path / "sub").mkdir()
+    variant = tmp_path / "sub" / "variant.yaml"
+    variant.write_text(
+        f"extends: {TINY}\nname: variant\nsft: {{max_steps: 5, tiny: {{layers: 2}}}}\n"
+        "collect: {sources: [{name: only, kind: toyworld, split: seed, n: 3}]}\n"
+    )
+    base, recipe = load_recipe(TINY), load_recipe(variant, overrides=["grpo.max_steps=2"])
+    assert recipe.name == "variant"
+    # mappings merge key by key: untouched keys come from the parent
+    assert recipe.sft.max_steps == 5 and recipe.sft.tiny.layers == 2
+    assert recipe.sft.tiny.hidden_size == base.sft.tiny.hidden_size and recipe.sft.learning_rate == base.sft.learning_rate
+    # a list replaces the parent's list; overrides apply after the merge
+    assert [s.name for s in recipe.collect.sources] == ["only"] and recipe.grpo.max_steps == 2
+    assert recipe.evaluate == base.evaluate
+
+
+def test_extends_errors_name_the_file(tmp_path):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("extends: b.yaml\n")
+    b.write_text("extends: a.yaml\n")
+    with pytest.raises(RecipeError, match="leads back to itself"):
+        load_recipe(a)
+    a.write_text("extends: missing.yaml\n")
+    with pytest.raises(RecipeError, match=r"missing.yaml does not exist \(extended by .*a.yaml\)"):
+        load_recipe(a)
+    a.write_text("extends: [b.yaml]\n")
+    with pytest.raises(RecipeError, match="extends must be the path of another recipe file"):
+        load_recipe(a)
+
+
+nested = st.recursive(
+    st.one_of(st.none(), st.integers(), st.text(max_size=3), st.lists(st.integers(), max_size=2)),
+    lambda inner: st.dictionaries(st.sampled_from("abc"), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+sections = st.dictionaries(st.sampled_from("abc"), nested, max_size=3)
+
+
+@given(sections, sections)
+def test_merge_sections_properties(base, over):
+    before = (repr(base), repr(over))
+    merged = merge_sections(base, over)
+    assert (repr(base), repr(over)) == before  # inputs untouched
+    assert merge_sections(base, {}) == base and merge_sections({}, over) == over
+    assert set(merged) == set(base) | set(over)
+    for key, value in over.items():
+        if not (isinstance(value, dict) and isinstance(base.get(key), dict)):
+            assert merged[key] == value  # non-mappings replace
+    assert merge_sections(merged, over) == merged  # merging the same variant again changes nothing
