@@ -23,7 +23,8 @@ def pipeline(
     check_until(until)
     refs = data_flow(config, store=store, overrides=overrides, until=until if until in DATA_STAGES else None)
     if until not in DATA_STAGES:
-        trained = train_flow(config, refs["collect"], refs["reason"], store=store, overrides=overrides, until=until)
+        trained = train_flow(config, refs["collect"], refs["reason"], store=store, overrides=overrides, until=until,
+                             teacher=refs.get("teacher"))  # fmt: skip
         refs = {**refs, **trained}
     # The run report (UI artifact `t2g-run-report`): inputs, artifact URIs, counts, F1, plots.
     report.publish(resolve(config, store, overrides), refs, config, overrides)

@@ -16,6 +16,7 @@ from prefect import flow, get_run_logger
 
 from flows.data import resolve
 from flows.naming import run_name
+from t2g.config import TEACHER
 from t2g.store import ArtifactRef, Store
 from tasks.storage import open_store
 
@@ -72,9 +73,12 @@ def train_from_data(
     ref = artifact_ref(st, recipe.store, data)
     if ref.stage != "reason":
         raise ValueError(f"data must be a reason artifact (the SFT targets), got a {ref.stage} artifact: {data}")
-    collect = _need(lineage(st, ref), "collect", ref)
+    upstream = lineage(st, ref)
+    collect = _need(upstream, "collect", ref)
+    teacher = _need(upstream, "teacher", ref).to_dict() if recipe.sft.model == TEACHER else None
     get_run_logger().info("training from %s (%d rows); held-out documents from %s", ref.uri, ref.rows, collect.uri)
-    return train_flow(config, collect.to_dict(), ref.to_dict(), store=store, overrides=overrides, until=until)
+    return train_flow(config, collect.to_dict(), ref.to_dict(), store=store, overrides=overrides, until=until,
+                      teacher=teacher)  # fmt: skip
 
 
 @flow(name="t2g-evaluate-only", flow_run_name=run_name("evaluate-only"), log_prints=True)

@@ -11,16 +11,25 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows.naming import run_name
-from t2g.config import Recipe
+from t2g.config import TEACHER, Recipe
 from tasks import train as t
 
 TRAIN_STAGES = ("sft", "grpo", "evaluate")
 
 
-def run_train(recipe: Recipe, collect: dict[str, Any], reason: dict[str, Any], until: str | None = None) -> dict[str, dict[str, Any]]:
-    """Chain the training tasks after the data flow's collect and reason references."""
+def run_train(
+    recipe: Recipe,
+    collect: dict[str, Any],
+    reason: dict[str, Any],
+    until: str | None = None,
+    teacher: dict[str, Any] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Chain the training tasks after the data flow's collect and reason references (and
+    its teacher's, which the SFT starts from when `sft.model` is "@teacher")."""
     out: dict[str, dict[str, Any]] = {}
-    out["sft"] = t.run_stage(t.sft, recipe, [reason])
+    if recipe.sft.model == TEACHER and teacher is None:
+        raise ValueError(f'sft.model is "{TEACHER}" but no teacher artifact was passed to the training flow')
+    out["sft"] = t.run_stage(t.sft, recipe, [reason, teacher] if recipe.sft.model == TEACHER else [reason])
     if until == "sft":
         return out
     out["grpo"] = t.run_stage(t.grpo, recipe, [reason, out["sft"]])
@@ -40,12 +49,13 @@ def train_flow(
     store: str | None = None,
     overrides: list[str] | None = None,
     until: str | None = None,
+    teacher: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """SFT the student, GRPO it, evaluate base vs SFT vs GRPO."""
     from flows.data import resolve
 
     recipe = resolve(config, store, overrides)
-    refs = run_train(recipe, collect, reason, until)
+    refs = run_train(recipe, collect, reason, until, teacher)
     get_run_logger().info("training flow done: %s", {s: r["uri"] for s, r in refs.items()})
     return refs
 

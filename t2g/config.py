@@ -286,7 +286,9 @@ class TeacherConfig(_SupervisedSection):
 
 
 class SftConfig(_SupervisedSection):
-    model: str = Field("tiny", description='a local folder or hub name, or "tiny" (built from the training texts)')
+    model: str = Field(
+        "tiny", description='a local folder or hub name, "tiny" (built from the training texts) or "@teacher" (the tiny teacher)'
+    )
     trust_remote_code: bool = False
     tiny: TinyModelConfig = TinyModelConfig()
     lora: LoraSettings | None = None
@@ -383,6 +385,7 @@ class OrchestrationConfig(Section):
 
 
 STAGES = ("collect", "extract", "filter", "reason", "sft", "grpo", "evaluate")
+TEACHER = "@teacher"  # extract.model and sft.model: the recipe's own tiny teacher (its `teacher` section)
 
 
 class Recipe(Section):
@@ -413,6 +416,9 @@ class Recipe(Section):
                 f"train on the evaluate split {held_out!r}: set extract.splits to the training splits"
                 + (f" (e.g. {others})" if others else "")
             )
+        if self.teacher is None and TEACHER in (self.extract.model, self.sft.model):
+            which = "extract.model" if self.extract.model == TEACHER else "sft.model"
+            raise ValueError(f'{which} is "{TEACHER}" but the recipe has no teacher section: add one (see configs/tiny-teacher.yaml)')
         if self.teacher is not None and self.teacher.split == held_out:
             raise ValueError(
                 f"teacher.split is the evaluate split {held_out!r}: the teacher would learn the test documents' "

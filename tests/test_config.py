@@ -100,8 +100,15 @@ def test_tiny_teacher_recipe_is_tiny_with_a_teacher():
     assert recipe.teacher is not None and recipe.teacher.split == "seed"
     assert recipe.extract.backend == "transformers" and recipe.extract.model == "@teacher"
     assert recipe.extract.splits == base.extract.splits and recipe.store != base.store
-    same = ("collect", "filter", "reason", "sft", "grpo", "evaluate")
+    assert recipe.sft.model == "@teacher" and recipe.sft.max_steps == base.sft.max_steps
+    same = ("collect", "filter", "reason", "grpo", "evaluate")
     assert all(getattr(recipe, section) == getattr(base, section) for section in same)
+
+
+def test_the_teacher_as_a_model_needs_a_teacher_section():
+    for override in ("sft.model='@teacher'", "extract.model='@teacher'"):
+        with pytest.raises(RecipeError, match=r'model is "@teacher" but the recipe has no teacher section'):
+            load_recipe(TINY, overrides=[override])
 
 
 def test_extends_merges_a_variant_over_its_parent(tmp_path):

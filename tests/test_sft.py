@@ -97,3 +97,35 @@ def test_work_folder_follows_the_code_so_a_code_change_never_resumes_stale_check
     assert work_dir(cfg, "sft", data) == here  # a rerun after a crash finds its checkpoints
     monkeypatch.setattr(t2g.stage, "code_version", lambda *modules: "another tokenizer")
     assert work_dir(cfg, "sft", data) != here
+
+
+def test_a_student_continued_from_the_teacher_carries_the_teacher_as_its_base(tmp_path):
+    from safetensors.torch import load_file
+
+    from t2g.config import TeacherConfig
+    from t2g.stages.teacher import teacher
+    from t2g.training import load_tokenizer, rebuild_tiny
+    from tests.trainkit import collect_table
+
+    cfg = TeacherConfig(max_steps=2, batch_size=4, tiny=SMALL_TINY, logging_steps=1, work_dir=str(tmp_path / "teacher"))
+    taught = teacher(cfg, collect_table({"seed": 6})).model_dir
+    result = sft(config(tmp_path, model="@teacher"), reason_table(8), taught)
+    base = read_base(result.model_dir)
+    assert base == {"model": "tiny", "tiny": read_base(taught)["tiny"], "from": "@teacher"}
+    assert load_tokenizer(result.model_dir).get_vocab() == load_tokenizer(taught).get_vocab()
+    teacher_weights = load_file(taught / "model.safetensors")
+    student = load_model(result.model_dir).state_dict()
+    assert any(not torch.equal(student[k], w) for k, w in teacher_weights.items())  # trained on from the teacher
+    rebuilt = rebuild_tiny(result.model_dir, base)[0].state_dict()  # what evaluate scores as "base"
+    assert all(torch.equal(rebuilt[k], w) for k, w in teacher_weights.items())
+
+
+def test_the_teacher_as_base_needs_a_tiny_teacher(tmp_path):
+    table = reason_table(4)
+    with pytest.raises(TrainingError, match="got no teacher model: add a teacher section"):
+        sft(config(tmp_path, model="@teacher"), table)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "t2g_base.json").write_text('{"model": "Qwen/Qwen2.5-0.5B"}')
+    with pytest.raises(TrainingError, match="is not a tiny teacher"):
+        sft(config(tmp_path, model="@teacher"), table, other)

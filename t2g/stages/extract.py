@@ -20,12 +20,11 @@ from typing import Any
 import pyarrow as pa
 
 from t2g import llm
-from t2g.config import ExtractConfig
+from t2g.config import TEACHER, ExtractConfig  # TEACHER: the model artifact passed as the stage's second input
 from t2g.graph import graph_from_obj, json_schema, parse_completion
 from t2g.prompts import messages
 from t2g.stage import StageResult
 
-TEACHER = "@teacher"  # extract.model: the model artifact passed as the stage's second input
 
 OUTPUT_FIELDS = [
     pa.field("graph", pa.string()),
