@@ -147,8 +147,6 @@ nested = st.recursive(
     lambda inner: st.dictionaries(st.sampled_from("abc"), inner, max_size=3),
     max_leaves=8,
 )
-
-
 sections = st.dictionaries(st.sampled_from("abc"), nested, max_size=3)
 
 
