@@ -1,0 +1,116 @@
+"""The training side on a GPU: SFT throughput (t2g vs seed-style, bench/sft.py) and the
+tiny recipe end to end, each stage through t2g.runner (no Prefect server: the figures
+are the stages' own), so a GPU user sees the same table `make demo` prints on a CPU.
+
+Driven by bench/gpu_train.sh; each mode adds its figures under `gpu_train` in
+bench/results.json. Not in bench/__main__.BENCHMARKS: CI has no GPU.
+
+    python -m bench.gpu_train sft [--steps 60]
+    python -m bench.gpu_train recipe NAME --store DIR [--config F] [--set k=v ...] [--out DIR]
+
+`recipe` runs collect → (teacher) → extract → filter → reason → sft → grpo → evaluate;
+a second `recipe` on the same store with other `--set`s reruns only what they change
+(a longer GRPO, say), as the cached pipeline would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.__main__ import RESULTS, _load
+from t2g.config import TEACHER, load_recipe
+from t2g.runner import execute
+from t2g.store import ArtifactRef, Store
+
+
+def save(mode: str, figs: dict[str, Any]) -> None:
+    import torch
+
+    results = _load(RESULTS)
+    section = results.setdefault("gpu_train", {})
+    section[mode] = figs
+    if torch.cuda.is_available():
+        section["device"] = torch.cuda.get_device_name(0)
+    section["torch"] = torch.__version__
+    tmp = RESULTS.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    tmp.replace(RESULTS)
+    print(json.dumps({mode: figs}, indent=2), flush=True)
+
+
+def upstream(stage: str, recipe, refs: dict[str, ArtifactRef]) -> list[ArtifactRef]:
+    """What each stage reads, as flows/data.py and flows/train.py wire it."""
+    teacher = [refs["teacher"]] if "teacher" in refs else []
+    return {
+        "collect": [],
+        "teacher": [refs.get("collect")],
+        "extract": [refs.get("collect"), *teacher],
+        "filter": [refs.get("extract")],
+        "reason": [refs.get("filter")],
+        "sft": [refs.get("reason"), *(teacher if recipe.sft.model == TEACHER else [])],
+        "grpo": [refs.get("reason"), refs.get("sft")],
+        "evaluate": [refs.get("collect"), refs.get("sft"), refs.get("grpo")],
+    }[stage]
+
+
+def run_recipe(config: str, store_uri: str, overrides: list[str], out: Path | None) -> dict[str, Any]:
+    recipe = load_recipe(config, overrides=overrides, store=store_uri)
+    store = Store(recipe.store)
+    stages = ["collect", *(["teacher"] if recipe.teacher is not None else []), "extract", "filter", "reason", "sft", "grpo", "evaluate"]
+    refs: dict[str, ArtifactRef] = {}
+    timings: dict[str, Any] = {}
+    started = time.time()
+    for stage in stages:
+        outcome = execute(stage, getattr(recipe, stage), upstream(stage, recipe, refs), store)
+        refs[stage] = outcome.ref
+        timings[stage] = {"seconds": round(outcome.seconds, 1), "hit": outcome.hit}
+        print(f"{stage:<9} {'hit' if outcome.hit else 'ran'} {outcome.seconds:7.1f} s", flush=True)
+    figs: dict[str, Any] = {"config": config, "overrides": overrides, "seconds": round(time.time() - started, 1), "stages": timings}
+    ev = refs["evaluate"]
+    report = json.loads(store.read_file("evaluate", ev.key, "report.json"))
+    figs["f1"] = {
+        name: {"entities": r["entities"]["micro"]["f1"], "relations": r["relations"]["micro"]["f1"], "valid_json_rate": r["valid_json_rate"]}
+        for name, r in report["models"].items()
+    }
+    figs["comparisons"] = report.get("comparisons")
+    md = store.read_file("evaluate", ev.key, "report.md").decode()
+    print(md, flush=True)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.md").write_text(md)
+        try:
+            (out / "rewards.png").write_bytes(store.read_file("grpo", refs["grpo"].key, "rewards.png"))
+        except FileNotFoundError:
+            pass
+    return figs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.gpu_train")
+    sub = parser.add_subparsers(dest="mode", required=True)
+    sft = sub.add_parser("sft", help="SFT throughput, t2g vs seed-style")
+    sft.add_argument("--steps", type=int, default=60)
+    rec = sub.add_parser("recipe", help="the recipe end to end through t2g.runner")
+    rec.add_argument("name", help="key of these figures under gpu_train")
+    rec.add_argument("--config", default="configs/tiny.yaml")
+    rec.add_argument("--store", required=True, help="store directory")
+    rec.add_argument("--set", dest="overrides", action="append", default=[], help="section.key=value")
+    rec.add_argument("--out", type=Path, help="copy report.md and rewards.png here")
+    args = parser.parse_args(argv)
+    if args.mode == "sft":
+        from bench.sft import run
+
+        save("sft", run(steps=args.steps))
+    else:
+        store_uri = f"file://{Path(args.store).resolve()}"
+        save(args.name, run_recipe(args.config, store_uri, args.overrides, args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
