@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from t2g.config import Recipe
+from t2g.stages.extract import label_quality
 from tasks.storage import open_store
 
 REPORT_KEY = "t2g-run-report"
@@ -69,6 +70,9 @@ def render(
     ]
     if reasons:
         lines += ["", "### Drop reasons", "", *_table(reasons)]
+    quality = label_quality((manifests.get("extract") or {}).get("summary") or {})
+    if quality:  # the documents carried gold: how good were the teacher's labels?
+        lines += ["", "### Teacher labels against the documents' gold", "", *_table(quality)]
     table, columns = f1_rows(evaluation or [])
     if columns:
         lines += ["", "## Evaluation", "", *_table(table, columns)]

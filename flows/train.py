@@ -65,8 +65,34 @@ def closing_report(recipe: Recipe, refs: dict[str, dict[str, Any]]) -> str:
     the report, the predictions and the reward plot are."""
     if "evaluate" not in refs:
         return ""
-    md = t.open_store(recipe.store).read_file("evaluate", refs["evaluate"]["key"], "report.md").decode()
-    lines = ["", md.strip(), "", f"report:      {refs['evaluate']['uri']}/report.md (and report.json; predictions in the parquet parts)"]
+    store = t.open_store(recipe.store)
+    md = store.read_file("evaluate", refs["evaluate"]["key"], "report.md").decode()
+    lines = ["", *data_lines(store, refs), md.strip(), "", f"report:      {refs['evaluate']['uri']}/report.md (and report.json; predictions in the parquet parts)"]
     if "grpo" in refs:
         lines.append(f"reward plot: {refs['grpo']['uri']}/rewards.png")
     return "\n".join(lines)
+
+
+def data_lines(store, refs: dict[str, dict[str, Any]]) -> list[str]:
+    """Where the student's data came from, when a teacher labelled it: the teacher's
+    labels against the documents' own gold (the toy world's hidden gold), per split, and
+    what the filter removed."""
+    from t2g.stages.extract import label_quality
+
+    def summary(stage: str) -> dict[str, Any]:
+        if stage not in refs:
+            return {}
+        return store.manifest(refs[stage]["stage"], refs[stage]["key"]).get("summary") or {}
+
+    lines = []
+    for row in label_quality(summary("extract")):
+        lines.append(
+            f"teacher labels, {row['split']} ({row['documents']} documents, against their gold): "
+            f"entity P/R/F1 {row['entity precision']:.3f} / {row['entity recall']:.3f} / {row['entity f1']:.3f}, "
+            f"relation {row['relation precision']:.3f} / {row['relation recall']:.3f} / {row['relation f1']:.3f}"
+        )
+    kept = summary("filter")
+    if lines and kept:
+        reasons = ", ".join(f"{n} {why}" for why, n in sorted((kept.get("reasons") or {}).items(), key=lambda kv: -kv[1]))
+        lines.append(f"filter kept {kept.get('kept')} of {kept.get('rows_in')} labelled documents" + (f" (dropped: {reasons})" if reasons else ""))
+    return [*lines, ""] if lines else []

@@ -175,6 +175,33 @@ def test_run_report_lists_inputs_artifacts_drops_f1_and_plots():
     assert "| filter | ungrounded entity | 7 |" in md
     assert "| model | entity_f1 | relation_f1 | valid_json_rate |" in md and "| sft | 0.500 | 0.250 | 1.000 |" in md
     assert "[rewards.png](file:///tmp/store/grpo/k2/rewards.png)" in md
+    assert "Teacher labels" not in md  # gold labels: nothing to score
+
+    vs_gold = {"pool": {"documents": 10, "entities": {"tp": 6, "fp": 2, "fn": 4}, "relations": {"tp": 1, "fp": 1, "fn": 3}}}
+    md = render(recipe, refs, "configs/tiny.yaml", [], {**manifests, "extract": {"summary": {"vs_gold": vs_gold}}}, table)
+    assert "### Teacher labels against the documents' gold" in md
+    assert "| pool | 10 | 0.750 | 0.600 | 0.667 | 0.500 | 0.250 | 0.333 |" in md
+
+
+def test_closing_report_says_how_good_the_teachers_labels_were_and_what_the_filter_dropped(tmp_path):
+    import pyarrow as pa
+
+    from flows.train import data_lines
+    from t2g.store import Store
+
+    store = Store(f"file://{tmp_path}")
+    vs_gold = {"pool": {"documents": 10, "entities": {"tp": 6, "fp": 2, "fn": 4}, "relations": {"tp": 1, "fp": 1, "fn": 3}}}
+    refs = {
+        "extract": store.write("extract", "e1", pa.table({"x": [1]}), meta={"summary": {"vs_gold": vs_gold}}).to_dict(),
+        "filter": store.write("filter", "f1", pa.table({"x": [1]}), meta={"summary": {"rows_in": 10, "kept": 4, "reasons": {"dangling relation": 2, "ungrounded entity": 4}}}).to_dict(),
+    }
+    assert data_lines(store, refs) == [
+        "teacher labels, pool (10 documents, against their gold): entity P/R/F1 0.750 / 0.600 / 0.667, relation 0.500 / 0.250 / 0.333",
+        "filter kept 4 of 10 labelled documents (dropped: 4 ungrounded entity, 2 dangling relation)",
+        "",
+    ]
+    gold_labels = {"extract": store.write("extract", "e2", pa.table({"x": [1]}), meta={"summary": {"backend": "gold"}}).to_dict()}
+    assert data_lines(store, {**refs, **gold_labels}) == []
 
 
 def test_training_and_evaluation_deployments_find_their_inputs_from_one_uri(tmp_path):

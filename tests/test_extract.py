@@ -106,3 +106,39 @@ def test_sharded_rerun_reuses_finished_shards(tmp_path, tiny_model_dir):
     assert store.read("extract", merged.ref.key).column("id").to_pylist() == store.read("collect", "c0").column("id").to_pylist()
     # Another input key (a different teacher) is another shard key.
     assert shards.plan("extract", cfg, [docs_ref, teacher_ref], store, 4).shards[0].key != plan.shards[0].key
+
+
+def test_teacher_labels_are_scored_against_the_documents_gold():
+    """The toy world's documents carry their gold: the summary scores the teacher's labels
+    against it (counts, so shards add up), and label_quality turns them into P/R/F1."""
+    from t2g.graph import graph_from_obj
+    from t2g.stages.extract import against_gold, label_quality
+
+    docs = _docs(6, 2)
+    golds = [graph_from_obj(json.loads(g)) for g in docs.column("gold").to_pylist()]
+    tagged = docs.set_column(
+        docs.schema.get_field_index("text"), "text", pa.array([f"[d{i}] {t}" for i, t in enumerate(docs.column("text").to_pylist())])
+    )
+
+    def answer(key: str, body: dict):  # the gold for even documents, nothing for odd ones
+        i = int(key[1:])
+        return (golds[i].to_json() if i % 2 == 0 else json.dumps({"entities": [], "relations": []})), None
+
+    with FakeOpenAI({"d5": ["invalid"]}, answer=answer) as fake:  # d5: no graph at all, an empty answer
+        cfg = ExtractConfig(backend="openai", model="fake", base_url=fake.base_url, timeout_s=5, backoff_s=0.01)
+        res = extract(cfg, tagged)
+    clear_cache()
+    scored = res.summary["vs_gold"]
+    assert {split: s["documents"] for split, s in scored.items()} == {"pool": 6, "test": 2}
+    for kind, items in (("entities", "entities"), ("relations", "relations")):
+        found = sum(len(getattr(golds[i], items)) for i in range(0, 8, 2))
+        missed = sum(len(getattr(golds[i], items)) for i in range(1, 8, 2))
+        total = {k: scored["pool"][kind][k] + scored["test"][kind][k] for k in ("tp", "fp", "fn")}
+        assert total == {"tp": found, "fp": 0, "fn": missed}
+    rows = {r["split"]: r for r in label_quality(res.summary)}
+    assert rows["pool"]["entity precision"] == 1.0 and 0 < rows["pool"]["entity recall"] < 1
+    # Counts, not ratios: the halves of a sharded run add up to the whole.
+    out = res.main.to_pylist()
+    halves = shards.merge_summaries([{"vs_gold": against_gold(out[:3])}, {"vs_gold": against_gold(out[3:])}])
+    assert halves["vs_gold"] == scored
+    assert against_gold([{**r, "gold": None} for r in out]) == {} and label_quality({}) == []

@@ -22,6 +22,7 @@ import pyarrow as pa
 from t2g import llm
 from t2g.config import TEACHER, ExtractConfig  # TEACHER: the model artifact passed as the stage's second input
 from t2g.graph import graph_from_obj, json_schema, parse_completion
+from t2g.metrics import Counts, count, entity_set, relation_set
 from t2g.prompts import messages
 from t2g.stage import StageResult
 
@@ -180,7 +181,43 @@ def _extract_llm(
         "completion_tokens": completion_tokens,
         "generate_s": round(seconds, 3),
     }
+    if scored := against_gold(out):
+        summary["vs_gold"] = scored
     return StageResult(main=table, summary=summary)
+
+
+def against_gold(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The teacher's labels scored against the gold its documents carry (the toy world's
+    hidden gold, an annotated source), per split: documents and entity / relation
+    TP/FP/FN, counts so that shard summaries add up (`label_quality` turns them into
+    P/R/F1). The gold is restricted to the requested types; a row without a graph counts
+    as an empty answer. Empty when no document carries gold (a user's own texts)."""
+    out: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if not row.get("gold"):
+            continue
+        gold = graph_from_obj(json.loads(row["gold"])).restricted(row["entity_types"], row["relation_types"])
+        pred = graph_from_obj(json.loads(row["graph"])) if row.get("graph") else graph_from_obj({})
+        tally = out.setdefault(str(row.get("split") or "all"), {"documents": 0, "entities": {}, "relations": {}})
+        tally["documents"] += 1
+        for kind, items in (("entities", entity_set), ("relations", relation_set)):
+            c = count(items(gold), items(pred))
+            for name, n in (("tp", c.tp), ("fp", c.fp), ("fn", c.fn)):
+                tally[kind][name] = tally[kind].get(name, 0) + n
+    return out
+
+
+def label_quality(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of the teacher's label quality (one per split) from an extract summary's
+    `vs_gold`, for the run report and the closing table; empty without it."""
+    rows = []
+    for split, tally in sorted((summary.get("vs_gold") or {}).items()):
+        row: dict[str, Any] = {"split": split, "documents": tally["documents"]}
+        for kind, label in (("entities", "entity"), ("relations", "relation")):
+            prf = Counts(**{k: int(tally[kind].get(k, 0)) for k in ("tp", "fp", "fn")}).prf()
+            row.update({f"{label} {k}": round(v, 3) for k, v in prf.items()})
+        rows.append(row)
+    return rows
 
 
 def _graph(res: llm.Result, etypes: list[str], rtypes: list[str]) -> tuple[str | None, str]:
