@@ -418,7 +418,7 @@ class Recipe(Section):
             )
         if self.teacher is None and TEACHER in (self.extract.model, self.sft.model):
             which = "extract.model" if self.extract.model == TEACHER else "sft.model"
-            raise ValueError(f'{which} is "{TEACHER}" but the recipe has no teacher section: add one (see configs/tiny-teacher.yaml)')
+            raise ValueError(f'{which} is "{TEACHER}" but the recipe has no teacher section: add one (see configs/tiny.yaml)')
         if self.teacher is not None and self.teacher.split == held_out:
             raise ValueError(
                 f"teacher.split is the evaluate split {held_out!r}: the teacher would learn the test documents' "

@@ -11,11 +11,15 @@ from hypothesis import strategies as st
 from t2g.config import RecipeError, apply_override, load_recipe, merge_sections
 
 TINY = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+GOLD = TINY.with_name("tiny-gold.yaml")
 
 
-def test_tiny_recipe_is_valid():
+def test_tiny_recipe_is_the_whole_recipe_with_a_tiny_teacher():
     recipe = load_recipe(TINY)
-    assert recipe.name == "tiny" and recipe.collect.sources and recipe.extract.backend == "gold"
+    assert recipe.name == "tiny" and recipe.collect.sources
+    assert recipe.teacher is not None and recipe.teacher.split == "seed"
+    assert recipe.extract.backend == "transformers" and recipe.extract.model == "@teacher"
+    assert recipe.extract.splits == ["seed", "pool"] and recipe.sft.model == "@teacher"
 
 
 @pytest.mark.parametrize(
@@ -95,12 +99,11 @@ def test_apply_override_creates_missing_sections():
     assert data == {"reason": {"thinking": True}}
 
 
-def test_tiny_teacher_recipe_is_tiny_with_a_teacher():
-    base, recipe = load_recipe(TINY), load_recipe(TINY.with_name("tiny-teacher.yaml"))
-    assert recipe.teacher is not None and recipe.teacher.split == "seed"
-    assert recipe.extract.backend == "transformers" and recipe.extract.model == "@teacher"
-    assert recipe.extract.splits == base.extract.splits and recipe.store != base.store
-    assert recipe.sft.model == "@teacher" and recipe.sft.max_steps == base.sft.max_steps
+def test_tiny_gold_recipe_is_tiny_without_the_teacher():
+    base, recipe = load_recipe(TINY), load_recipe(GOLD)
+    assert recipe.teacher is None and recipe.extract.backend == "gold" and recipe.extract.model is None
+    assert recipe.extract.splits == base.extract.splits and recipe.store == base.store  # keys differ: one cache
+    assert recipe.sft.model == "tiny" and recipe.sft.tiny.pretrain_steps > 0 and recipe.sft.max_steps > base.sft.max_steps
     same = ("collect", "filter", "reason", "grpo", "evaluate")
     assert all(getattr(recipe, section) == getattr(base, section) for section in same)
 
@@ -108,7 +111,7 @@ def test_tiny_teacher_recipe_is_tiny_with_a_teacher():
 def test_the_teacher_as_a_model_needs_a_teacher_section():
     for override in ("sft.model='@teacher'", "extract.model='@teacher'"):
         with pytest.raises(RecipeError, match=r'model is "@teacher" but the recipe has no teacher section'):
-            load_recipe(TINY, overrides=[override])
+            load_recipe(GOLD, overrides=[override])
 
 
 def test_extends_merges_a_variant_over_its_parent(tmp_path):

@@ -18,7 +18,7 @@ from t2g.config import dated_store, load_recipe
 REPO = Path(__file__).resolve().parents[1]
 PREFECT_YAML = REPO / "deployments" / "prefect.yaml"
 POOLS = REPO / "deployments" / "work-pools"
-TINY = REPO / "configs" / "tiny.yaml"
+TINY = REPO / "configs" / "tiny-gold.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +170,7 @@ def test_run_report_lists_inputs_artifacts_drops_f1_and_plots():
         "evaluate": {"summary": {"table": table}},
     }
     md = render(recipe, refs, "configs/tiny.yaml", ["filter.max_entities=10"], manifests, table)
-    assert "# t2g run: tiny" in md and "`configs/tiny.yaml`" in md and "`filter.max_entities=10`" in md
+    assert "# t2g run: tiny-gold" in md and "`configs/tiny.yaml`" in md and "`filter.max_entities=10`" in md
     assert "| filter | 100 | 90 | 10 | ran | `file:///tmp/store/filter/k1` |" in md
     assert "| filter | ungrounded entity | 7 |" in md
     assert "| model | entity_f1 | relation_f1 | valid_json_rate |" in md and "| sft | 0.500 | 0.250 | 1.000 |" in md

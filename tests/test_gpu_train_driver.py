@@ -10,7 +10,7 @@ from t2g.config import load_recipe
 from t2g.store import ArtifactRef
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-TINY = str(CONFIGS / "tiny.yaml")
+GOLD = str(CONFIGS / "tiny-gold.yaml")
 
 SMALL = [
     "collect.sources=[{name: s, kind: toyworld, split: seed, n: 40, seed: 1}, {name: t, kind: toyworld, split: test, n: 6, seed: 3}]",
@@ -25,7 +25,7 @@ SMALL = [
 def test_recipe_runs_every_stage_then_reruns_only_what_an_override_changes(tmp_path: Path):
     work = [f"sft.work_dir={tmp_path / 'work'}", f"grpo.work_dir={tmp_path / 'work'}"]
     store = f"file://{tmp_path / 'store'}"
-    first = run_recipe(TINY, store, SMALL + work, tmp_path / "out")
+    first = run_recipe(GOLD, store, SMALL + work, tmp_path / "out")
     assert list(first["stages"]) == ["collect", "extract", "filter", "reason", "sft", "grpo", "evaluate"]
     assert not any(s["hit"] for s in first["stages"].values())
     assert set(first["f1"]) == {"base", "sft", "grpo"}
@@ -33,17 +33,17 @@ def test_recipe_runs_every_stage_then_reruns_only_what_an_override_changes(tmp_p
     assert (tmp_path / "out" / "report.md").read_text().startswith("###")
     assert (tmp_path / "out" / "rewards.png").read_bytes()[:4] == b"\x89PNG"
 
-    longer = run_recipe(TINY, store, SMALL + work + ["grpo.max_steps=2", "evaluate.models=[sft, grpo]"], None)
+    longer = run_recipe(GOLD, store, SMALL + work + ["grpo.max_steps=2", "evaluate.models=[sft, grpo]"], None)
     hits = {stage: s["hit"] for stage, s in longer["stages"].items()}
     assert hits == {"collect": True, "extract": True, "filter": True, "reason": True, "sft": True, "grpo": False, "evaluate": False}
     assert set(longer["f1"]) == {"sft", "grpo"}
 
 
 def test_sft_continues_the_teacher_as_the_training_flow_wires_it():
-    recipe = load_recipe(CONFIGS / "tiny-teacher.yaml")
+    recipe = load_recipe(CONFIGS / "tiny.yaml")
     refs = {s: ArtifactRef(uri=f"file:///x/{s}", stage=s, key=f"{s}-key", rows=1) for s in ("collect", "teacher", "extract", "filter", "reason", "sft", "grpo")}
     assert upstream("extract", recipe, refs) == [refs["collect"], refs["teacher"]]
     assert upstream("sft", recipe, refs) == [refs["reason"], refs["teacher"]]
     assert upstream("evaluate", recipe, refs) == [refs["collect"], refs["sft"], refs["grpo"]]
-    plain = load_recipe(TINY)
+    plain = load_recipe(GOLD)
     assert upstream("sft", plain, {"reason": refs["reason"]}) == [refs["reason"]]

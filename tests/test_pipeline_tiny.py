@@ -50,3 +50,32 @@ def test_tiny_pipeline_end_to_end(tmp_path, prefect_server):
     assert second.returncode == 0, second.output[-4000:]
     assert all(s["hit"] for s in second.stages.values()), [l for l in second.output.splitlines() if " rows " in l or "cache" in l]
     assert "| grpo |" in second.output
+
+
+def test_the_default_recipe_bootstraps_a_teacher_that_labels_the_pool(tmp_path, prefect_server):
+    """configs/tiny.yaml (what `make demo` runs), cut down, up to extract: the teacher is a
+    model artifact trained on the seed split, extract labels seed and pool with it through
+    the transformers backend, and its labels are scored against the hidden gold."""
+    default = TINY.with_name("tiny.yaml")
+    cut = [
+        *SMALL,
+        "teacher.tiny={vocab_size: 400, hidden_size: 32, layers: 1, heads: 1, pretrain_steps: 2}",
+        "teacher.max_steps=2",
+        "teacher.batch_size=4",
+        "extract.max_new_tokens=24",
+    ]
+    args = ["run", "--config", str(default), "--until", "extract"]
+    for item in cut:
+        args += ["--set", item]
+    run = run_t2g(args, tmp_path, prefect_server.env())
+    assert run.returncode == 0, run.output[-4000:]
+    assert set(run.stages) == {"collect", "teacher", "extract"}, run.output[-3000:]
+    store = Store(f"file://{tmp_path}/.t2g/store")
+    key = lambda stage: run.stages[stage]["uri"].rsplit("/", 1)[1]  # noqa: E731
+    assert store.manifest("teacher", key("teacher"))["kind"] == "model"
+    extracted = store.read("extract", key("extract"))
+    assert set(extracted.column("split").to_pylist()) == {"seed", "pool"}
+    assert set(extracted.column("model").to_pylist()) == {"@teacher"}
+    scored = store.manifest("extract", key("extract"))["summary"]["vs_gold"]
+    splits = extracted.column("split").to_pylist()  # collect drops a few near-duplicates
+    assert {split: s["documents"] for split, s in scored.items()} == {"seed": splits.count("seed"), "pool": splits.count("pool")}

@@ -82,7 +82,7 @@ def test_deployed_pipeline_completes_and_bad_input_fails_fast(stack, tmp_path):
 
     store = tmp_path / "store"
     run = _prefect(
-        ["deployment", "run", "t2g-pipeline/full", "--param", "config=configs/tiny.yaml", "--param", "until=filter",
+        ["deployment", "run", "t2g-pipeline/full", "--param", "config=configs/tiny-gold.yaml", "--param", "until=filter",
          "--param", f"store=file://{store}", "--param", f"overrides={json.dumps(SMALL)}", "--watch", "--watch-timeout", "300"],
         env, timeout=360,
     )  # fmt: skip

@@ -73,8 +73,8 @@ def test_filter_shards_run_on_threads_and_on_a_dask_cluster(tmp_path, prefect_se
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}), get_client(sync_client=True) as client:
-        tagged = client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=["t2g", "recipe:tiny"])))
-    assert "tiny-filter-shards-threads" in {r.name for r in tagged}
+        tagged = client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=["t2g", "recipe:tiny-gold"])))
+    assert "tiny-gold-filter-shards-threads" in {r.name for r in tagged}
 
     # The Dask workers report their task runs to the same Prefect server.
     for name, value in prefect_server.env().items():
