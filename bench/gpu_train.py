@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -83,10 +82,8 @@ def run_recipe(config: str, store_uri: str, overrides: list[str], out: Path | No
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "report.md").write_text(md)
-        try:
+        if "rewards.png" in (store.manifest("grpo", refs["grpo"].key).get("files") or {}):
             (out / "rewards.png").write_bytes(store.read_file("grpo", refs["grpo"].key, "rewards.png"))
-        except FileNotFoundError:
-            pass
     return figs
 
 
