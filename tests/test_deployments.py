@@ -169,8 +169,8 @@ def test_run_report_lists_inputs_artifacts_drops_f1_and_plots():
         "grpo": {"files": {"rewards.png": "digest"}},
         "evaluate": {"summary": {"table": table}},
     }
-    md = render(recipe, refs, "configs/tiny.yaml", ["filter.max_entities=10"], manifests, table)
-    assert "# t2g run: tiny-gold" in md and "`configs/tiny.yaml`" in md and "`filter.max_entities=10`" in md
+    md = render(recipe, refs, "configs/tiny-gold.yaml", ["filter.max_entities=10"], manifests, table)
+    assert "# t2g run: tiny-gold" in md and "`configs/tiny-gold.yaml`" in md and "`filter.max_entities=10`" in md
     assert "| filter | 100 | 90 | 10 | ran | `file:///tmp/store/filter/k1` |" in md
     assert "| filter | ungrounded entity | 7 |" in md
     assert "| model | entity_f1 | relation_f1 | valid_json_rate |" in md and "| sft | 0.500 | 0.250 | 1.000 |" in md
@@ -178,7 +178,7 @@ def test_run_report_lists_inputs_artifacts_drops_f1_and_plots():
     assert "Teacher labels" not in md  # gold labels: nothing to score
 
     vs_gold = {"pool": {"documents": 10, "entities": {"tp": 6, "fp": 2, "fn": 4}, "relations": {"tp": 1, "fp": 1, "fn": 3}}}
-    md = render(recipe, refs, "configs/tiny.yaml", [], {**manifests, "extract": {"summary": {"vs_gold": vs_gold}}}, table)
+    md = render(recipe, refs, "configs/tiny-gold.yaml", [], {**manifests, "extract": {"summary": {"vs_gold": vs_gold}}}, table)
     assert "### Teacher labels against the documents' gold" in md
     assert "| pool | 10 | 0.750 | 0.600 | 0.667 | 0.500 | 0.250 | 0.333 |" in md
 

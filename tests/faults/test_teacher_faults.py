@@ -56,7 +56,7 @@ def test_teacher_faults_mid_flow_lose_no_document(tmp_path, prefect_server):
 
     store = Store(f"file://{tmp_path}/.t2g/store")
     key = lambda stage: run.stages[stage]["uri"].rsplit("/", 1)[1]  # noqa: E731
-    # The teacher labels the training splits only (configs/tiny-gold.yaml: extract.splits).
+    # The teacher labels the training splits only (extract.splits, tiny-gold.yaml's from tiny.yaml).
     collected = store.read("collect", key("collect")).column("split").to_pylist()
     docs = sum(split in ("seed", "pool") for split in collected)
     assert 0 < docs < len(collected)
