@@ -19,7 +19,7 @@ BENCHMARKS = ["rewards", "cache", "load", "stack", "sft"]
 RESULTS = Path(__file__).with_name("results.json")
 
 
-def _load(path: Path) -> dict[str, Any]:
+def load_results(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -33,7 +33,7 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"unknown benchmark(s) {unknown}; known: {BENCHMARKS}", file=sys.stderr)
         return 2
-    results = _load(RESULTS)
+    results = load_results(RESULTS)
     for name in names:
         figures = importlib.import_module(f"bench.{name}").run()
         results[name] = figures

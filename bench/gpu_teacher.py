@@ -22,7 +22,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from bench.__main__ import RESULTS, _load
+from bench.__main__ import RESULTS, load_results
 from t2g.config import CollectConfig, ExtractConfig
 from t2g.stages.collect import collect
 from t2g.stages.extract import extract
@@ -65,7 +65,7 @@ def run_extract(cfg: ExtractConfig, table: pa.Table, batch: int | None = None) -
 
 
 def save(mode: str, figs: dict[str, Any]) -> None:
-    results = _load(RESULTS)
+    results = load_results(RESULTS)
     results.setdefault("gpu_teacher", {})[mode] = figs
     try:
         import torch

@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.__main__ import RESULTS, _load
-from t2g.config import TEACHER, load_recipe
+from bench.__main__ import RESULTS, load_results
+from t2g.config import load_recipe
+from t2g.dag import plan, section
 from t2g.runner import execute
 from t2g.store import ArtifactRef, Store
 
@@ -30,7 +31,7 @@ from t2g.store import ArtifactRef, Store
 def save(mode: str, figs: dict[str, Any]) -> None:
     import torch
 
-    results = _load(RESULTS)
+    results = load_results(RESULTS)
     section = results.setdefault("gpu_train", {})
     section[mode] = figs
     if torch.cuda.is_available():
@@ -42,30 +43,15 @@ def save(mode: str, figs: dict[str, Any]) -> None:
     print(json.dumps({mode: figs}, indent=2), flush=True)
 
 
-def upstream(stage: str, recipe, refs: dict[str, ArtifactRef]) -> list[ArtifactRef]:
-    """What each stage reads, as flows/data.py and flows/train.py wire it."""
-    teacher = [refs["teacher"]] if "teacher" in refs else []
-    return {
-        "collect": [],
-        "teacher": [refs.get("collect")],
-        "extract": [refs.get("collect"), *teacher],
-        "filter": [refs.get("extract")],
-        "reason": [refs.get("filter")],
-        "sft": [refs.get("reason"), *(teacher if recipe.sft.model == TEACHER else [])],
-        "grpo": [refs.get("reason"), refs.get("sft")],
-        "evaluate": [refs.get("collect"), refs.get("sft"), refs.get("grpo")],
-    }[stage]
-
-
 def run_recipe(config: str, store_uri: str, overrides: list[str], out: Path | None) -> dict[str, Any]:
     recipe = load_recipe(config, overrides=overrides, store=store_uri)
     store = Store(recipe.store)
-    stages = ["collect", *(["teacher"] if recipe.teacher is not None else []), "extract", "filter", "reason", "sft", "grpo", "evaluate"]
     refs: dict[str, ArtifactRef] = {}
     timings: dict[str, Any] = {}
     started = time.time()
-    for stage in stages:
-        outcome = execute(stage, getattr(recipe, stage), upstream(stage, recipe, refs), store)
+    for node in plan(recipe):  # the recipe's graph, walked as the flows walk it (t2g.dag)
+        stage = node.stage
+        outcome = execute(stage, section(recipe, stage), {param: refs[up] for param, up in node.inputs}, store)
         refs[stage] = outcome.ref
         timings[stage] = {"seconds": round(outcome.seconds, 1), "hit": outcome.hit}
         print(f"{stage:<9} {'hit' if outcome.hit else 'ran'} {outcome.seconds:7.1f} s", flush=True)

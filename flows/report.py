@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from t2g import counts
 from t2g.config import Recipe
 from t2g.stages.extract import label_quality
 from tasks.storage import open_store
@@ -59,7 +60,7 @@ def render(
     rows = []
     for stage, ref in refs.items():
         summary = (manifests.get(stage) or {}).get("summary") or {}
-        dropped = sum((summary.get("reasons") or {}).values())
+        dropped = sum(counts.reasons(summary).values())
         rows.append({"stage": stage, "rows in": summary.get("rows_in", ""), "rows out": ref.get("rows", ""),
                      "dropped": dropped or "", "cache": "hit" if ref.get("hit") else "ran", "artifact": f"`{ref.get('uri')}`"})  # fmt: skip
     lines += _table(rows)
@@ -85,6 +86,48 @@ def render(
     if plots:
         lines += ["", "## Plots", "", *plots]
     return "\n".join(lines) + "\n"
+
+
+def stage_lines(refs: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The stage table `t2g run` prints and the pipeline run logs: rows, hit or ran, URI."""
+    return [f"  {stage:<8} {ref['rows']:>7} rows  {'hit ' if ref.get('hit') else 'ran '} {ref['uri']}" for stage, ref in refs.items()]
+
+
+def closing_report(recipe: Recipe, refs: Mapping[str, Mapping[str, Any]]) -> str:
+    """What `t2g run` prints at the end of a run that evaluated: the F1 table and where
+    the report, the predictions and the reward plot are."""
+    if "evaluate" not in refs:
+        return ""
+    store = open_store(recipe.store)
+    md = store.read_file("evaluate", refs["evaluate"]["key"], "report.md").decode()
+    lines = ["", *data_lines(store, refs), md.strip(), "", f"report:      {refs['evaluate']['uri']}/report.md (and report.json; predictions in the parquet parts)"]
+    if "grpo" in refs:
+        lines.append(f"reward plot: {refs['grpo']['uri']}/rewards.png")
+    return "\n".join(lines)
+
+
+def data_lines(store, refs: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Where the student's data came from, when a teacher labelled it: the teacher's
+    labels against the documents' own gold (the toy world's hidden gold), per split, and
+    what the filter removed."""
+
+    def summary(stage: str) -> dict[str, Any]:
+        if stage not in refs:
+            return {}
+        return store.manifest(refs[stage]["stage"], refs[stage]["key"]).get("summary") or {}
+
+    lines = []
+    for row in label_quality(summary("extract")):
+        lines.append(
+            f"teacher labels, {row['split']} ({row['documents']} documents, against their gold): "
+            f"entity P/R/F1 {row['entity precision']:.3f} / {row['entity recall']:.3f} / {row['entity f1']:.3f}, "
+            f"relation {row['relation precision']:.3f} / {row['relation recall']:.3f} / {row['relation f1']:.3f}"
+        )
+    kept = summary("filter")
+    if lines and kept:
+        reasons = ", ".join(f"{n} {why}" for why, n in sorted((kept.get("reasons") or {}).items(), key=lambda kv: -kv[1]))
+        lines.append(f"filter kept {kept.get('kept')} of {kept.get('rows_in')} labelled documents" + (f" (dropped: {reasons})" if reasons else ""))
+    return [*lines, ""] if lines else []
 
 
 def publish(recipe: Recipe, refs: Mapping[str, Mapping[str, Any]], config: str, overrides: list[str] | None = None) -> str:

@@ -14,9 +14,10 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from flows.data import resolve
+from flows.data import DATA_END
 from flows.naming import run_name
-from t2g.config import TEACHER
+from flows.walk import resolve, walk
+from t2g.dag import plan
 from t2g.store import ArtifactRef, Store
 from tasks.storage import open_store
 
@@ -51,12 +52,6 @@ def lineage(store: Store, ref: ArtifactRef) -> dict[str, ArtifactRef]:
     return found
 
 
-def _need(refs: dict[str, ArtifactRef], stage: str, start: ArtifactRef) -> ArtifactRef:
-    if stage not in refs:
-        raise ValueError(f"{start.uri} ({start.stage}) has no {stage} artifact upstream of it")
-    return refs[stage]
-
-
 @flow(name="t2g-train-only", flow_run_name=run_name("train-only"), log_prints=True)
 def train_from_data(
     config: str,
@@ -66,19 +61,19 @@ def train_from_data(
     until: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Train (sft → grpo → evaluate) from a finished `reason` artifact's URI."""
-    from flows.train import train_flow
-
     recipe = resolve(config, store, overrides)
     st = open_store(recipe.store)
     ref = artifact_ref(st, recipe.store, data)
-    if ref.stage != "reason":
-        raise ValueError(f"data must be a reason artifact (the SFT targets), got a {ref.stage} artifact: {data}")
-    upstream = lineage(st, ref)
-    collect = _need(upstream, "collect", ref)
-    teacher = _need(upstream, "teacher", ref).to_dict() if recipe.sft.model == TEACHER else None
-    get_run_logger().info("training from %s (%d rows); held-out documents from %s", ref.uri, ref.rows, collect.uri)
-    return train_flow(config, collect.to_dict(), ref.to_dict(), store=store, overrides=overrides, until=until,
-                      teacher=teacher)  # fmt: skip
+    if ref.stage != DATA_END:
+        raise ValueError(f"data must be a {DATA_END} artifact (the SFT targets), got a {ref.stage} artifact: {data}")
+    given = lineage(st, ref)
+    nodes = plan(recipe, until, given=given)
+    for node in nodes:  # what the training stages need from upstream of the data artifact
+        for _, up in node.inputs:
+            if up not in given and up not in {n.stage for n in nodes}:
+                raise ValueError(f"{ref.uri} ({ref.stage}) has no {up} artifact upstream of it, which {node.stage} needs")
+    get_run_logger().info("training from %s (%d rows): %s", ref.uri, ref.rows, ", ".join(n.stage for n in nodes))
+    return walk(recipe, nodes, {s: r.to_dict() for s, r in given.items()})
 
 
 @flow(name="t2g-evaluate-only", flow_run_name=run_name("evaluate-only"), log_prints=True)
@@ -91,8 +86,6 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """Score a trained model (an `sft` or `grpo` artifact URI) on an interchange JSONL benchmark
     (and the held-out split of the documents it was trained from)."""
-    from tasks import train as t
-
     if not Path(benchmark).is_file():
         raise FileNotFoundError(f"benchmark {benchmark} does not exist (relative paths start at the repository root)")
     recipe = resolve(config, store, overrides)
@@ -100,12 +93,12 @@ def evaluate_model(
     ref = artifact_ref(st, recipe.store, model)
     if ref.stage not in ("sft", "grpo"):
         raise ValueError(f"model must be an sft or grpo artifact, got a {ref.stage} artifact: {model}")
-    refs = lineage(st, ref)
-    collect, sft = _need(refs, "collect", ref), _need(refs, "sft", ref)
-    models = [m for m in recipe.evaluate.models if m != "grpo" or ref.stage == "grpo"]
-    recipe = recipe.model_copy(update={"evaluate": recipe.evaluate.model_copy(update={"benchmarks": [benchmark], "models": models})})
-    grpo = refs.get("grpo", sft)  # an sft model alone: it stands in for the grpo input, which is then not scored
-    out = t.run_stage(t.evaluate, recipe, [collect.to_dict(), sft.to_dict(), grpo.to_dict()])
-    t.publish_report(recipe, out)
+    given = lineage(st, ref)
+    recipe = recipe.model_copy(update={"evaluate": recipe.evaluate.model_copy(update={"benchmarks": [benchmark]})})
+    nodes = plan(recipe, "evaluate", given=given, follow_optional=False)
+    missing = [up for n in nodes for _, up in n.inputs if up not in given]
+    if missing or [n.stage for n in nodes] != ["evaluate"]:
+        raise ValueError(f"{ref.uri} ({ref.stage}) lacks what evaluate needs upstream of it: {missing or [n.stage for n in nodes]}")
+    out = walk(recipe, nodes, {s: r.to_dict() for s, r in given.items()})["evaluate"]
     get_run_logger().info("evaluation of %s on %s: %s", ref.uri, benchmark, out["uri"])
     return out

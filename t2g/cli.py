@@ -87,6 +87,24 @@ def extract(
         typer.echo(json.dumps(out, ensure_ascii=False))
 
 
+@app.command()
+def dag(
+    config: Path = typer.Option(Path("configs/tiny.yaml"), "--config", help="recipe YAML"),
+    until: Optional[str] = typer.Option(None, "--until", help="only this stage and what it needs"),
+    overrides: list[str] = typer.Option([], "--set", help="override a recipe field: section.key=value (YAML value)"),
+) -> None:
+    """Print the recipe's graph: each stage in run order with its inputs, sharding and device."""
+    from t2g.config import RecipeError, load_recipe
+    from t2g.dag import DagError, describe, plan
+
+    try:
+        nodes = plan(load_recipe(config, overrides=overrides), until)
+    except (RecipeError, DagError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
+    typer.echo("\n".join(describe(nodes)))
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     app(args=argv, prog_name="t2g")
 

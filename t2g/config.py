@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+TEACHER = "@teacher"  # extract.model and sft.model: the recipe's own tiny teacher (its `teacher` section)
 
 
 class RecipeError(ValueError):
@@ -235,7 +238,7 @@ class LaunchSettings(Section):
 
     @model_validator(mode="after")
     def _flags_only(self) -> "LaunchSettings":
-        # The runner appends `-m t2g.launch ...`; a script or module here would run instead.
+        # The runner appends `-m t2g.rank ...`; a script or module here would run instead.
         taken = {"-m", "--module", "--no_python", "--config_file", "--num_processes"} & set(self.extra_args)
         if taken:
             raise ValueError(
@@ -244,7 +247,49 @@ class LaunchSettings(Section):
         return self
 
 
-class _TrainSection(Section):
+# What t2g sets itself from its own fields, or must own (where checkpoints go, logging).
+_TRL_OWNED = frozenset({
+    "output_dir", "learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
+    "gradient_accumulation_steps", "warmup_steps", "lr_scheduler_type", "weight_decay",
+    "gradient_checkpointing", "bf16", "use_cpu", "save_strategy", "save_steps", "save_total_limit",
+    "logging_steps", "report_to", "seed", "data_seed", "max_length", "padding_free", "completion_only_loss",
+    "num_generations", "generation_batch_size", "max_completion_length", "temperature", "top_k", "loss_type",
+    "beta", "epsilon", "num_iterations", "scale_rewards", "mask_truncated_completions", "reward_weights",
+    "use_vllm", "vllm_mode", "vllm_gpu_memory_utilization", "resume_from_checkpoint",
+})  # fmt: skip
+
+
+def check_trl_fields(fields: dict[str, Any], config: str) -> None:
+    """`fields` are settable fields of trl's `config` dataclass, with values of its types.
+    trl is imported only when a recipe sets some (it takes seconds)."""
+    import dataclasses
+
+    import trl
+
+    known = {f.name: f for f in dataclasses.fields(getattr(trl, config)) if f.init}
+    unknown = sorted(set(fields) - set(known))
+    if unknown:
+        raise ValueError(f"trainer: {unknown} are not fields of trl's {config}")
+    owned = sorted(set(fields) & _TRL_OWNED)
+    if owned:
+        raise ValueError(f"trainer: {owned} are set by t2g from this section's own fields (or must be); set those instead")
+    for name, value in fields.items():
+        default = known[name].default
+        if value is not None and default not in (None, dataclasses.MISSING) and not _same_kind(value, default):
+            raise ValueError(f"trainer.{name}: {value!r} is not a {type(default).__name__} like trl's default {default!r}")
+
+
+def _same_kind(value: Any, default: Any) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) == isinstance(default, bool)
+    if isinstance(default, (int, float)):
+        return isinstance(value, (int, float))
+    if isinstance(default, str):
+        return isinstance(value, str)
+    return True  # lists, dicts, enums: trl validates them when the trainer starts
+
+
+class TrainSection(Section):
     """Hyperparameters every trl trainer here takes (names as in transformers/trl)."""
 
     learning_rate: float = Field(2e-5, gt=0)
@@ -267,14 +312,27 @@ class _TrainSection(Section):
     # same run launched on other machines (new IPs, after a crash) finds the same
     # artifact and resumes the same checkpoints; existing keys do not move.
     launch: LaunchSettings | None = Field(None, exclude=True, description="null: train in the task's own process")
+    # Any other field of trl's SFTConfig / GRPOConfig (e.g. vllm_server_host, max_grad_norm),
+    # passed through as open-r1 does; names and types are checked against trl's own
+    # dataclass when the recipe loads. A field set above cannot be set here too.
+    trainer: dict[str, Any] = Field({}, description="more trl SFTConfig/GRPOConfig fields, by trl's names")
+
+    trl_config: ClassVar[str] = "SFTConfig"  # which trl dataclass `trainer` is checked against
+
+    @field_validator("trainer")
+    @classmethod
+    def _trainer_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if value:
+            check_trl_fields(value, cls.trl_config)
+        return value
 
 
-class _SupervisedSection(_TrainSection):
+class SupervisedSection(TrainSection):
     max_length: int = Field(2048, ge=16, description="longer examples are truncated (no padding to it)")
     padding_free: bool = Field(False, description="flatten each batch into one sequence (flash attention only)")
 
 
-class TeacherConfig(_SupervisedSection):
+class TeacherConfig(SupervisedSection):
     """Bootstrap a tiny teacher on the gold documents of one split: the stand-in for a big
     teacher LLM on a machine that cannot run one."""
 
@@ -285,7 +343,7 @@ class TeacherConfig(_SupervisedSection):
     batch_size: int = Field(16, ge=1)
 
 
-class SftConfig(_SupervisedSection):
+class SftConfig(SupervisedSection):
     model: str = Field(
         "tiny", description='a local folder or hub name, "tiny" (built from the training texts) or "@teacher" (the tiny teacher)'
     )
@@ -294,7 +352,8 @@ class SftConfig(_SupervisedSection):
     lora: LoraSettings | None = None
 
 
-class GrpoConfig(_TrainSection):
+class GrpoConfig(TrainSection):
+    trl_config: ClassVar[str] = "GRPOConfig"
     rewards: list[str] = ["format", "json", "f1_entities", "f1_relations", "types"]
     reward_weights: list[float] | None = Field(None, description="one per reward; null: all 1")
     num_generations: int = Field(8, ge=2)
@@ -374,18 +433,6 @@ class OrchestrationConfig(Section):
     gpu_limit: str = Field("gpu", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="global concurrency limit name")
     gpu_slots: int = Field(1, ge=1, description="slots of that limit `t2g stack up` creates (GPUs on the host)")
     pools: WorkPools = WorkPools()
-
-    @model_validator(mode="after")
-    def _known_stages(self) -> "OrchestrationConfig":
-        known = (*STAGES, "teacher")  # the tiny-teacher bootstrap trains too
-        unknown = sorted(set(self.gpu_stages) - set(known))
-        if unknown:
-            raise ValueError(f"gpu_stages: {unknown} are not stages; choose from {', '.join(known)}")
-        return self
-
-
-STAGES = ("collect", "extract", "filter", "reason", "sft", "grpo", "evaluate")
-TEACHER = "@teacher"  # extract.model and sft.model: the recipe's own tiny teacher (its `teacher` section)
 
 
 class Recipe(Section):
@@ -475,10 +522,17 @@ def merge_sections(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]
     return out
 
 
+def utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
 def dated_store(store: str, now: datetime.datetime | None = None) -> str:
     """`{date}` in a store URI becomes today's UTC date (YYYY-MM-DD): the nightly
-    regeneration deployment writes each night under a fresh prefix."""
-    return store.replace("{date}", (now or datetime.datetime.now(datetime.timezone.utc)).strftime("%Y-%m-%d"))
+    regeneration deployment writes each night under a fresh prefix. A run reads the
+    clock once, when its recipe is resolved, so a run across midnight stays in one prefix."""
+    if "{date}" not in store:
+        return store
+    return store.replace("{date}", (now or utc_now()).strftime("%Y-%m-%d"))
 
 
 def validate_recipe(data: dict[str, Any], source: str = "recipe") -> Recipe:

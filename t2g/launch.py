@@ -1,20 +1,16 @@
-"""A training stage under `accelerate launch`: the command the runner starts, and the
-entry point every rank runs.
+"""A training stage under `accelerate launch`, the runner's side: the command it starts
+and the environment the ranks get. Every rank runs t2g/rank.py.
 
     python -m accelerate.commands.launch --config_file configs/accelerate/zero3.yaml \\
-        --num_processes 8 -m t2g.launch --store s3://bucket/run --stage sft --key <key> \\
-        --config-json '{...}' --upstream-json '[...]'
+        --num_processes 8 -m t2g.rank --store s3://bucket/run --stage sft --key <key> \\
+        --config-json '{...}' --upstream-json '{"reasoned": {...}}'
 
-Every rank loads the inputs from the store and runs the stage function, so the trainer
-sees the whole process group and accelerate/trl split the work; only the main rank
-(global rank 0) writes the artifact, through the runner's own write path (`run_here`).
 The processes are accelerate's to start (torchrun, the DeepSpeed launcher), on one
 machine or several: nothing here spawns ranks itself.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shlex
@@ -24,14 +20,13 @@ import sys
 import threading
 from collections import deque
 from pathlib import Path
-from typing import IO, Sequence, get_args
+from collections.abc import Mapping
+from typing import IO, get_args
 
 from pydantic import BaseModel
 
 import t2g
 from t2g.config import Recipe
-from t2g.distributed import is_main_process, rank, world_size
-from t2g.runner import run_here, stage_key
 from t2g.stages import STAGES
 from t2g.store import ArtifactRef, Store
 
@@ -54,13 +49,13 @@ def section_model(stage: str) -> type[BaseModel]:
 # --- the runner's side -----------------------------------------------------------------
 
 
-def launch(stage: str, config: BaseModel, upstream: Sequence[ArtifactRef], store: Store, key: str) -> None:
+def launch(stage: str, config: BaseModel, upstream: Mapping[str, ArtifactRef], store: Store, key: str) -> None:
     """Run the stage under `accelerate launch` as `config.launch` says; returns once every
     rank exited cleanly (the artifact is then in the store)."""
     run(accelerate_command(stage, config, upstream, store, key), launch_env(store), stage)
 
 
-def accelerate_command(stage: str, config: BaseModel, upstream: Sequence[ArtifactRef], store: Store, key: str) -> list[str]:
+def accelerate_command(stage: str, config: BaseModel, upstream: Mapping[str, ArtifactRef], store: Store, key: str) -> list[str]:
     settings = config.launch
     # `python -m` with this interpreter: the ranks run the venv the runner runs.
     cmd = [sys.executable, "-m", "accelerate.commands.launch"]
@@ -76,10 +71,10 @@ def accelerate_command(stage: str, config: BaseModel, upstream: Sequence[Artifac
         cmd += ["--num_processes", str(settings.num_processes)]
     cmd += list(settings.extra_args)
     cmd += [
-        "-m", "t2g.launch", "--store", store.root, "--stage", stage, "--key", key,
+        "-m", "t2g.rank", "--store", store.root, "--stage", stage, "--key", key,
         # The dump leaves `launch` out (config.py): the ranks run the stage in place.
         "--config-json", json.dumps(config.model_dump(mode="json"), separators=(",", ":")),
-        "--upstream-json", json.dumps([u.to_dict() for u in upstream], separators=(",", ":")),
+        "--upstream-json", json.dumps({p: u.to_dict() for p, u in upstream.items()}, separators=(",", ":")),
     ]  # fmt: skip
     return cmd
 
@@ -155,31 +150,3 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
     except ProcessLookupError:
         pass
-
-
-# --- every rank's side -----------------------------------------------------------------
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m t2g.launch", description="one rank of a launched training stage")
-    parser.add_argument("--store", required=True, help="the store's root URI")
-    parser.add_argument("--stage", required=True, choices=sorted(STAGES))
-    parser.add_argument("--key", required=True, help="the stage key the runner computed")
-    parser.add_argument("--config-json", required=True, help="the stage's recipe section")
-    parser.add_argument("--upstream-json", default="[]", help="the upstream artifact references")
-    args = parser.parse_args(argv)
-
-    config = section_model(args.stage).model_validate_json(args.config_json)
-    upstream = [ArtifactRef.from_dict(u) for u in json.loads(args.upstream_json)]
-    key = stage_key(args.stage, config, upstream)
-    if key != args.key:
-        raise LaunchError(
-            f"rank {rank()}: stage key {key} is not the runner's {args.key}: this machine runs other "
-            "t2g code than the runner (every node needs the same image)"
-        )
-    run_here(args.stage, config, upstream, Store(args.store), write=is_main_process(), note={"processes": world_size()})
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

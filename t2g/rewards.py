@@ -261,6 +261,14 @@ def types_reward(prompts: Any, completions: Sequence[Any], **kwargs: Any) -> lis
     return out
 
 
+def check_section(grpo: Any) -> None:
+    """The recipe's reward names exist (t2g.dag runs this when a recipe's graph is built,
+    before any stage: a typo must not surface only when GRPO starts, hours later)."""
+    unknown = [r for r in grpo.rewards if r not in REWARDS]
+    if unknown:
+        raise ValueError(f"rewards: unknown reward(s) {unknown}; choose from {sorted(REWARDS)}")
+
+
 def reward_funcs(names: Sequence[str]) -> list[RewardFunc]:
     """The reward functions for these registry names, in order (for GRPOTrainer(reward_funcs=...))."""
     unknown = [n for n in names if n not in REWARDS]

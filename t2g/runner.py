@@ -6,25 +6,31 @@ the stage and writes its artifacts, side artifacts first and the main one last, 
 finished main artifact implies finished side artifacts.
 
 A training section with `launch` set runs under `accelerate launch` instead: every rank
-runs `run_here`, only the main rank writes (t2g/launch.py), and `execute` then finds
+runs `run_here` (t2g/rank.py), only the main rank writes, and `execute` then finds
 the artifact like a finished one.
 """
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Union
 
 import pyarrow as pa
 from pydantic import BaseModel
 
 from t2g import __version__
 from t2g.checkpoints import checkpoint_store
-from t2g.stage import cache_key, code_version
+from t2g.launch import LaunchError, launch
+from t2g.stage import cache_key
 from t2g.stages import STAGES
 from t2g.store import ArtifactRef, Store
+
+# A stage's inputs by parameter name. A plain list is also taken (scripts, tests): it is
+# matched to the stage's wired inputs in their declared order.
+Upstream = Union[Mapping[str, ArtifactRef], Sequence[ArtifactRef]]
 
 
 @dataclass
@@ -36,8 +42,18 @@ class Outcome:
     seconds: float = 0.0
 
 
-def _config_dict(config: BaseModel | dict[str, Any]) -> dict[str, Any]:
+def config_dict(config: BaseModel | dict[str, Any]) -> dict[str, Any]:
     return config.model_dump(mode="json") if isinstance(config, BaseModel) else dict(config)
+
+
+def named(stage: str, config: Any, upstream: Upstream) -> dict[str, ArtifactRef]:
+    """`upstream` by parameter name (see Upstream)."""
+    if isinstance(upstream, Mapping):
+        return dict(upstream)
+    params = [i.param for i in STAGES[stage].active_inputs(config)]
+    if len(upstream) > len(params):
+        raise ValueError(f"{stage} takes {len(params)} inputs ({', '.join(params) or 'none'}), got {len(upstream)}")
+    return dict(zip(params, upstream))
 
 
 def load_input(store: Store, ref: ArtifactRef) -> pa.Table | Path:
@@ -47,13 +63,15 @@ def load_input(store: Store, ref: ArtifactRef) -> pa.Table | Path:
     return store.read(ref.stage, ref.key)
 
 
-def stage_key(stage: str, config: BaseModel | dict[str, Any], upstream: Sequence[ArtifactRef]) -> str:
-    spec = STAGES[stage]
-    return cache_key(stage, _config_dict(config), [u.key for u in upstream], code_version(*spec.modules))
+def stage_key(stage: str, config: BaseModel | dict[str, Any], upstream: Upstream) -> str:
+    inputs = named(stage, config, upstream)
+    wiring = [f"{param}={ref.key}" for param, ref in sorted(inputs.items())]
+    return cache_key(stage, config_dict(config), wiring, STAGES[stage].code_version())
 
 
-def execute(stage: str, config: BaseModel, upstream: Sequence[ArtifactRef], store: Store) -> Outcome:
+def execute(stage: str, config: BaseModel, upstream: Upstream, store: Store) -> Outcome:
     started = time.time()
+    upstream = named(stage, config, upstream)
     key = stage_key(stage, config, upstream)
     done = finished(stage, key, store, started)
     if done is not None:
@@ -74,11 +92,9 @@ def finished(stage: str, key: str, store: Store, started: float, hit: bool = Tru
     return Outcome(existing, hit, manifest.get("summary", {}), side, time.time() - started)
 
 
-def launched(stage: str, config: BaseModel, upstream: Sequence[ArtifactRef], store: Store, key: str, started: float) -> Outcome:
+def launched(stage: str, config: BaseModel, upstream: Mapping[str, ArtifactRef], store: Store, key: str, started: float) -> Outcome:
     """Run the stage under `accelerate launch` (t2g/launch.py): every rank trains, the main
-    rank writes the artifact through `run_here`, and this process reads it back."""
-    from t2g.launch import LaunchError, launch  # t2g.launch imports this module
-
+    rank writes the artifact through `run_here` (t2g/rank.py), and this process reads it back."""
     launch(stage, config, upstream, store, key)
     outcome = finished(stage, key, store, started, hit=False)
     if outcome is None:
@@ -87,7 +103,7 @@ def launched(stage: str, config: BaseModel, upstream: Sequence[ArtifactRef], sto
 
 
 def run_here(
-    stage: str, config: BaseModel, upstream: Sequence[ArtifactRef], store: Store, write: bool = True,
+    stage: str, config: BaseModel, upstream: Upstream, store: Store, write: bool = True,
     note: dict[str, Any] | None = None,
 ) -> Outcome | None:  # fmt: skip
     """Run the stage in this process and write its artifacts. A launched stage's ranks
@@ -95,20 +111,16 @@ def run_here(
     `note` joins the summary (what the launch adds: how many processes trained)."""
     spec = STAGES[stage]
     started = time.time()
+    upstream = named(stage, config, upstream)
     key = stage_key(stage, config, upstream)
-    inputs = [load_input(store, u) for u in upstream]
+    inputs = {param: load_input(store, ref) for param, ref in upstream.items()}
     # Training stages mirror their checkpoints to the store (a crashed worker's disk is
     # gone); through a context, not the config, so the key stays the same.
     with checkpoint_store(store) as checkpoints:
-        result = spec.load()(config, *inputs)
+        result = spec.load()(config, **inputs)
     if not write:
         return None
-    meta = {
-        "config": _config_dict(config),
-        "upstream": [u.to_dict() for u in upstream],
-        "code_version": code_version(*spec.modules),
-        "t2g_version": __version__,
-    }
+    meta = manifest_meta(stage, config, upstream)
     # Main parts first, streamed; a streaming stage finishes its summary and side tables
     # only once its last chunk is produced. Then the side artifacts, and the main
     # manifest last: a finished main artifact implies finished side artifacts.
@@ -127,3 +139,14 @@ def run_here(
     ref = writer.commit(meta, result.files)
     checkpoints.discard()  # the trained model is an artifact now
     return Outcome(ref, False, result.summary, side, time.time() - started)
+
+
+def manifest_meta(stage: str, config: Any, upstream: Mapping[str, ArtifactRef]) -> dict[str, Any]:
+    """What every manifest of a stage's artifact records about how it was made."""
+    return {
+        "config": config_dict(config),
+        "upstream": [u.to_dict() for u in upstream.values()],
+        "inputs": {param: ref.key for param, ref in upstream.items()},
+        "code_version": STAGES[stage].code_version(),
+        "t2g_version": __version__,
+    }

@@ -22,8 +22,8 @@ from typing import Any, Iterable, Sequence
 import pyarrow as pa
 from pydantic import BaseModel
 
-from t2g.runner import Outcome, load_input, stage_key
-from t2g.stage import cache_key, code_version
+from t2g.runner import Outcome, Upstream, load_input, manifest_meta, named, stage_key
+from t2g.stage import cache_key
 from t2g.stages import STAGES
 from t2g.store import ArtifactRef, Store
 
@@ -83,25 +83,35 @@ def _config(config: BaseModel | dict[str, Any]) -> dict[str, Any]:
     return config.model_dump(mode="json") if isinstance(config, BaseModel) else dict(config)
 
 
-def shard_key(stage: str, config: BaseModel | dict[str, Any], shard_digest: str, others: Sequence[ArtifactRef]) -> str:
-    code = code_version(*STAGES[stage].modules)
-    return cache_key(shard_stage(stage), _config(config), [shard_digest, *(o.key for o in others)], code)
+def cut_along(stage: str, config: Any, upstream: Upstream) -> tuple[str, ArtifactRef, dict[str, ArtifactRef]]:
+    """The input a sharded stage is cut along (its first declared input), and the others."""
+    inputs = named(stage, config, upstream)
+    param = STAGES[stage].inputs[0].param
+    if param not in inputs:
+        raise ValueError(f"sharded stage {stage} got no {param!r} input to cut into shards")
+    return param, inputs[param], {p: ref for p, ref in inputs.items() if p != param}
 
 
-def plan(stage: str, config: Any, upstream: Sequence[ArtifactRef], store: Store, size: int) -> Plan:
+def shard_key(stage: str, config: BaseModel | dict[str, Any], shard_digest: str, others: dict[str, ArtifactRef]) -> str:
+    wiring = [shard_digest, *(f"{p}={ref.key}" for p, ref in sorted(others.items()))]
+    return cache_key(shard_stage(stage), _config(config), wiring, STAGES[stage].code_version())
+
+
+def plan(stage: str, config: Any, upstream: Upstream, store: Store, size: int) -> Plan:
     """Cut the first input into shards and store each (idempotent: content-addressed).
     Nothing is cut when the merged artifact exists."""
     key = stage_key(stage, config, upstream)
     done = store.ref(stage, key)
     if done is not None:
         return Plan(key, done)
-    table = store.read(upstream[0].stage, upstream[0].key)
+    _, source, others = cut_along(stage, config, upstream)
+    table = store.read(source.stage, source.key)
     shards = []
     for index, part in enumerate(split(table, size)):
         d = digest(part)
         if not store.has(shard_input_stage(stage), d):
-            store.write(shard_input_stage(stage), d, part, meta={"of": upstream[0].to_dict()})
-        shards.append(Shard(index, d, shard_key(stage, config, d, upstream[1:]), part.num_rows))
+            store.write(shard_input_stage(stage), d, part, meta={"of": source.to_dict()})
+        shards.append(Shard(index, d, shard_key(stage, config, d, others), part.num_rows))
     return Plan(key, None, shards)
 
 
@@ -121,9 +131,7 @@ class ShardOutcome:
         return cls(Shard.from_dict(d["shard"]), bool(d["hit"]), int(d["rows"]), d["summary"], float(d["seconds"]))
 
 
-def run_shard(
-    stage: str, config: Any, shard: Shard, upstream: Sequence[ArtifactRef], store: Store, **kwargs: Any
-) -> ShardOutcome:
+def run_shard(stage: str, config: Any, shard: Shard, upstream: Upstream, store: Store, **kwargs: Any) -> ShardOutcome:
     """Run the stage on one shard, or reuse its finished output. Side tables are written
     before the shard's main output, whose manifest marks the shard finished."""
     started = time.time()
@@ -132,8 +140,9 @@ def run_shard(
         m = store.manifest(out_stage, shard.key)
         return ShardOutcome(shard, True, int(m["rows"]), m.get("summary", {}), time.time() - started)
     spec = STAGES[stage]
-    inputs = [store.read(shard_input_stage(stage), shard.digest), *(load_input(store, u) for u in upstream[1:])]
-    result = spec.load()(config, *inputs, **kwargs)
+    param, _, others = cut_along(stage, config, upstream)
+    inputs = {param: store.read(shard_input_stage(stage), shard.digest), **{p: load_input(store, u) for p, u in others.items()}}
+    result = spec.load()(config, **inputs, **kwargs)
     if not isinstance(result.main, pa.Table):
         result.main = pa.concat_tables(list(result.main))
     meta = {"summary": result.summary, "shard": shard.to_dict(), "config": _config(config)}
@@ -165,7 +174,7 @@ def merge_summaries(summaries: Iterable[dict[str, Any]]) -> dict[str, Any]:
 def merge(
     stage: str,
     config: Any,
-    upstream: Sequence[ArtifactRef],
+    upstream: Upstream,
     shards: Sequence[Shard],
     store: Store,
     extra_summary: dict[str, Any] | None = None,
@@ -185,12 +194,7 @@ def merge(
     summary = merge_summaries(m.get("summary", {}) for m in manifests)
     summary["shards"] = len(ordered)
     summary.update(extra_summary or {})
-    meta = {
-        "config": _config(config),
-        "upstream": [u.to_dict() for u in upstream],
-        "code_version": code_version(*spec.modules),
-        "shards": [s.to_dict() for s in ordered],
-    }
+    meta = {**manifest_meta(stage, config, named(stage, config, upstream)), "shards": [s.to_dict() for s in ordered]}
     side = {}
     for name in spec.side:
         tables = [store.read(f"{out_stage}-{name}", s.key) for s in ordered if store.has(f"{out_stage}-{name}", s.key)]
@@ -204,7 +208,7 @@ def merge(
     return Outcome(ref, False, summary, side, time.time() - started)
 
 
-def run_all(stage: str, config: Any, upstream: Sequence[ArtifactRef], store: Store, size: int, **kwargs: Any) -> Outcome:
+def run_all(stage: str, config: Any, upstream: Upstream, store: Store, size: int, **kwargs: Any) -> Outcome:
     """The whole sharded stage in this process, one shard after another (no Prefect)."""
     p = plan(stage, config, upstream, store, size)
     if p.done is not None:

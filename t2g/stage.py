@@ -8,7 +8,10 @@ the result into artifacts: `main` under the stage's name and each side table und
 from __future__ import annotations
 
 import hashlib
+import ast
+import functools
 import importlib
+import importlib.util
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,11 +33,12 @@ class StageResult:
 
 
 def code_version(*modules: str) -> str:
-    """Digest of the source files of the modules a stage's output depends on.
+    """Digest of the source files of `modules` (a package: every .py file in it).
 
     Prefect's TASK_SOURCE hashes only the task function's own text; a prompt or parser
-    change lives in other modules, so each stage names the modules that shape its output
-    (and only those: a change in the rewards must not invalidate extraction).
+    change lives in other modules. A stage's modules are derived from its own module by
+    `import_closure`, so a change in the rewards never invalidates extraction while a
+    change in anything extraction imports does.
     """
     h = hashlib.sha256()
     for name in sorted(set(modules)):
@@ -45,12 +49,61 @@ def code_version(*modules: str) -> str:
 
 def _sources(name: str) -> list[Path]:
     """A module's file, or every .py file of a package (a new source kind counts)."""
-    module = importlib.import_module(name)
-    path = getattr(module, "__file__", None)
-    if not path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
         raise ValueError(f"module {name} has no source file to version")
-    path = Path(path)
+    path = Path(spec.origin)
     return sorted(path.parent.glob("*.py")) if path.name == "__init__.py" else [path]
+
+
+# Not stage code: the registry's wiring (which stage feeds which) changes no stage's output.
+NOT_STAGE_CODE = frozenset({"t2g.stages"})
+
+
+@functools.lru_cache(maxsize=None)
+def import_closure(module: str, root: str = "t2g") -> frozenset[str]:
+    """`module` and every module under the `root` package it imports, directly or through
+    others, read from the source (imports inside functions count too: they run when the
+    stage runs). A module that imports a package by its own name gets the whole package,
+    as `code_version` versions it."""
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if name in NOT_STAGE_CODE and name != module:
+            continue
+        for path in _sources(name):
+            todo += [m for m in _imports(path, name) if m not in seen]
+    return frozenset(seen - (NOT_STAGE_CODE - {module}))
+
+
+def _imports(path: Path, module: str, root: str = "t2g") -> list[str]:
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([base] if base else []))
+            # `from pkg import sub` imports the submodule `pkg.sub` when there is one.
+            names = [base] + [f"{base}.{a.name}" for a in node.names if _is_module(f"{base}.{a.name}")]
+        else:
+            continue
+        found += [n for n in names if n == root or n.startswith(root + ".")]
+    return [n for n in found if n != root]  # the top package's __init__ is not stage code
+
+
+def _is_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def cache_key(stage: str, config: Any, upstream: Iterable[str], code: str) -> str:

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Sequence
 import pyarrow as pa
 
 from t2g.checkpoints import checkpoint_step, mirror_callbacks, resume_from
-from t2g.config import LoraSettings, TinyModelConfig, _SupervisedSection, _TrainSection
+from t2g.config import LoraSettings, TinyModelConfig, SupervisedSection, TrainSection
 from t2g.graph import Graph, graph_from_obj
 from t2g.prompts import messages
 
@@ -220,21 +220,20 @@ def model_fingerprint(model_dir: Path) -> Any:
     return sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in Path(model_dir).iterdir() if p.is_file())
 
 
-def work_dir(cfg: _TrainSection, stage: str, *parts: Any) -> Path:
+def work_dir(cfg: TrainSection, stage: str, *parts: Any) -> Path:
     """The checkpoint folder of one training run: named by the section, the data and the
     stage's code, so a rerun after a crash resumes there, while after a code change (a new
     tokenizer, a new loss) the run starts afresh instead of resuming stale checkpoints."""
-    from t2g.stage import code_version
     from t2g.stages import STAGES
 
-    code = code_version(*STAGES[stage].modules)
+    code = STAGES[stage].code_version()
     return Path(cfg.work_dir).expanduser() / stage / fingerprint(stage, cfg.model_dump(mode="json"), code, *parts)
 
 
 # --- trainer arguments -----------------------------------------------------------------
 
 
-def common_args(cfg: _TrainSection, output_dir: Path) -> dict[str, Any]:
+def common_args(cfg: TrainSection, output_dir: Path) -> dict[str, Any]:
     """TrainingArguments every trl trainer here shares."""
     return dict(
         output_dir=str(output_dir),
@@ -261,7 +260,7 @@ def common_args(cfg: _TrainSection, output_dir: Path) -> dict[str, Any]:
     )
 
 
-def sft_args(cfg: _SupervisedSection, output_dir: Path):
+def sft_args(cfg: SupervisedSection, output_dir: Path):
     from trl import SFTConfig
 
     return SFTConfig(
@@ -270,10 +269,11 @@ def sft_args(cfg: _SupervisedSection, output_dir: Path):
         padding_free=cfg.padding_free,
         completion_only_loss=True,  # the prompt is given, only the answer is learnt
         dataset_num_proc=None,
+        **cfg.trainer,  # any other SFTConfig field the recipe names (checked at load)
     )
 
 
-def train_sft(cfg: _SupervisedSection, examples: list[dict], base_dir: Path, work: Path,
+def train_sft(cfg: SupervisedSection, examples: list[dict], base_dir: Path, work: Path,
               trust_remote_code: bool = False, lora: LoraSettings | None = None):  # fmt: skip
     """SFT `examples` (prompt-completion) from `base_dir`, checkpointing into `work` (and
     into the store inside `checkpoint_store`); resumes from the newest checkpoint of

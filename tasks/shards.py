@@ -1,11 +1,11 @@
-"""Sharded stages on Prefect: plan → one mapped task per shard → merge.
+"""Sharded LLM stages on Prefect: plan → one mapped task per shard → merge.
 
 Each shard is its own task run, cached by its shard key (content digest + stage config +
 other inputs + code version) once the store holds its output, so a crash or kill costs
 at most the shards in flight and a rerun reuses every finished one. While the shards run
 the flow keeps a progress artifact up to date (shards done / total, tokens per second).
 The splitting and merging are t2g's (t2g/shards.py); this module only orchestrates, so
-any stage in the registry can be sharded (`run_sharded(stage, recipe, upstream)`).
+any stage the registry marks `sharding="llm"` runs this way.
 """
 
 from __future__ import annotations
@@ -17,22 +17,13 @@ from prefect import get_run_logger, task, unmapped
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.context import TaskRunContext
 from prefect.futures import as_completed
-from prefect.tasks import exponential_backoff
 
 from t2g import shards as sh
 from t2g.config import Recipe
-from tasks.gpu import gpu_slot, stage_tags
-from tasks.results import json_only_result_storage
-from tasks.stage_task import publish, refs, retry_transient, section
+from t2g.dag import section
+from tasks.gpu import gpu_slot
+from tasks.stage_task import options, publish, refs
 from tasks.storage import open_store
-
-# Stages that prompt a model get sharded; the rest run as one task (sharding buys nothing there).
-def is_sharded(recipe: Recipe, stage: str) -> bool:
-    if stage == "extract":
-        return recipe.extract.backend != "gold"
-    if stage == "reason":
-        return recipe.reason.thinking
-    return False
 
 
 def _api_key(cfg: Any) -> str | None:
@@ -47,12 +38,8 @@ def _api_key(cfg: Any) -> str | None:
 
 
 @task(name="shard-plan", task_run_name="{stage} plan [{recipe.name}]", persist_result=False)
-def plan_task(recipe: Recipe, stage: str, upstream: list[dict[str, Any]]) -> dict[str, Any]:
-    return plan_dict(recipe, stage, upstream, section(recipe, stage).shard_size)
-
-
-def plan_dict(recipe: Recipe, stage: str, upstream: list[dict[str, Any]], size: int) -> dict[str, Any]:
-    """The shard plan as a JSON-serialisable task result."""
+def plan_task(recipe: Recipe, stage: str, upstream: dict[str, dict[str, Any]], size: int) -> dict[str, Any]:
+    """Cut the stage's first input into content-addressed shards (t2g.shards.plan)."""
     p = sh.plan(stage, section(recipe, stage), refs(upstream), open_store(recipe.store), size)
     return {"key": p.key, "done": p.done.to_dict() if p.done else None, "shards": [s.to_dict() for s in p.shards]}
 
@@ -69,14 +56,13 @@ def shard_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str 
 
 
 @task(
-    name="shard",
+    name="llm-shard",
     task_run_name="{stage} shard {shard[index]} [{recipe.name}]",
     cache_key_fn=shard_cache_key,
     persist_result=True,
     result_serializer="json",
-    retry_condition_fn=retry_transient,
 )
-def shard_task(recipe: Recipe, stage: str, shard: dict[str, Any], upstream: list[dict[str, Any]]) -> dict[str, Any]:
+def shard_task(recipe: Recipe, stage: str, shard: dict[str, Any], upstream: dict[str, dict[str, Any]]) -> dict[str, Any]:
     cfg = section(recipe, stage)
     with gpu_slot(recipe, stage):
         outcome = sh.run_shard(stage, cfg, sh.Shard.from_dict(shard), refs(upstream), open_store(recipe.store), api_key=_api_key(cfg))
@@ -88,34 +74,24 @@ def shard_task(recipe: Recipe, stage: str, shard: dict[str, Any], upstream: list
 
 @task(name="shard-merge", task_run_name="{stage} merge [{recipe.name}]", persist_result=False)
 def merge_task(
-    recipe: Recipe, stage: str, upstream: list[dict[str, Any]], shards: list[dict[str, Any]], stats: dict[str, Any]
+    recipe: Recipe, stage: str, upstream: dict[str, dict[str, Any]], shards: list[dict[str, Any]], stats: dict[str, Any]
 ) -> dict[str, Any]:
     outcome = sh.merge(stage, section(recipe, stage), refs(upstream), [sh.Shard.from_dict(s) for s in shards], open_store(recipe.store), stats)
     return publish(stage, outcome)
 
 
-def _options(t, recipe: Recipe, stage: str):
-    return t.with_options(
-        result_storage=json_only_result_storage(),
-        retries=recipe.retries.attempts,
-        retry_delay_seconds=exponential_backoff(backoff_factor=recipe.retries.backoff_s),
-        retry_jitter_factor=0.5,
-        tags=stage_tags(recipe, stage) | {"shard"},
-    )
-
-
-def run_sharded(stage: str, recipe: Recipe, upstream: list[dict[str, Any]]) -> dict[str, Any]:
+def run_sharded(recipe: Recipe, stage: str, upstream: dict[str, dict[str, Any]], size: int) -> dict[str, Any]:
     """Run a stage shard by shard inside the current flow; returns its reference (as
     the plain stage tasks do, with `hit` when the merged artifact existed)."""
     logger = get_run_logger()
-    planned = plan_task(recipe, stage, upstream)
+    planned = plan_task(recipe, stage, upstream, size)
     if planned["done"] is not None:
         merged = merge_task(recipe, stage, upstream, [], {})
         return {**merged, "hit": True}
     shards = planned["shards"]
     total = len(shards)
     progress = create_progress_artifact(0.0, key=f"t2g-{stage}-progress", description=f"{stage}: 0/{total} shards")
-    futures = _options(shard_task, recipe, stage).map(unmapped(recipe), unmapped(stage), shards, unmapped(upstream))
+    futures = options(shard_task, recipe, stage, "shard").map(unmapped(recipe), unmapped(stage), shards, unmapped(upstream))
     started, done, reused, tokens, failures = time.time(), 0, 0, 0, []
     for future in as_completed(list(futures)):
         try:

@@ -1,4 +1,6 @@
-"""What every stage task shares: the cache key, the retry policy, the UI artifacts.
+"""One task factory for every stage, and one options function for every t2g task (stage,
+LLM shard, row shard): retries on transient errors only, JSON-only result storage, the UI
+tags, and the GPU slot for the stages the recipe names.
 
 The cache key is t2g's own stage key (stage, config section, upstream keys, code version),
 so Prefect and the store agree on what is done. The key is offered to Prefect only once
@@ -9,41 +11,33 @@ the existing artifact at once).
 
 from __future__ import annotations
 
+import base64
+import re
+from functools import lru_cache
 from typing import Any
 
-from prefect import get_run_logger
+from prefect import Task, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.context import TaskRunContext
+from prefect.tasks import exponential_backoff
 
+from t2g import counts
 from t2g.config import Recipe
-from t2g.runner import Outcome, stage_key
+from t2g.dag import section
+from t2g.runner import Outcome, execute, stage_key
+from t2g.stages import STAGES
 from t2g.store import ArtifactRef, StoreError
+from tasks.gpu import gpu_slot, stage_tags
+from tasks.results import json_only_result_storage
 from tasks.storage import open_store
 
 # Transient: worth a retry. Anything else (a bad recipe, bad data, a bug) fails at once.
 TRANSIENT = (StoreError, ConnectionError, TimeoutError)
 
 
-def section(recipe: Recipe, stage: str) -> Any:
-    from t2g.stages import STAGES
-
-    return getattr(recipe, STAGES[stage].section)
-
-
-def refs(upstream: list[dict[str, Any]]) -> list[ArtifactRef]:
-    return [ArtifactRef.from_dict(u) for u in upstream]
-
-
-def cache_key_fn(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
-    stage = context.task.name
-    recipe: Recipe = parameters["recipe"]
-    ups = refs(parameters.get("upstream") or [])
-    key = stage_key(stage, section(recipe, stage), ups)
-    try:
-        done = open_store(recipe.store).has(stage, key)
-    except (StoreError, ValueError):
-        return None
-    return f"t2g-{stage}-{key}" if done else None
+def refs(upstream: dict[str, dict[str, Any]]) -> dict[str, ArtifactRef]:
+    """Task parameters (JSON reference dicts, by input name) as references."""
+    return {param: ArtifactRef.from_dict(u) for param, u in upstream.items()}
 
 
 def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -56,23 +50,94 @@ def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
+def options(t: Task, recipe: Recipe, stage: str, *tags: str) -> Task:
+    """`t` with the recipe's retry policy and t2g's result storage and tags."""
+    return t.with_options(
+        # A saved block (Prefect insists): refuses any stored result that is not plain JSON.
+        result_storage=json_only_result_storage(),
+        retries=recipe.retries.attempts,
+        retry_delay_seconds=exponential_backoff(backoff_factor=recipe.retries.backoff_s),
+        retry_jitter_factor=0.5,
+        retry_condition_fn=retry_transient,
+        tags=stage_tags(recipe, stage) | set(tags),
+    )
+
+
+def cache_key_fn(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
+    stage = parameters["stage"]
+    recipe: Recipe = parameters["recipe"]
+    key = stage_key(stage, section(recipe, stage), refs(parameters.get("upstream") or {}))
+    try:
+        done = open_store(recipe.store).has(stage, key)
+    except (StoreError, ValueError):
+        return None
+    return f"t2g-{stage}-{key}" if done else None
+
+
+def _run(recipe: Recipe, stage: str, upstream: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    with gpu_slot(recipe, stage):  # GPU stages hold a slot of the `gpu` limit (tasks/gpu.py)
+        outcome = execute(stage, section(recipe, stage), refs(upstream), open_store(recipe.store))
+    return publish(stage, outcome)
+
+
+@lru_cache(maxsize=None)
+def stage_task(stage: str) -> Task:
+    """The cached Prefect task of `stage` (one per stage name, so the UI groups its runs)."""
+    return task(
+        _run,
+        name=stage,
+        task_run_name=f"{stage} [{{recipe.name}}]",
+        cache_key_fn=cache_key_fn,
+        persist_result=True,
+        result_serializer="json",
+        # Under Prefect's print capture the trainers' dataset preparation floods the run
+        # log with bytecode listings (and every progress print would be an API call).
+        log_prints=not STAGES[stage].model and stage != "evaluate",
+    )
+
+
+def run_stage(recipe: Recipe, stage: str, upstream: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Run one stage as its task with the recipe's options; returns its reference, saying
+    `hit` also when Prefect served its own cached record (which holds the first run's)."""
+    state = options(stage_task(stage), recipe, stage)(recipe, stage, upstream, return_state=True)
+    ref = state.result()  # raises the stage's error if it failed
+    return {**ref, "hit": bool(ref.get("hit")) or state.name == "Cached"}
+
+
 def publish(stage: str, outcome: Outcome) -> dict[str, Any]:
-    """Log the outcome, publish the stage's UI artifacts, return the JSON reference."""
+    """Log the outcome, publish the stage's counts and summary, return the JSON reference."""
     logger = get_run_logger()
     summary = outcome.summary
     verb = "cache hit: reused" if outcome.hit else "wrote"
     logger.info("%s %s (%d rows) in %.1f s", verb, outcome.ref.uri, outcome.ref.rows, outcome.seconds)
     if not outcome.hit:
-        rows = [
-            {"what": "rows in", "count": summary.get("rows_in", "")},
-            {"what": "rows out", "count": outcome.ref.rows},
-        ]
-        rows += [{"what": f"{name} artifact", "count": ref.rows} for name, ref in outcome.side.items()]
-        rows += [{"what": f"dropped: {reason}", "count": n} for reason, n in sorted((summary.get("reasons") or {}).items())]
-        create_table_artifact(rows, key=f"t2g-{stage}-counts", description=f"{stage}: rows in/out and drop reasons")
+        side = {name: ref.rows for name, ref in outcome.side.items()}
+        rows = counts.table(summary, outcome.ref.rows, side, STAGES[stage].row_wise)
+        create_table_artifact(rows, key=f"t2g-{stage}-counts", description=f"{stage}: rows in, each reason, rows out")
         lines = [f"## {stage}", "", f"- output: `{outcome.ref.uri}` ({outcome.ref.rows} rows)"]
         lines += [f"- {name}: `{ref.uri}` ({ref.rows} rows)" for name, ref in outcome.side.items()]
-        lines += [f"- {k}: {v}" for k, v in summary.items() if k not in ("reasons", "per_source")]
+        lines += [f"- {k}: {v}" for k, v in summary.items() if k not in ("reasons", "per_source", "table")]
         lines.append(f"- took {outcome.seconds:.1f} s")
         create_markdown_artifact("\n".join(lines), key=f"t2g-{stage}-summary", description=f"{stage} summary")
     return {**outcome.ref.to_dict(), "hit": outcome.hit}
+
+
+def publish_outputs(recipe: Recipe, ref: dict[str, Any]) -> None:
+    """What a stage saved for people to look at, as UI artifacts: plots (PNG, inlined),
+    its markdown report, and its table (the evaluation's F1 table). Called after every
+    node, cache hit or not, so the latest run always shows them."""
+    store = open_store(recipe.store)
+    stage = ref["stage"]
+    manifest = store.manifest(stage, ref["key"])
+    for name in sorted(manifest.get("files") or {}):
+        if name.endswith(".png"):
+            data = base64.b64encode(store.read_file(stage, ref["key"], name)).decode()
+            key = f"t2g-{stage}-" + re.sub(r"[^a-z0-9-]+", "-", name[:-4].lower())  # Prefect's key alphabet
+            create_markdown_artifact(f"## {stage}: {name}\n\n![{name}](data:image/png;base64,{data})\n\n`{ref['uri']}/{name}`",
+                                     key=key, description=f"{stage}: {name}")  # fmt: skip
+        elif name == "report.md":
+            md = store.read_file(stage, ref["key"], name).decode()
+            create_markdown_artifact(md, key=f"t2g-{stage}-report", description=f"{stage} report")
+    table = (manifest.get("summary") or {}).get("table")
+    if table:
+        create_table_artifact(table, key=f"t2g-{stage}-table", description=f"{stage}: one row per model")

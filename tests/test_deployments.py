@@ -186,7 +186,7 @@ def test_run_report_lists_inputs_artifacts_drops_f1_and_plots():
 def test_closing_report_says_how_good_the_teachers_labels_were_and_what_the_filter_dropped(tmp_path):
     import pyarrow as pa
 
-    from flows.train import data_lines
+    from flows.report import data_lines
     from t2g.store import Store
 
     store = Store(f"file://{tmp_path}")

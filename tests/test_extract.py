@@ -105,7 +105,7 @@ def test_sharded_rerun_reuses_finished_shards(tmp_path, tiny_model_dir):
     assert execute("extract", cfg, [docs_ref], store).hit
     assert store.read("extract", merged.ref.key).column("id").to_pylist() == store.read("collect", "c0").column("id").to_pylist()
     # Another input key (a different teacher) is another shard key.
-    assert shards.plan("extract", cfg, [docs_ref, teacher_ref], store, 4).shards[0].key != plan.shards[0].key
+    assert shards.plan("extract", cfg, {"docs": docs_ref, "teacher": teacher_ref}, store, 4).shards[0].key != plan.shards[0].key
 
 
 def test_teacher_labels_are_scored_against_the_documents_gold():

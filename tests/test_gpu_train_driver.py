@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.gpu_train import run_recipe, upstream
+from bench.gpu_train import run_recipe
 from t2g.config import load_recipe
-from t2g.store import ArtifactRef
+from t2g.dag import plan
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 GOLD = str(CONFIGS / "tiny-gold.yaml")
@@ -39,11 +39,12 @@ def test_recipe_runs_every_stage_then_reruns_only_what_an_override_changes(tmp_p
     assert set(longer["f1"]) == {"sft", "grpo"}
 
 
-def test_sft_continues_the_teacher_as_the_training_flow_wires_it():
-    recipe = load_recipe(CONFIGS / "tiny.yaml")
-    refs = {s: ArtifactRef(uri=f"file:///x/{s}", stage=s, key=f"{s}-key", rows=1) for s in ("collect", "teacher", "extract", "filter", "reason", "sft", "grpo")}
-    assert upstream("extract", recipe, refs) == [refs["collect"], refs["teacher"]]
-    assert upstream("sft", recipe, refs) == [refs["reason"], refs["teacher"]]
-    assert upstream("evaluate", recipe, refs) == [refs["collect"], refs["sft"], refs["grpo"]]
-    plain = load_recipe(GOLD)
-    assert upstream("sft", plain, {"reason": refs["reason"]}) == [refs["reason"]]
+def test_sft_continues_the_teacher_in_the_recipe_graph():
+    # The driver walks t2g.dag's plan, as the flows do: the teacher feeds extract and sft
+    # in the default recipe, and nothing in the gold-labelled one.
+    inputs = {n.stage: dict(n.inputs) for n in plan(load_recipe(CONFIGS / "tiny.yaml"))}
+    assert inputs["extract"] == {"docs": "collect", "teacher": "teacher"}
+    assert inputs["sft"] == {"reasoned": "reason", "teacher": "teacher"}
+    assert inputs["evaluate"] == {"docs": "collect", "sft_model": "sft", "grpo_model": "grpo"}
+    plain = {n.stage: dict(n.inputs) for n in plan(load_recipe(GOLD))}
+    assert "teacher" not in plain and plain["sft"] == {"reasoned": "reason"}

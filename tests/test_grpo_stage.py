@@ -3,10 +3,15 @@ and a PNG, and bad recipes or data failing before any model loads."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from t2g.config import GrpoConfig, RecipeError, validate_recipe
-from t2g.stages.grpo import grpo, grpo_rows, relation_count
+from t2g.dag import DagError, graph
+from t2g.stages.grpo import grpo, grpo_args, grpo_rows, relation_count
 from t2g.training import TrainingError, load_model, read_base
 from tests.trainkit import reason_table, small_tiny_model
 
@@ -57,8 +62,6 @@ def test_bad_inputs_fail_before_training(tmp_path, student):
         grpo(config(tmp_path), table.slice(0, 0), student)
     with pytest.raises(TrainingError, match="does not exist"):
         grpo(config(tmp_path), table, tmp_path / "missing-model")
-    with pytest.raises(TrainingError, match="unknown reward"):
-        grpo(config(tmp_path, rewards=["json", "nope"], reward_weights=None), table, student)
 
 
 def test_num_generations_must_divide_the_batch():
@@ -68,3 +71,29 @@ def test_num_generations_must_divide_the_batch():
     with pytest.raises(RecipeError, match="reward_weights has 1 values for 5 rewards"):
         validate_recipe({"name": "x", "collect": {"sources": [{"name": "t", "kind": "toyworld"}]},
                          "grpo": {"reward_weights": [1.0]}})  # fmt: skip
+
+
+def test_a_bad_reward_name_fails_when_the_recipe_loads_naming_the_field(tmp_path):
+    # Before any stage runs (the graph is built from the recipe first thing, by `t2g run`
+    # and every flow): a typo here used to surface only when GRPO started, after
+    # extraction and SFT had run.
+    recipe = validate_recipe({"name": "x", "collect": {"sources": [{"name": "t", "kind": "toyworld"}]},
+                              "grpo": {"rewards": ["json", "f1_entitiez"]}})  # fmt: skip
+    with pytest.raises(DagError, match=r"^grpo\.rewards: unknown reward\(s\) \['f1_entitiez'\]"):
+        graph(recipe)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("extends: " + str(Path(__file__).resolve().parents[1] / "configs" / "tiny-gold.yaml") + "\n"
+                   "grpo: {rewards: [json, f1_entitiez, f1_relations, types]}\n")  # fmt: skip
+    run = subprocess.run([sys.executable, "-m", "t2g", "run", "--config", str(bad)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "grpo.rewards: unknown reward(s) ['f1_entitiez']" in run.stderr, run.stderr
+
+
+def test_trainer_fields_pass_through_to_trl_and_are_checked_at_load():
+    base = {"name": "x", "collect": {"sources": [{"name": "t", "kind": "toyworld"}]}}
+    ok = validate_recipe({**base, "grpo": {"trainer": {"vllm_server_host": "10.0.0.5", "vllm_server_port": 8001}}})
+    assert grpo_args(ok.grpo, Path("/tmp/out")).vllm_server_port == 8001
+    for bad, why in (({"vllm_server_prot": 1}, "not fields of trl's GRPOConfig"),
+                     ({"max_grad_norm": "high"}, "max_grad_norm: 'high' is not a float"),
+                     ({"learning_rate": 1.0}, "set by t2g")):  # fmt: skip
+        with pytest.raises(RecipeError, match=why):
+            validate_recipe({**base, "grpo": {"trainer": bad}})

@@ -73,7 +73,7 @@ def test_a_failing_launch_names_the_command_and_shows_stderr(tmp_path):
     with pytest.raises(LaunchError) as err:
         execute("sft", cfg, [bad], store)
     message = str(err.value)
-    assert "accelerate launch exited with code" in message and "-m t2g.launch" in message
+    assert "accelerate launch exited with code" in message and "-m t2g.rank" in message
     assert "no column(s) ['target']" in message  # the rank's own error, from its stderr
     assert not (tmp_path / "store/sft").exists()
 

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import importlib
+import os
+import shutil
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from t2g.config import load_recipe
 from t2g.runner import execute, stage_key
-from t2g.stage import cache_key, code_version
+import t2g
+from t2g.stage import cache_key, code_version, import_closure
 from t2g.stages import STAGES
 from t2g.store import Store
 from tests.flowrun import SMALL, TINY
@@ -37,8 +42,33 @@ def test_code_version_follows_module_source(tmp_path, monkeypatch):
 def test_data_stages_do_not_depend_on_rewards_or_training_code():
     # A change in the rewards or the trainers must never invalidate expensive extraction.
     for name in ("collect", "extract", "filter", "reason"):
-        modules = STAGES[name].modules
+        modules = import_closure(STAGES[name].module)
         assert not any(m.startswith(("t2g.rewards", "t2g.training", "t2g.stages.sft", "t2g.stages.grpo")) for m in modules), name
+        assert "t2g.stages" not in modules  # the registry's wiring is not stage code
+
+
+def test_a_stage_version_covers_every_module_its_output_depends_on(tmp_path):
+    # Derived, not listed by hand: extract's summary scores the teacher with t2g.metrics,
+    # which the hand-kept list once left out. Change metrics in a copy of the package:
+    # extract's code version moves, filter's too (it imports metrics), the rewards' users
+    # not because of it, and collect's closure never reaches the LLM backends.
+    assert "t2g.metrics" in import_closure("t2g.stages.extract")
+    assert "t2g.llm.openai_backend" not in import_closure("t2g.stages.collect")
+    copy = tmp_path / "t2g"
+    shutil.copytree(Path(t2g.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    probe = "from t2g.stages import STAGES; print(STAGES['extract'].code_version(), STAGES['reason'].code_version())"
+
+    def versions() -> list[str]:
+        out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path)},
+                             capture_output=True, text=True, check=True)  # fmt: skip
+        return out.stdout.split()
+
+    extract, reason = versions()
+    assert [extract, reason] == [STAGES["extract"].code_version(), STAGES["reason"].code_version()]
+    (copy / "metrics.py").write_text((copy / "metrics.py").read_text() + "\n# a changed metric\n")
+    changed_extract, changed_reason = versions()
+    assert changed_extract != extract  # extract's key changes with t2g/metrics.py
+    assert changed_reason == reason  # reason does not import metrics: its key stays
 
 
 def test_cache_key_changes_with_each_input():

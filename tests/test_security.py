@@ -90,7 +90,9 @@ def test_planted_pickle_record_is_refused_and_recomputed(tmp_path, prefect_serve
     results.mkdir(parents=True, exist_ok=True)
     record_path.write_bytes(_pickle_record(marker))
 
-    second = run_t2g(args, tmp_path, env)
+    # --orchestrate: through Prefect although the store holds everything (a rerun with
+    # nothing to do never reads a Prefect record at all).
+    second = run_t2g([*args, "--orchestrate"], tmp_path, env)
     assert second.returncode == 0, second.output
     assert not marker.exists(), "the planted pickle record was deserialised"
     assert f"refused result record t2g-collect-{key}" in second.output and "serializer 'pickle'" in second.output, second.output
@@ -100,7 +102,7 @@ def test_planted_pickle_record_is_refused_and_recomputed(tmp_path, prefect_serve
     assert second.stages["collect"]["hit"]
     assert json.loads(record_path.read_bytes())["metadata"]["serializer"]["type"] == "json"
     # And the guard does not cost the cache: the clean record is served as a Prefect cache hit.
-    third = run_t2g(args, tmp_path, env)
+    third = run_t2g([*args, "--orchestrate"], tmp_path, env)
     assert third.returncode == 0 and "refused" not in third.output, third.output
     assert "Cached" in third.output and "cache hit: reused" not in third.output, third.output
 

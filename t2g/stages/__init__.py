@@ -1,93 +1,165 @@
-"""The stage registry: each stage's function, its recipe section and the modules whose
-source is its code version (see t2g.stage.code_version)."""
+"""The stage registry: the DAG as data.
+
+Each entry says everything the orchestration needs to know about a stage, and nothing is
+wired anywhere else: the function to run, the recipe section that configures it, its named
+inputs (which stage's artifact feeds which parameter of the function, and under what
+recipe condition), its side outputs, how it is sharded and whether it can use a GPU.
+t2g.dag computes the graph of a recipe from these entries; the flows walk that graph.
+
+Adding a stage is one module with its function plus one entry here. The code version of a
+stage (part of its cache key) is derived from its module and every t2g module it imports
+(t2g.stage.code_version), so it needs no list kept by hand.
+"""
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
 
-from t2g.stage import StageResult
+from t2g.config import TEACHER
+from t2g.stage import StageResult, code_version, import_closure
+
+
+@dataclass(frozen=True)
+class Input:
+    """One named input: the artifact of `stage` is passed as the function's `param`.
+
+    `when` (section config -> bool): the input exists only when it says so (extract takes
+    the teacher only when extract.model is "@teacher"). `optional`: the stage also runs
+    without it (evaluate-only scores an SFT model that has no GRPO successor)."""
+
+    param: str
+    stage: str
+    when: Callable[[Any], bool] | None = None
+    optional: bool = False
+
+    def active(self, section: Any) -> bool:
+        return self.when is None or bool(self.when(section))
 
 
 @dataclass(frozen=True)
 class Stage:
     name: str
     function: str  # "module:attr", imported on use so the registry stays cheap
-    section: str  # the recipe section that configures it
-    modules: tuple[str, ...]  # code that shapes the output
+    # The recipe section that configures it; when the recipe sets that section to null
+    # the stage has no node. None: a stage without settings (it gets {}).
+    section: str | None
+    inputs: tuple[Input, ...] = ()  # the first is the one a sharded stage is cut along
     side: tuple[str, ...] = ()  # side artifacts, stored as <name>-<side>
+    # "llm": one cached task per shard of prompts; "rows": row shards on the recipe's task
+    # runner (Dask, Ray, threads). `shard_size(recipe)`: rows per shard, None: not sharded.
+    sharding: Literal["llm", "rows"] | None = None
+    shard_size: Callable[[Any], int | None] | None = None
+    gpu: bool = False  # trains or generates with a model: may hold a GPU slot
+    # A stage whose output is a model folder (downstream stages receive a local path).
+    model: bool = False
+    # Output rows are input rows kept, dropped with a reason or added as variants (t2g.counts);
+    # False for stages whose output is a training log or predictions.
+    row_wise: bool = True
+    extra_modules: tuple[str, ...] = field(default=())  # code imported dynamically
+    # "module:attr", called with the stage's section when the recipe's graph is built
+    # (before any stage runs); raises ValueError naming the field to change.
+    check: str | None = None
 
     def load(self) -> Callable[..., StageResult]:
-        module, attr = self.function.split(":")
-        return getattr(importlib.import_module(module), attr)
+        return _attr(self.function)
+
+    def check_section(self, section: Any) -> None:
+        if self.check:
+            _attr(self.check)(section)
+
+    @property
+    def module(self) -> str:
+        return self.function.split(":")[0]
+
+    def code_version(self) -> str:
+        """The digest of every module the stage's output depends on (its cache key's code)."""
+        modules = set(import_closure(self.module))
+        for extra in self.extra_modules:
+            modules |= import_closure(extra)
+        return code_version(*modules)
+
+    def active_inputs(self, section: Any) -> tuple[Input, ...]:
+        return tuple(i for i in self.inputs if i.active(section))
+
+    def shards(self, recipe: Any) -> int | None:
+        """Rows per shard under this recipe; None when the stage runs as one task."""
+        return self.shard_size(recipe) if self.sharding and self.shard_size else None
 
 
-STAGES: dict[str, Stage] = {
-    s.name: s
-    for s in (
-        Stage(
-            "collect",
-            "t2g.stages.collect:collect",
-            "collect",
-            (
-                "t2g.stages.collect",
-                "t2g.sources",
-                "t2g.toyworld",
-                "t2g.metrics",
-                "t2g.graph",
-            ),
-            side=("quarantine",),
-        ),
-        Stage(
-            "extract",
-            "t2g.stages.extract:extract",
-            "extract",
-            ("t2g.stages.extract", "t2g.graph", "t2g.prompts", "t2g.llm"),
-        ),
-        Stage(
-            "filter",
-            "t2g.stages.filter:filter_graphs",
-            "filter",
-            ("t2g.stages.filter", "t2g.graph", "t2g.metrics"),
-            side=("dropped",),
-        ),
-        Stage(
-            "reason",
-            "t2g.stages.reason:reason",
-            "reason",
-            ("t2g.stages.reason", "t2g.graph", "t2g.prompts", "t2g.llm"),
-            side=("dropped",),
-        ),
-        # Training: t2g.training and the prompt shape what is learnt; t2g.tiny what a
-        # "tiny" base is (evaluation rebuilds it); t2g.distributed how the model is saved.
-        Stage(
-            "teacher",
-            "t2g.stages.teacher:teacher",
-            "teacher",
-            ("t2g.stages.teacher", "t2g.stages.sft", "t2g.training", "t2g.distributed", "t2g.prompts", "t2g.tiny", "t2g.graph"),
-        ),
-        Stage(
-            "sft",
-            "t2g.stages.sft:sft",
-            "sft",
-            ("t2g.stages.sft", "t2g.training", "t2g.distributed", "t2g.prompts", "t2g.tiny"),
-        ),
-        Stage(
-            "grpo",
-            "t2g.stages.grpo:grpo",
-            "grpo",
-            ("t2g.stages.grpo", "t2g.training", "t2g.distributed", "t2g.prompts", "t2g.rewards", "t2g.graph", "t2g.metrics"),
-            side=("rewards",),
-        ),
-        Stage(
-            "evaluate",
-            "t2g.stages.evaluate:evaluate",
-            "evaluate",
-            (
-                "t2g.stages.evaluate", "t2g.inference", "t2g.evaluation", "t2g.metrics", "t2g.graph", "t2g.prompts",
-                "t2g.training", "t2g.tiny",
-            ),  # fmt: skip
-        ),
-    )
-}
+def _attr(ref: str) -> Any:
+    module, attr = ref.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _uses_teacher(section: Any) -> bool:
+    return getattr(section, "model", None) == TEACHER
+
+
+def _registry(*stages: Stage) -> dict[str, Stage]:
+    return {s.name: s for s in stages}
+
+
+STAGES: dict[str, Stage] = _registry(
+    Stage("collect", "t2g.stages.collect:collect", "collect", side=("quarantine",)),
+    # The tiny teacher: a model bootstrapped on collect's gold documents of one split.
+    Stage("teacher", "t2g.stages.teacher:teacher", "teacher", (Input("docs", "collect"),), gpu=True, model=True,
+          row_wise=False),
+    Stage(
+        "extract",
+        "t2g.stages.extract:extract",
+        "extract",
+        (Input("docs", "collect"), Input("teacher", "teacher", when=_uses_teacher)),
+        sharding="llm",
+        shard_size=lambda r: r.extract.shard_size if r.extract.backend != "gold" else None,
+        gpu=True,
+    ),
+    Stage(
+        "filter",
+        "t2g.stages.filter:filter_graphs",
+        "filter",
+        (Input("table", "extract"),),
+        side=("dropped",),
+        sharding="rows",
+        shard_size=lambda r: r.orchestration.filter_shard_size,
+    ),
+    Stage(
+        "reason",
+        "t2g.stages.reason:reason",
+        "reason",
+        (Input("examples", "filter"),),
+        side=("dropped",),
+        sharding="llm",
+        shard_size=lambda r: r.reason.shard_size if r.reason.thinking else None,
+        gpu=True,
+    ),
+    Stage(
+        "sft",
+        "t2g.stages.sft:sft",
+        "sft",
+        (Input("reasoned", "reason"), Input("teacher", "teacher", when=_uses_teacher)),
+        gpu=True,
+        model=True,
+        row_wise=False,
+    ),
+    Stage(
+        "grpo",
+        "t2g.stages.grpo:grpo",
+        "grpo",
+        (Input("reasoned", "reason"), Input("sft_model", "sft")),
+        side=("rewards",),
+        check="t2g.rewards:check_section",
+        gpu=True,
+        model=True,
+        row_wise=False,
+    ),
+    Stage(
+        "evaluate",
+        "t2g.stages.evaluate:evaluate",
+        "evaluate",
+        (Input("docs", "collect"), Input("sft_model", "sft"), Input("grpo_model", "grpo", optional=True)),
+        gpu=True,
+        row_wise=False,
+    ),
+)

@@ -63,7 +63,7 @@ def _record(rid: str, text: str, gold: dict, etypes: Sequence[str] | None, rtype
     return {"id": str(rid), "text": text, "entity_types": list(etypes), "relation_types": list(rtypes), **restricted}
 
 
-def load_models(names: Sequence[str], sft_dir: Path, grpo_dir: Path) -> dict[str, tuple[Any, Any]]:
+def load_models(names: Sequence[str], sft_dir: Path, grpo_dir: Path | None) -> dict[str, tuple[Any, Any]]:
     """(model, tokenizer) per requested name; the base is what the SFT started from."""
     out = {}
     for name in names:
@@ -162,7 +162,9 @@ def table_rows(reports: dict[str, dict]) -> list[dict[str, Any]]:
     ]
 
 
-def evaluate(cfg: EvaluateConfig, docs: pa.Table, sft_model: Path, grpo_model: Path) -> StageResult:
+def evaluate(cfg: EvaluateConfig, docs: pa.Table, sft_model: Path, grpo_model: Path | None = None) -> StageResult:
+    """Score the models `cfg.models` names; without a GRPO model (evaluate-only on an SFT
+    artifact) "grpo" is left out."""
     started = time.time()
     records = held_out(docs, cfg.split, cfg.limit)
     if not records:
@@ -179,7 +181,8 @@ def evaluate(cfg: EvaluateConfig, docs: pa.Table, sft_model: Path, grpo_model: P
 
     reports: dict[str, dict[str, dict]] = {name: {} for name in datasets}
     rows = []
-    for model_name, (model, tokenizer) in load_models(cfg.models, sft_model, grpo_model).items():
+    names = [m for m in cfg.models if m != "grpo" or grpo_model is not None]
+    for model_name, (model, tokenizer) in load_models(names, sft_model, grpo_model).items():
         gen = Generator(model, tokenizer)
         for ds, recs in datasets.items():
             report, answers = run_model(gen, recs, cfg)

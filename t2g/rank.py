@@ -1,0 +1,44 @@
+"""One rank of a training stage launched by t2g/launch.py under `accelerate launch`.
+
+Every rank loads the inputs from the store and runs the stage function, so the trainer
+sees the whole process group and accelerate/trl split the work; only the main rank
+(global rank 0) writes the artifact, through the runner's own write path (`run_here`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+from t2g.distributed import is_main_process, rank, world_size
+from t2g.launch import LaunchError, section_model
+from t2g.runner import run_here, stage_key
+from t2g.stages import STAGES
+from t2g.store import ArtifactRef, Store
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m t2g.rank", description="one rank of a launched training stage")
+    parser.add_argument("--store", required=True, help="the store's root URI")
+    parser.add_argument("--stage", required=True, choices=sorted(STAGES))
+    parser.add_argument("--key", required=True, help="the stage key the runner computed")
+    parser.add_argument("--config-json", required=True, help="the stage's recipe section")
+    parser.add_argument("--upstream-json", default="{}", help="the upstream artifact references, by parameter")
+    args = parser.parse_args(argv)
+
+    config = section_model(args.stage).model_validate_json(args.config_json)
+    upstream = {param: ArtifactRef.from_dict(u) for param, u in json.loads(args.upstream_json).items()}
+    key = stage_key(args.stage, config, upstream)
+    if key != args.key:
+        raise LaunchError(
+            f"rank {rank()}: stage key {key} is not the runner's {args.key}: this machine runs other "
+            "t2g code than the runner (every node needs the same image)"
+        )
+    run_here(args.stage, config, upstream, Store(args.store), write=is_main_process(), note={"processes": world_size()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
