@@ -6,18 +6,21 @@ does not exist: readers never see it. Paths whose first segment starts with "_" 
 name can) hold loose files that are not artifacts, e.g. training checkpoints.
 
 What is read is what was written. The manifest lists each part with its row count,
-`table_digest` (of its rows) and sha256 (of its bytes), each extra file with its sha256, and the artifact's total rows and digest.
-Every read recomputes them: a flipped byte, a truncated or rewritten part, a missing part
-or an edited manifest raises `ArtifactCorrupt` (a ValueError: retrying cannot help) naming
-the artifact and the part. `Store.finished` is the cache check: a corrupt artifact is moved
-to `_quarantine/` (never deleted) and reported as absent, so the caller recomputes it.
+`table_digest` (of its rows) and sha256 (of its bytes), each extra file with its sha256,
+and the artifact's total rows and digest. Every read recomputes them: a flipped byte, a
+truncated or rewritten part, a missing part or an edited manifest raises `ArtifactCorrupt`
+(a ValueError: retrying cannot help) naming the artifact and the part. `Store.finished`
+is the cache check: a corrupt artifact is moved to `_quarantine/` (never deleted) and
+reported as absent, so the caller recomputes it.
 
 Writers never collide. Each `ArtifactWriter` is one attempt with its own id: its parts and
 files carry that id in their names, it deletes nothing, and its manifest lists exactly what
 it wrote. The manifest lands atomically (local rename; on S3 a single PUT), so when two
 writers of one key race (two runs of one recipe on one store), the last manifest wins and
 is whole: the parts and files it lists are its own, and no writer removes another's. Both
-writers compute the same key from the same inputs, so either manifest is a valid answer.
+writers compute the same key from the same inputs, so either manifest is a valid answer
+(a model trained twice may differ in its bytes: each manifest still lists only its own
+attempt's files, so a reader never mixes the two).
 What the losers leave behind is removed by `Store.gc` once older than its grace period
 (which must exceed the longest write), as are folders without a manifest and `.tmp` files.
 
@@ -510,7 +513,8 @@ class Store:
             raise ArtifactCorrupt(f"artifact {self.uri(stage, key)}: file {name}: missing") from None
         got = hashlib.sha256(data).hexdigest()
         if got != m["files"][name]:
-            raise ArtifactCorrupt(f"artifact {self.uri(stage, key)}: file {name}: digest mismatch (read {got[:12]}, manifest {str(m['files'][name])[:12]})")
+            want = str(m["files"][name])
+            raise ArtifactCorrupt(f"artifact {self.uri(stage, key)}: file {name}: digest mismatch (read {got[:12]}, manifest {want[:12]})")
         return data
 
     def _file_problems(self, stage: str, key: str, m: dict[str, Any], local: Path | None = None) -> list[str]:
@@ -611,7 +615,8 @@ class Store:
             moved = self.quarantine(stage, key)
         except ArtifactMissing:
             return None  # another process quarantined it first
-        log.warning("corrupt artifact %s (%s) moved to %s; it will be recomputed", self.uri(stage, key), "; ".join(problems), moved)
+        uri = self.uri(stage, key)
+        log.warning("corrupt artifact %s (%s) moved to %s; it will be recomputed", uri, "; ".join(problems), moved)
         return None
 
     def artifacts(self, stage: str | None = None) -> list[tuple[str, str]]:
@@ -764,7 +769,8 @@ class ArtifactWriter:
         self.store._call("write", rel, self.store._backend.put, rel, buf.getvalue())
         part_digest = table_digest(table)
         self.digest.update(part_digest.encode())
-        self.parts.append({"name": name, "rows": table.num_rows, "digest": part_digest, "sha256": hashlib.sha256(buf.getvalue()).hexdigest()})
+        sha = hashlib.sha256(buf.getvalue()).hexdigest()
+        self.parts.append({"name": name, "rows": table.num_rows, "digest": part_digest, "sha256": sha})
         self.rows += table.num_rows
 
     def add_dir(self, folder: Path) -> None:
@@ -814,7 +820,8 @@ def _manifest_problems(raw: bytes) -> list[str]:
         return ["not a manifest (no part list)"]
     parts = m["parts"]
     for p in parts:
-        if not (isinstance(p, dict) and isinstance(p.get("name"), str) and type(p.get("rows")) is int and isinstance(p.get("digest"), str)):
+        if not (isinstance(p, dict) and isinstance(p.get("name"), str) and type(p.get("rows")) is int
+                and isinstance(p.get("digest"), str)):  # fmt: skip
             return [f"malformed part entry {p!r}"[:200]]
         if not _FILE.fullmatch(p["name"]) or p["name"] == MANIFEST:
             return [f"part name {p['name']!r} is not allowed"[:200]]
@@ -871,7 +878,10 @@ def table_digest(table: pa.Table) -> str:
     for column in table.columns:
         if pa.types.is_dictionary(column.type):  # chunks may carry different dictionaries
             column = column.cast(column.type.value_type)
-        array = column.chunk(0) if column.num_chunks == 1 else pa.concat_arrays(column.chunks) if column.num_chunks else pa.array([], column.type)
+        if column.num_chunks == 1:
+            array = column.chunk(0)  # no copy
+        else:
+            array = pa.concat_arrays(column.chunks) if column.num_chunks else pa.array([], column.type)
         for leaf in _leaves(array):
             h.update(len(leaf).to_bytes(8, "little"))
             for block in _leaf_bytes(leaf):

@@ -74,7 +74,9 @@ _KINDS = {
     "liststr": (pa.list_(pa.string()), st.lists(_nullable(st.text(max_size=5)), max_size=4)),
     "struct": (
         pa.struct([("a", pa.int64()), ("b", pa.list_(pa.string()))]),
-        st.fixed_dictionaries({"a": _nullable(st.integers(-5, 5)), "b": _nullable(st.lists(_nullable(st.text(max_size=3)), max_size=3))}),
+        st.fixed_dictionaries(
+            {"a": _nullable(st.integers(-5, 5)), "b": _nullable(st.lists(_nullable(st.text(max_size=3)), max_size=3))}
+        ),
     ),
     "liststruct": (pa.list_(pa.struct([("name", pa.string()), ("score", pa.float64())])), st.lists(_nullable(_ITEM), max_size=3)),
     "dict": (pa.dictionary(pa.int32(), pa.string()), st.sampled_from(["a", "b", "long text"])),
