@@ -105,6 +105,45 @@ def dag(
     typer.echo("\n".join(describe(nodes)))
 
 
+store_app = typer.Typer(no_args_is_help=True, help="Check and tidy an artifact store (file://DIR or s3://bucket/prefix).")
+app.add_typer(store_app, name="store")
+
+
+@store_app.command("verify")
+def store_verify(
+    store: str = typer.Option(..., "--store", help="store root: file://DIR or s3://bucket/prefix (AWS environment)"),
+    stage: Optional[str] = typer.Option(None, "--stage", help="only this stage"),
+) -> None:
+    """Read every finished artifact and check it against its manifest; exit 1 if any is corrupt."""
+    from t2g.store import Store
+
+    s = Store(store)
+    corrupt = 0
+    for st, key in s.artifacts(stage):
+        problems = s.verify(st, key)
+        corrupt += bool(problems)
+        typer.echo(f"CORRUPT {st}/{key}: {'; '.join(problems)}" if problems else f"ok      {st}/{key}")
+    if corrupt:
+        typer.echo(f"{corrupt} corrupt artifact(s)", err=True)
+        raise typer.Exit(1)
+
+
+@store_app.command("gc")
+def store_gc(
+    store: str = typer.Option(..., "--store", help="store root: file://DIR or s3://bucket/prefix (AWS environment)"),
+    grace_hours: float = typer.Option(24.0, "--grace-hours", help="keep anything younger (must exceed the longest write)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="list what would be removed, remove nothing"),
+) -> None:
+    """Remove parts and files no manifest lists, folders without a manifest and .tmp leftovers."""
+    from t2g.store import Store
+
+    report = Store(store).gc(grace_s=grace_hours * 3600, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    for uri in report.removed:
+        typer.echo(f"{verb} {uri}")
+    typer.echo(f"{verb} {len(report.removed)} file(s); kept {len(report.kept_fresh)} younger than {grace_hours:g} h")
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     app(args=argv, prog_name="t2g")
 

@@ -84,7 +84,7 @@ def execute(stage: str, config: BaseModel, upstream: Upstream, store: Store) -> 
 def finished(stage: str, key: str, store: Store, started: float, hit: bool = True) -> Outcome | None:
     """The store's finished artifact (and its side artifacts) as an outcome; None when
     there is none."""
-    existing = store.ref(stage, key)
+    existing = store.finished(stage, key)
     if existing is None:
         return None
     manifest = store.manifest(stage, key)

@@ -14,7 +14,6 @@ driver (a script, a test) can run them in a loop.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
@@ -25,7 +24,7 @@ from pydantic import BaseModel
 from t2g.runner import Outcome, Upstream, load_input, manifest_meta, named, stage_key
 from t2g.stage import cache_key
 from t2g.stages import STAGES
-from t2g.store import ArtifactRef, Store
+from t2g.store import ArtifactRef, Store, table_digest
 
 
 def shard_input_stage(stage: str) -> str:
@@ -47,14 +46,9 @@ def split(table: pa.Table, size: int) -> list[pa.Table]:
 
 
 def digest(table: pa.Table) -> str:
-    """Digest of a shard's rows and schema (Arrow IPC, so chunking and Parquet metadata
-    do not count)."""
-    # take() copies into fresh buffers: a slice's IPC bytes depend on its offset otherwise.
-    table = table.replace_schema_metadata(None).combine_chunks().take(pa.array(range(table.num_rows), pa.int64()))
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return hashlib.sha256(sink.getvalue()).hexdigest()[:24]
+    """Digest of a shard's rows and schema (t2g.store.table_digest: chunking, slicing and
+    Parquet do not count), shortened: shard keys keep their length."""
+    return table_digest(table)[:24]
 
 
 @dataclass(frozen=True)
@@ -101,7 +95,7 @@ def plan(stage: str, config: Any, upstream: Upstream, store: Store, size: int) -
     """Cut the first input into shards and store each (idempotent: content-addressed).
     Nothing is cut when the merged artifact exists."""
     key = stage_key(stage, config, upstream)
-    done = store.ref(stage, key)
+    done = store.finished(stage, key)
     if done is not None:
         return Plan(key, done)
     _, source, others = cut_along(stage, config, upstream)
@@ -109,7 +103,7 @@ def plan(stage: str, config: Any, upstream: Upstream, store: Store, size: int) -
     shards = []
     for index, part in enumerate(split(table, size)):
         d = digest(part)
-        if not store.has(shard_input_stage(stage), d):
+        if store.finished(shard_input_stage(stage), d) is None:
             store.write(shard_input_stage(stage), d, part, meta={"of": source.to_dict()})
         shards.append(Shard(index, d, shard_key(stage, config, d, others), part.num_rows))
     return Plan(key, None, shards)
@@ -136,7 +130,7 @@ def run_shard(stage: str, config: Any, shard: Shard, upstream: Upstream, store: 
     before the shard's main output, whose manifest marks the shard finished."""
     started = time.time()
     out_stage = shard_stage(stage)
-    if store.has(out_stage, shard.key):
+    if store.finished(out_stage, shard.key) is not None:
         m = store.manifest(out_stage, shard.key)
         return ShardOutcome(shard, True, int(m["rows"]), m.get("summary", {}), time.time() - started)
     spec = STAGES[stage]
@@ -184,7 +178,7 @@ def merge(
     started = time.time()
     spec = STAGES[stage]
     key = stage_key(stage, config, upstream)
-    existing = store.ref(stage, key)
+    existing = store.finished(stage, key)
     if existing is not None:
         side = {s: ref for s in spec.side if (ref := store.ref(f"{stage}-{s}", key)) is not None}
         return Outcome(existing, True, store.manifest(stage, key).get("summary", {}), side, time.time() - started)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pyarrow as pa
 import pytest
@@ -42,24 +43,29 @@ def test_content_digest_depends_on_data_not_on_chunking(store):
     assert digest(a) == digest(b) != digest(c)
 
 
-def test_artifact_without_manifest_is_invisible_and_overwritten(store):
+def test_artifact_without_manifest_is_invisible_and_written_anew(store):
     w = store.writer("extract", "half")
     w.add(_table(3))  # a killed attempt: a part, no manifest
     assert not store.has("extract", "half") and store.ref("extract", "half") is None
     with pytest.raises(ArtifactMissing):
         store.read("extract", "half")
-    store.write("extract", "half", [_table(1)])  # the next attempt clears the leftover part
+    ref = store.write("extract", "half", [_table(1)])  # the next attempt writes its own parts
     assert store.read("extract", "half").num_rows == 1
-    assert store.manifest("extract", "half")["parts"] == [
-        {"name": "part-00000.parquet", "rows": 1, "digest": store.manifest("extract", "half")["parts"][0]["digest"]}
-    ]
+    (part,) = store.manifest("extract", "half")["parts"]
+    assert re.fullmatch(r"part-[0-9a-f]{12}-00000\.parquet", part["name"]) and part["rows"] == 1
+    # The killed attempt's part is left alone (another writer may still be at work) and
+    # unread; gc removes it once it is older than the grace period.
+    assert f"part-{w.attempt}-00000.parquet" in store._backend.list(store._dir("extract", "half"))
+    assert store.finished("extract", "half") == ref
 
 
 def test_stray_parts_are_never_read(store):
     store.write("s", "k", [_table(2)])
-    w = store.writer("s", "k")  # a second attempt killed after one part: manifest gone
+    w = store.writer("s", "k")  # a second attempt killed after one part
     w.add(_table(5))
-    assert store.ref("s", "k") is None
+    # It deleted nothing: the finished artifact stands, and its stray part is not read.
+    assert store.read("s", "k").column("x").to_pylist() == [0, 1]
+    assert store.verify("s", "k") == []
 
 
 def test_empty_artifact_keeps_its_schema(store):
