@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 import typer
 
@@ -57,25 +57,20 @@ def extract(
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="run the model folder's own code"),
 ) -> None:
     """Extract graphs of the given types; prints interchange JSONL (one graph per text)."""
+    # Every input check comes before the model loads: a bad call costs nothing.
+    if (text is None) == (input_ is None):
+        _refuse("give a TEXT or --input FILE.jsonl (one of them)")
+    rows = _input_rows(input_) if input_ is not None else [{"id": 0, "text": text}]
+    if text is not None and not text.strip():
+        _refuse("TEXT is empty: give the text to extract from")
+    etypes = [t.strip() for t in entity_types.split(",") if t.strip()]
+    rtypes = [t.strip() for t in relation_types.split(",") if t.strip()]
+    if not etypes:
+        _refuse(f"--entity-types {entity_types!r} names no type: give comma-separated types, e.g. person,organisation")
+
     from t2g.inference import extract as run_extract
     from t2g.training import TrainingError
 
-    if (text is None) == (input_ is None):
-        typer.echo("error: give a TEXT or --input FILE.jsonl (one of them)", err=True)
-        raise typer.Exit(2)
-    if input_ is not None:
-        try:
-            rows = [json.loads(line) for line in input_.read_text(encoding="utf-8").splitlines() if line.strip()]
-        except (OSError, ValueError) as exc:
-            typer.echo(f"error: {input_}: {exc}", err=True)
-            raise typer.Exit(2)
-        if not all(isinstance(r, dict) and isinstance(r.get("text"), str) for r in rows):
-            typer.echo(f"error: {input_}: every line must be a JSON object with a string 'text'", err=True)
-            raise typer.Exit(2)
-    else:
-        rows = [{"id": 0, "text": text}]
-    etypes = [t.strip() for t in entity_types.split(",") if t.strip()]
-    rtypes = [t.strip() for t in relation_types.split(",") if t.strip()]
     try:
         graphs = run_extract([r["text"] for r in rows], etypes, rtypes, model, constrained=constrained,
                              max_new_tokens=max_new_tokens, trust_remote_code=trust_remote_code)  # fmt: skip
@@ -142,6 +137,38 @@ def store_gc(
     for uri in report.removed:
         typer.echo(f"{verb} {uri}")
     typer.echo(f"{verb} {len(report.removed)} file(s); kept {len(report.kept_fresh)} younger than {grace_hours:g} h")
+
+
+def _refuse(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _input_rows(path: Path) -> list[dict]:
+    """The rows of an --input JSONL file (blank lines skipped); refuses the file, naming
+    the line, unless each is an object with a non-blank string 'text'."""
+    try:
+        # Split on newlines only: str.splitlines also splits inside a JSON string that
+        # holds a raw U+2028, and the line numbers would not be an editor's.
+        lines = path.read_text(encoding="utf-8").split("\n")
+    except (OSError, ValueError) as exc:
+        _refuse(f"--input {path}: {exc}")
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            _refuse(f"--input {path} line {number}: not JSON ({exc})")
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+            _refuse(f"--input {path} line {number}: every line must be a JSON object with a string 'text'")
+        if not row["text"].strip():
+            _refuse(f"--input {path} line {number}: 'text' is empty")
+        rows.append(row)
+    if not rows:
+        _refuse(f"--input {path} has no texts")
+    return rows
 
 
 def main(argv: Optional[list[str]] = None) -> None:

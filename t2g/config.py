@@ -8,12 +8,15 @@ parse their value as YAML and are validated exactly like the file.
 from __future__ import annotations
 
 import datetime
-from pathlib import Path
+import os
+import re
+import stat
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, ClassVar, Literal, Union
+from urllib.parse import urlparse
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
 
 TEACHER = "@teacher"  # extract.model and sft.model: the recipe's own tiny teacher (its `teacher` section)
 
@@ -450,6 +453,11 @@ class Recipe(Section):
     retries: RetryConfig = RetryConfig()
     orchestration: OrchestrationConfig = OrchestrationConfig()
 
+    @field_validator("store")
+    @classmethod
+    def _store_inside_its_root(cls, store: str) -> str:
+        return check_store_uri(store)
+
     @model_validator(mode="after")
     def _evaluate_split_held_out(self) -> "Recipe":
         # Whatever extract labels flows into SFT and GRPO; labelling the evaluate split
@@ -474,6 +482,15 @@ class Recipe(Section):
         return self
 
 
+# A recipe is a few KB; anything near this is the wrong file (or a device that never ends).
+MAX_RECIPE_BYTES = 1 << 20
+# Nesting of any YAML value, in a file or a --set value. The deepest recipe field is four
+# levels down; PyYAML recurses a few frames per level, and a 600-deep list overflows the stack.
+MAX_DEPTH = 64
+MAX_OVERRIDE_KEYS = 16  # dotted keys in one --set
+MAX_EXTENDS = 16  # files in one extends chain
+
+
 def load_recipe(path: str | Path, overrides: list[str] | None = None, store: str | None = None) -> Recipe:
     """Read, override and validate a recipe. Raises RecipeError naming file and field."""
     path = Path(path)
@@ -483,6 +500,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, store: str
     if store:
         data["store"] = store
     if isinstance(data.get("store"), str):
+        # Before validation, so the store check sees the URI the run will use.
         data["store"] = dated_store(data["store"])
     return validate_recipe(data, source=str(path))
 
@@ -491,23 +509,124 @@ def _read_recipe(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
     """The raw mapping of a recipe file, with `extends: OTHER.yaml` (a path relative to
     the file) resolved: the file's sections are merged over OTHER's, so a variant recipe
     states only what differs."""
+    name = f"recipe {path}" + (f" (extended by {chain[-1]})" if chain else "")
+    if len(chain) >= MAX_EXTENDS:
+        raise RecipeError(f"{name}: more than {MAX_EXTENDS} files in one extends chain; extend a file nearer the base")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RecipeError(f"recipe {path} does not exist" + (f" (extended by {chain[-1]})" if chain else "")) from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise RecipeError(f"recipe {path} is not valid YAML: {exc}") from None
+        data = _load_yaml(_read_text(path, name))
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{name} is not valid YAML: {_yaml_problem(exc)}") from None
     if not isinstance(data, dict):
-        raise RecipeError(f"recipe {path} must be a mapping of sections, got {type(data).__name__}")
+        raise RecipeError(f"{name} must be a mapping of sections, got {type(data).__name__}")
     parent = data.pop("extends", None)
     if parent is None:
         return data
     if not isinstance(parent, str) or not parent.strip():
-        raise RecipeError(f"recipe {path}: extends must be the path of another recipe file, got {parent!r}")
+        # The type only: the value is that file's text, and the file may not be a recipe.
+        raise RecipeError(f"{name}: extends must be the path of another recipe file, got a {type(parent).__name__}")
     parent_path = path.parent / parent
     if parent_path.resolve() in {p.resolve() for p in (*chain, path)}:
-        raise RecipeError(f"recipe {path}: extends {parent} leads back to itself")
+        raise RecipeError(f"{name}: extends {parent} leads back to itself")
     return merge_sections(_read_recipe(parent_path, (*chain, path)), data)
+
+
+def _read_text(path: Path, name: str) -> str:
+    """The text of a regular file of at most MAX_RECIPE_BYTES. A directory, FIFO or device
+    named by `extends:` (or on the command line) is refused before it is opened: reading
+    /dev/zero never ends and opening a FIFO waits for a writer."""
+    try:
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            raise RecipeError(f"{name} is {_file_kind(mode)}, not a file: name a recipe YAML file")
+        # O_NONBLOCK: were a FIFO swapped in after the stat, opening it still returns at
+        # once, and the fstat below refuses it.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise RecipeError(f"{name} does not exist") from None
+    except OSError as exc:
+        raise RecipeError(f"{name} cannot be read: {exc.strerror or type(exc).__name__}") from None
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(f.fileno()).st_mode
+        if not stat.S_ISREG(mode):
+            raise RecipeError(f"{name} is {_file_kind(mode)}, not a file: name a recipe YAML file")
+        raw = f.read(MAX_RECIPE_BYTES + 1)
+    if len(raw) > MAX_RECIPE_BYTES:
+        raise RecipeError(f"{name} is larger than {MAX_RECIPE_BYTES >> 20} MiB: a recipe is a few KB of YAML; is it the right file?")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"{name} is not UTF-8 text (byte {exc.start})") from None
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))  # fmt: skip
+    return next((kind for test, kind in kinds if test(mode)), "not a regular file")
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """safe_load that refuses values nested deeper than MAX_DEPTH while composing them,
+    before PyYAML's own recursion can overflow the stack."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels", mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        # PyYAML's scalar constructors fail in their own ways on odd values (`2020-13-01`
+        # is a ValueError, `!!timestamp x` an AttributeError): one error kind, with a place.
+        try:
+            return super().construct_object(node, deep)
+        except (yaml.YAMLError, RecursionError):
+            raise
+        except Exception as exc:
+            problem = f"a value YAML cannot build ({type(exc).__name__}: {exc})"
+            raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from None
+
+
+def _load_yaml(text: str) -> Any:
+    """The YAML value of `text`; every failure is a yaml.YAMLError."""
+    loader = _BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError:
+        raise
+    except RecursionError:
+        raise yaml.YAMLError(f"nested deeper than {MAX_DEPTH} levels") from None
+    except Exception as exc:  # what construct_object does not see (collections built later)
+        raise yaml.YAMLError(f"a value YAML cannot build ({type(exc).__name__}: {exc})") from None
+    finally:
+        loader.dispose()
+
+
+# Quoted text in PyYAML's messages is the file's own; kept only when it is YAML's: a token
+# name such as '<block end>' or one punctuation character such as ':'.
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+_YAMLS_OWN = re.compile(r"""'(?:<[\w ]+>|[^\w\s])'""")
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """Where and what went wrong, never the text there: PyYAML's own message quotes the
+    offending line, which for a file that is no recipe (`extends: ~/.aws/credentials`)
+    prints its contents."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    if isinstance(exc, yaml.reader.ReaderError):
+        where, problem = f"character {exc.position + 1}: ", exc.reason
+    else:
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or str(exc)
+    problem = _QUOTED.sub(lambda m: m[0] if _YAMLS_OWN.fullmatch(m[0]) else "…", problem)
+    return where + problem.splitlines()[0][:200]
 
 
 def merge_sections(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -546,39 +665,70 @@ def validate_recipe(data: dict[str, Any], source: str = "recipe") -> Recipe:
         raise RecipeError(f"{source} is not a valid recipe:\n" + "\n".join(lines)) from None
 
 
+def check_store_uri(store: str) -> str:
+    """`store` when t2g.store.Store can open it without leaving the root it names:
+    file://DIR (or a bare path) or s3://bucket/prefix, with no `..` segment (nor `.` in an
+    S3 prefix, which Store refuses too). Checked at load, so `t2g run` fails before Prefect
+    starts. Raises ValueError saying what to change."""
+    parsed = urlparse(store)
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise ValueError(f"store {store!r} names no bucket: use s3://bucket/prefix")
+        if any(seg in (".", "..") for seg in parsed.path.split("/")):
+            raise ValueError(f"store {store!r}: an S3 prefix may not contain '.' or '..' segments")
+    elif parsed.scheme in ("file", ""):
+        if parsed.scheme == "file" and not store.startswith("file://"):
+            raise ValueError(f"store {store!r}: write file://DIR")
+        path = store.removeprefix("file://")
+        if not path:
+            raise ValueError(f"store {store!r} names no folder: use file://DIR")
+        if ".." in PurePosixPath(path).parts:
+            raise ValueError(f"store {store!r}: a '..' segment leaves the folder it names; give the folder itself")
+    else:
+        raise ValueError(f"store {store!r}: unknown scheme {parsed.scheme!r}; use file://DIR or s3://bucket/prefix")
+    return store
+
+
 def apply_override(data: dict[str, Any], item: str) -> None:
-    """Apply `section.key=value` (value parsed as YAML) to a raw recipe mapping."""
+    """Apply `section.key=value` (value parsed as YAML) to a raw recipe mapping. Raises
+    only RecipeError, naming the field and not echoing the value (it may be huge)."""
     dotted, sep, raw = item.partition("=")
     if not sep or not dotted.strip():
-        raise RecipeError(f"override {item!r} must look like section.key=value")
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"override {item!r}: value is not valid YAML: {exc}") from None
+        raise RecipeError(f"override {_shown(item)} must look like section.key=value")
     keys = dotted.strip().split(".")
+    if len(keys) > MAX_OVERRIDE_KEYS:
+        raise RecipeError(f"override {_shown(dotted)}: {len(keys)} dotted keys, no recipe field is deeper than {MAX_OVERRIDE_KEYS}")
+    field = _shown(".".join(keys))
+    try:
+        value = _load_yaml(raw)
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"override {field}: value is not valid YAML: {_yaml_problem(exc)}") from None
     node: Any = data
     for i, key in enumerate(keys[:-1]):
         if isinstance(node, list):
-            node = _list_item(node, key, keys[: i + 1], item)
+            node = node[_index(node, key, keys[: i + 1])]
             continue
         if not isinstance(node, dict):
-            raise RecipeError(f"override {item!r}: {'.'.join(keys[:i])} is not a section")
+            raise RecipeError(f"override {field}: {_shown('.'.join(keys[:i]))} is not a section")
         node = node.setdefault(key, {})
     last = keys[-1]
     if isinstance(node, list):
-        index = _index(node, last, keys, item)
-        node[index] = value
+        node[_index(node, last, keys)] = value
     elif isinstance(node, dict):
         node[last] = value
     else:
-        raise RecipeError(f"override {item!r}: {'.'.join(keys[:-1])} is not a section")
+        raise RecipeError(f"override {field}: {_shown('.'.join(keys[:-1]))} is not a section")
 
 
-def _index(node: list, key: str, keys: list[str], item: str) -> int:
-    if not key.lstrip("-").isdigit() or not -len(node) <= int(key) < len(node):
-        raise RecipeError(f"override {item!r}: {'.'.join(keys)} is not an index of a {len(node)}-item list")
+def _shown(text: str, limit: int = 80) -> str:
+    """Operator input as one short line of an error message."""
+    text = text if len(text) <= limit else text[:limit] + "…"
+    return text if text.isprintable() else repr(text)
+
+
+def _index(node: list, key: str, keys: list[str]) -> int:
+    # ASCII digits only: str.isdigit() also accepts "²", which int() then refuses.
+    if not re.fullmatch(r"-?[0-9]+", key) or not -len(node) <= int(key) < len(node):
+        raise RecipeError(f"override {_shown('.'.join(keys))}: not an index of a {len(node)}-item list")
     return int(key)
 
-
-def _list_item(node: list, key: str, keys: list[str], item: str) -> Any:
-    return node[_index(node, key, keys, item)]

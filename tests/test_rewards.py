@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import t2g.rewards as rw
-from t2g.graph import parse_completion
+from t2g.graph import Graph, parse_completion
+from t2g.metrics import entity_set, f1, relation_set
 from t2g.rewards import REWARDS, reward_funcs
 
 GOLD = {
@@ -136,6 +137,111 @@ def test_a_duplicate_costs_precision():
     assert score([json.dumps(one_thrice)])["f1_entities"] == [pytest.approx(2 / 6)]  # tp 1, gold 3, listed 3
     nothing = json.dumps({"entities": [], "relations": []})
     assert score([nothing], solution=[nothing])["f1_relations"] == [1.0]
+
+
+# --- gold that lists a mention twice ----------------------------------------------------
+
+# CoNLL04-style: one entity per mention, so a name said twice is listed twice, and so is
+# the relation each mention takes part in.
+TWICE = {
+    "entities": [
+        {"text": "Oswald", "type": "Peop"},
+        {"text": "Kennedy", "type": "Peop"},
+        {"text": "Dallas", "type": "Loc"},
+        {"text": "Kennedy", "type": "Peop"},
+        {"text": "Dallas", "type": "Loc"},
+    ],
+    "relations": [
+        {"head": "Oswald", "tail": "Kennedy", "type": "Kill"},
+        {"head": "Oswald", "tail": "Kennedy", "type": "Kill"},
+        {"head": "Kennedy", "tail": "Dallas", "type": "Live_In"},
+    ],
+}
+TWICE_TYPES = {"entity_types": [["Peop", "Loc"]], "relation_types": [["Kill", "Live_In"]]}
+
+
+def test_a_gold_that_mentions_an_entity_twice_scores_its_own_copy_one():
+    # "Oswald shot Kennedy in Dallas ; Kennedy had landed in Dallas that morning ."
+    # Set gold against the listed copy scored it 2*3/(3+5) = 0.75 on entities and
+    # 2*2/(2+3) = 0.8 on relations.
+    solution = json.dumps(TWICE)
+    scores = score(["<think>two mentions each</think>" + solution], solution=[solution], **TWICE_TYPES)
+    assert all(v == [1.0] for v in scores.values()), scores
+    # Listing Kennedy a third time, or the killing a third time, is one too many.
+    thrice = {**TWICE, "entities": [*TWICE["entities"], TWICE["entities"][1]]}
+    assert score([json.dumps(thrice)], solution=[solution], **TWICE_TYPES)["f1_entities"] == [pytest.approx(10 / 11)]
+    thrice = {**TWICE, "relations": [*TWICE["relations"], TWICE["relations"][0]]}
+    assert score([json.dumps(thrice)], solution=[solution], **TWICE_TYPES)["f1_relations"] == [pytest.approx(6 / 7)]
+    # Listing each once, as a set would, now misses the second mentions: recall 3/5 and 2/3.
+    once = {"entities": TWICE["entities"][:3], "relations": TWICE["relations"][1:]}
+    scores = score([json.dumps(once)], solution=[solution], **TWICE_TYPES)
+    assert scores["f1_entities"] == [pytest.approx(6 / 8)] and scores["f1_relations"] == [pytest.approx(4 / 5)]
+
+
+# Names and types that collide after normalisation ("Dallas"/"dallas", "Peop"/"peop",
+# "Mary  Ann"/"mary ann"), so repeats also come about through spelling.
+_names = st.sampled_from(["Oswald", "Kennedy", "Dallas", "dallas", "Mary  Ann", "mary ann", "Straße"])
+_etypes = st.sampled_from(["Peop", "peop", "Loc", "Org"])
+_rtypes = st.sampled_from(["Kill", "Live_In", "located in"])
+
+
+@st.composite
+def gold_with_repeats(draw) -> dict[str, list[dict[str, str]]]:
+    """A gold graph in which at least one entity (and one relation, if any) is listed again."""
+    ents = draw(st.lists(st.fixed_dictionaries({"text": _names, "type": _etypes}), min_size=1, max_size=5))
+    ents = draw(st.permutations(ents + draw(st.lists(st.sampled_from(ents), min_size=1, max_size=3))))
+    texts = st.sampled_from([e["text"] for e in ents])
+    rels = draw(st.lists(st.fixed_dictionaries({"head": texts, "tail": texts, "type": _rtypes}), max_size=4))
+    if rels:
+        rels = draw(st.permutations(rels + draw(st.lists(st.sampled_from(rels), min_size=1, max_size=3))))
+    return {"entities": ents, "relations": rels}
+
+
+@settings(max_examples=200, deadline=None)
+@given(gold_with_repeats(), st.sampled_from(["plain", "think", "ids"]), st.data())
+def test_the_gold_scores_one_and_one_more_repeat_does_not(gold, form, data):
+    solution = json.dumps(gold)
+    columns = {
+        "solution": [solution],
+        "entity_types": [sorted({e["type"] for e in gold["entities"]})],
+        "relation_types": [sorted({r["type"] for r in gold["relations"]})],
+    }
+
+    def as_completion(graph: dict) -> str:
+        body = Graph.model_validate(graph).to_json() if form == "ids" else json.dumps(graph)
+        return body if form == "plain" else "<think>copying the gold</think>\n" + body
+
+    scores = score([as_completion(gold)], **columns)
+    for name in GRADED:
+        assert scores[name] == [1.0], (name, scores)
+    assert scores["format"] == [0.0 if form == "plain" else 1.0]
+
+    # The items are the very tuples the evaluation compares, only counted.
+    gold_entities, gold_relations = rw._gold(solution)
+    assert set(gold_entities) == entity_set(gold) and set(gold_relations) == relation_set(gold)
+
+    extra = data.draw(st.sampled_from(gold["entities"]))
+    more = {**gold, "entities": [*gold["entities"], extra]}
+    assert score([as_completion(more)], **columns)["f1_entities"][0] < 1.0
+    if gold["relations"]:
+        extra = data.draw(st.sampled_from(gold["relations"]))
+        more = {**gold, "relations": [*gold["relations"], extra]}
+        assert score([as_completion(more)], **columns)["f1_relations"][0] < 1.0
+
+
+@settings(max_examples=100, deadline=None)
+@given(gold_with_repeats(), gold_with_repeats())
+def test_without_repeats_the_reward_is_the_evaluation_f1(gold, pred):
+    # Where neither side lists an item twice, multisets are sets: the reward is the metric.
+    def unique(graph: dict) -> dict:  # the first item of each normalised key
+        ents = {next(iter(entity_set({"entities": [e]}))): e for e in reversed(graph["entities"])}
+        rels = {next(iter(relation_set({"relations": [r]}))): r for r in reversed(graph["relations"])}
+        return {"entities": list(ents.values()), "relations": list(rels.values())}
+
+    gold, pred = unique(gold), unique(pred)
+    scores = score([json.dumps(pred)], solution=[json.dumps(gold)])
+    assert scores["f1_entities"] == [pytest.approx(f1(entity_set(gold), entity_set(pred)))]
+    assert scores["f1_relations"] == [pytest.approx(f1(relation_set(gold), relation_set(pred)))]
 
 
 def test_types_is_the_share_of_requested_types():
