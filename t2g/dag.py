@@ -156,7 +156,7 @@ def cached(recipe: Any, nodes: Iterable[Node], store: Any) -> dict[str, Any] | N
         upstream = {param: found[up] for param, up in node.inputs if up in found}
         if len(upstream) != len(node.inputs):
             return None  # an input from outside the plan: only a whole plan is checked here
-        ref = store.ref(node.stage, stage_key(node.stage, section(recipe, node.stage), upstream))
+        ref = store.finished(node.stage, stage_key(node.stage, section(recipe, node.stage), upstream))
         if ref is None:
             return None
         found[node.stage] = ref

@@ -49,7 +49,7 @@ def shard_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str 
     recipe: Recipe = parameters["recipe"]
     shard = sh.Shard.from_dict(parameters["shard"])
     try:
-        done = open_store(recipe.store).has(sh.shard_stage(parameters["stage"]), shard.key)
+        done = open_store(recipe.store).finished(sh.shard_stage(parameters["stage"]), shard.key) is not None
     except Exception:
         return None
     return f"t2g-{parameters['stage']}-shard-{shard.key}" if done else None

@@ -68,7 +68,7 @@ def cache_key_fn(context: TaskRunContext, parameters: dict[str, Any]) -> str | N
     recipe: Recipe = parameters["recipe"]
     key = stage_key(stage, section(recipe, stage), refs(parameters.get("upstream") or {}))
     try:
-        done = open_store(recipe.store).has(stage, key)
+        done = open_store(recipe.store).finished(stage, key) is not None  # verified: a corrupt one is recomputed
     except (StoreError, ValueError):
         return None
     return f"t2g-{stage}-{key}" if done else None
