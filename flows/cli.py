@@ -64,6 +64,10 @@ def run(
 
 
 def _orchestrated(recipe, config: Path, store: Optional[str], overrides: list[str], until: Optional[str]) -> dict:
+    from flows import reaper
+
+    reaper.reap_orphans()  # what an earlier run killed with SIGKILL left running
+    reaper.guard()  # and what this one starts dies with it, however it ends
     from prefect import tags
 
     from flows.pipeline import pipeline

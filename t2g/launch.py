@@ -87,18 +87,10 @@ def launch_env(store: Store) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"  # rank output arrives line by line, as it is printed
     # The ranks import the t2g this process runs, wherever it is installed.
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(t2g.__file__).resolve().parents[1]), env.get("PYTHONPATH")) if p)
-    client = getattr(store._backend, "client", None)  # only S3 stores have one
-    if client is not None:
-        env["AWS_ENDPOINT_URL_S3"] = client.meta.endpoint_url
-        if client.meta.region_name:
-            env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = client.meta.region_name
-        credentials = client._get_credentials()
-        if credentials is not None:
-            frozen = credentials.get_frozen_credentials()
-            env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"] = frozen.access_key, frozen.secret_key
-            env.pop("AWS_SESSION_TOKEN", None)
-            if frozen.token:
-                env["AWS_SESSION_TOKEN"] = frozen.token
+    settings = store.environment()  # empty for a local store
+    if settings:
+        env.pop("AWS_SESSION_TOKEN", None)  # the store's own, or none: never a stale one
+        env.update(settings)
     return env
 
 

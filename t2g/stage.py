@@ -76,11 +76,11 @@ def import_closure(module: str, root: str = "t2g") -> frozenset[str]:
         if name in NOT_STAGE_CODE and name != module:
             continue
         for path in _sources(name):
-            todo += [m for m in _imports(path, name) if m not in seen]
+            todo += [m for m in module_imports(path, name) if m not in seen]
     return frozenset(seen - (NOT_STAGE_CODE - {module}))
 
 
-def _imports(path: Path, module: str, root: str = "t2g") -> list[str]:
+def module_imports(path: Path, module: str, root: str = "t2g") -> list[str]:
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):

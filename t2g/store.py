@@ -256,7 +256,7 @@ class _S3:
     """S3 backend (AWS S3, MinIO, SeaweedFS) through boto3."""
 
     def __init__(self, bucket: str, prefix: str, create_bucket: bool = True, **client_kwargs: Any):
-        import boto3
+        import boto3.session
         from botocore.config import Config
 
         self.bucket, self.prefix = bucket, prefix.strip("/")
@@ -265,12 +265,29 @@ class _S3:
         config = Config(
             connect_timeout=5, read_timeout=60, retries={"max_attempts": 3, "mode": "standard"}, s3={"addressing_style": "path"}
         )
-        self.client = boto3.client("s3", config=config, **client_kwargs)
+        # A session of our own: its public get_credentials() tells launched ranks what this
+        # client signs with, wherever the keys came from (environment, profile, a block).
+        session_keys = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token", "region_name")
+        self.session = boto3.session.Session(**{k: v for k, v in client_kwargs.items() if k in session_keys})
+        others = {k: v for k, v in client_kwargs.items() if k not in session_keys}
+        self.client = self.session.client("s3", config=config, **others)
         self._bucket_checked = False
         self._create_bucket = create_bucket
 
     def _key(self, rel: str) -> str:
         return f"{self.prefix}/{rel}" if self.prefix else rel
+
+    def environment(self) -> dict[str, str]:
+        env = {"AWS_ENDPOINT_URL_S3": self.client.meta.endpoint_url}
+        if self.client.meta.region_name:
+            env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = self.client.meta.region_name
+        credentials = self.session.get_credentials()
+        if credentials is not None:
+            frozen = credentials.get_frozen_credentials()
+            env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"] = frozen.access_key, frozen.secret_key
+            if frozen.token:
+                env["AWS_SESSION_TOKEN"] = frozen.token
+        return env
 
     def _ensure_bucket(self) -> None:
         if self._bucket_checked:
@@ -408,6 +425,14 @@ class Store:
     @staticmethod
     def _dir(stage: str, key: str) -> str:
         return f"{check_name(stage, 'stage')}/{check_name(key, 'key')}"
+
+    def environment(self) -> dict[str, str]:
+        """Environment variables with which another process (a launched rank) opens this
+        same store as it is opened here: endpoint, region and credentials, wherever they
+        came from. Empty for a local folder. Secrets: pass them in an environment, never
+        on a command line or in a log."""
+        backend = self._backend
+        return backend.environment() if isinstance(backend, _S3) else {}
 
     def uri(self, stage: str, key: str) -> str:
         return self._backend.uri(self._dir(stage, key))

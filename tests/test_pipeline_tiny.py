@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+from t2g import counts
+from t2g.stages import STAGES
 from t2g.store import Store
 from tests.flowrun import SMALL, TINY, run_t2g
 
@@ -37,6 +39,16 @@ def test_tiny_pipeline_end_to_end(tmp_path, prefect_server):
     stages = first.stages
     assert {"collect", "extract", "filter", "reason", "sft", "grpo", "evaluate"} <= set(stages), first.output[-3000:]
     assert "| grpo |" in first.output and "reward plot:" in first.output
+    # Every row-wise stage's counts add up on their own: rows in = each named reason +
+    # rows out - variants (the counts artifact shows exactly these rows).
+    store = Store(f"file://{tmp_path}/.t2g/store")
+    for stage, ref in stages.items():
+        summary = store.manifest(stage, ref["uri"].rsplit("/", 1)[1])["summary"]
+        table = counts.table(summary, ref["rows"], {}, STAGES[stage].row_wise)
+        if STAGES[stage].row_wise:
+            assert counts.balance(summary, ref["rows"]) == 0, (stage, table)
+            assert not any(r["what"] == "unaccounted for" for r in table)
+            assert sum(r["count"] for r in table[:-1]) == ref["rows"], (stage, table)
 
     store = Store(f"file://{tmp_path}/.t2g/store")
     key = stages["evaluate"]["uri"].rsplit("/", 1)[1]
