@@ -1,16 +1,22 @@
 """Run benchmarks and merge their figures into bench/results.json.
 
-    python -m bench            # every benchmark in BENCHMARKS
-    python -m bench rewards    # just these
+    python -m bench                  # every benchmark in BENCHMARKS
+    python -m bench rewards          # just these
+    python -m bench --smoke [names]  # tiny sizes, seconds each; writes no results
 
-Each benchmark is a module `bench.<name>` with `run() -> dict`; its dict is stored under
-its name, and keys of benchmarks not run this time are kept, so one can be rerun alone.
+Each benchmark is a module `bench.<name>` with `run(smoke: bool = False) -> dict`; its
+dict is stored under its name, and keys of benchmarks not run this time are kept, so one
+can be rerun alone. Smoke figures only say that a benchmark still runs (tests/
+test_bench_smoke.py): they are never merged into bench/results.json. T2G_BENCH_SMOKE=1
+is the same as --smoke; T2G_BENCH_RESULTS=PATH writes the figures there instead, smoke
+or not.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,21 +33,38 @@ def load_results(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def run_one(name: str, smoke: bool = False) -> dict[str, Any]:
+    return importlib.import_module(f"bench.{name}").run(smoke=smoke)
+
+
+def results_path(smoke: bool) -> Path | None:
+    """Where figures go: T2G_BENCH_RESULTS if set, else bench/results.json, never for smoke."""
+    if given := os.environ.get("T2G_BENCH_RESULTS"):
+        return Path(given)
+    return None if smoke else RESULTS
+
+
+def save(path: Path, figures: dict[str, Any]) -> None:
+    results = {**load_results(path), **figures}
+    # Write then rename, so an interrupted run never leaves a half-written file.
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
 def main(argv: list[str]) -> int:
-    names = argv or BENCHMARKS
+    smoke = "--smoke" in argv or os.environ.get("T2G_BENCH_SMOKE") == "1"
+    names = [a for a in argv if a != "--smoke"] or BENCHMARKS
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         print(f"unknown benchmark(s) {unknown}; known: {BENCHMARKS}", file=sys.stderr)
         return 2
-    results = load_results(RESULTS)
+    path = results_path(smoke)
     for name in names:
-        figures = importlib.import_module(f"bench.{name}").run()
-        results[name] = figures
+        figures = run_one(name, smoke=smoke)
         print(json.dumps({name: figures}, indent=2))
-    # Write then rename, so an interrupted run never leaves a half-written file.
-    tmp = RESULTS.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    tmp.replace(RESULTS)
+        if path is not None:  # after each benchmark: a later one failing keeps the earlier figures
+            save(path, {name: figures})
     return 0
 
 

@@ -1,6 +1,6 @@
 """Reward throughput: t2g's five rewards against a seed-style baseline.
 
-Both sides score the same 20,000 conversational completions in batches of 64, the way
+Both sides score the same 20,000 conversational completions (smoke: 320) in batches of 64, the way
 GRPOTrainer calls rewards: each of the five functions called in turn on the whole batch.
 A batch is 8 prompts x 8 generations, so a gold string repeats within a batch as it does
 in GRPO; every completion text is distinct (its reasoning differs), so t2g gains nothing
@@ -22,6 +22,7 @@ from typing import Any
 from t2g import rewards as t2g_rewards
 
 N_PROMPTS = 2_500
+SMOKE_PROMPTS = 40  # 320 completions: a check that the benchmark runs, not a figure
 GENERATIONS = 8
 BATCH = 64  # 8 prompts x 8 generations
 REPEATS = 3
@@ -93,11 +94,11 @@ def _completion(kind: str, graph: dict[str, Any], rng: random.Random, serial: in
 KINDS = ["correct"] * 3 + ["partial"] * 3 + ["truncated"] * 2 + ["plain", "prose"]
 
 
-def dataset(seed: int = 0) -> list[dict[str, Any]]:
+def dataset(seed: int = 0, n_prompts: int = N_PROMPTS) -> list[dict[str, Any]]:
     """Rows as trl hands them to rewards: conversational completion, gold JSON, types, kind."""
     rng = random.Random(seed)
     rows = []
-    for p in range(N_PROMPTS):
+    for p in range(n_prompts):
         graph = _gold(rng)
         solution = json.dumps(graph)
         for g in range(GENERATIONS):
@@ -249,15 +250,16 @@ def _time_pass(funcs: Sequence[Callable[..., list[Any]]], batches: list[dict[str
     return time.process_time() - cpu, time.perf_counter() - wall, scores
 
 
-def run() -> dict[str, Any]:
-    rows = dataset()
+def run(smoke: bool = False) -> dict[str, Any]:
+    rows = dataset(n_prompts=SMOKE_PROMPTS if smoke else N_PROMPTS)
+    repeats = 1 if smoke else REPEATS
     batches = _batches(rows)
     ours = t2g_rewards.reward_funcs(NAMES)
     # Passes alternate so both sides see the same machine load (shared cores); best of
     # REPEATS each. Caches are cleared before every t2g pass: only sharing within a batch
     # may count.
     t2g_s = base_s = t2g_wall = base_wall = float("inf")
-    for _ in range(REPEATS):
+    for _ in range(repeats):
         t2g_rewards.clear_caches()
         cpu, wall, t2g_scores = _time_pass(ours, batches)
         t2g_s, t2g_wall = min(t2g_s, cpu), min(t2g_wall, wall)
@@ -279,7 +281,7 @@ def run() -> dict[str, Any]:
         "t2g_s": round(t2g_s, 3),
         "baseline_s": round(base_s, 3),
         "n": len(rows),
-        "timing": f"CPU seconds, best of {REPEATS} alternating passes",
+        "timing": f"CPU seconds, best of {repeats} alternating passes",
         "t2g_wall_s": round(t2g_wall, 3),
         "baseline_wall_s": round(base_wall, 3),
         "batch": BATCH,

@@ -26,11 +26,13 @@ N = 256
 STEPS = 12
 BATCH = 8
 MAX_LENGTH = 1024  # the seed pads to 4,096; 1,024 is kinder to a CPU and still fair
+# Smoke: a check that both trainers still run, not a figure.
+SMOKE = {"n": 16, "steps": 2, "batch": 4, "max_length": 512}  # 512: no example truncated to nothing
 
 
-def _examples() -> list[dict]:
+def _examples(n: int) -> list[dict]:
     out = []
-    for doc in toyworld.generate(N, seed=3):
+    for doc in toyworld.generate(n, seed=3):
         graph = Graph.model_validate({"entities": doc["entities"], "relations": doc["relations"]}).to_json()
         out.append(sft_example(doc["text"], doc["entity_types"], doc["relation_types"], graph))
     return out
@@ -48,14 +50,17 @@ def _train(model_dir: Path, dataset: list[dict], args, steps: int, batch: int) -
             "trl_samples_per_s": metrics.get("train_samples_per_second")}  # fmt: skip
 
 
-def run(steps: int = STEPS, batch: int = BATCH) -> dict[str, Any]:
+def run(steps: int = STEPS, batch: int = BATCH, smoke: bool = False) -> dict[str, Any]:
     """`make bench` runs the defaults; bench.gpu_train runs more steps, which a GPU needs
     before its start-up cost stops dominating the figure."""
-    exs = _examples()
+    n, max_length = N, MAX_LENGTH
+    if smoke:
+        n, steps, batch, max_length = SMOKE["n"], SMOKE["steps"], SMOKE["batch"], SMOKE["max_length"]
+    exs = _examples(n)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         cfg = SftConfig(max_steps=steps, batch_size=batch, learning_rate=1e-3, save_steps=10_000,
-                        logging_steps=steps, max_length=MAX_LENGTH, work_dir=str(tmp))  # fmt: skip
+                        logging_steps=steps, max_length=max_length, work_dir=str(tmp))  # fmt: skip
         corpus = (m["content"] for ex in exs for m in ex["prompt"] + ex["completion"])
         model_dir = build_tiny_base(tmp / "base", corpus, cfg.tiny)
 
@@ -68,14 +73,14 @@ def run(steps: int = STEPS, batch: int = BATCH) -> dict[str, Any]:
         texts = [{"text": tokenizer.apply_chat_template(ex["prompt"] + ex["completion"], tokenize=False)} for ex in exs]
         seed_args = sft_args(cfg, tmp / "seed")
         seed_args.completion_only_loss = False  # loss on all tokens
-        seed_args.pad_to_multiple_of = MAX_LENGTH  # every example padded to max_length
+        seed_args.pad_to_multiple_of = max_length  # every example padded to max_length
         seed = _train(model_dir, texts, seed_args, steps, batch)
         lengths = [len(tokenizer(t["text"], add_special_tokens=False)["input_ids"]) for t in texts]
     return {
-        "examples": N,
+        "examples": n,
         "steps": steps,
         "batch_size": batch,
-        "max_length": MAX_LENGTH,
+        "max_length": max_length,
         "mean_tokens_per_example": round(sum(lengths) / len(lengths), 1),
         "t2g": ours,
         "seed_style": seed,

@@ -136,13 +136,15 @@ def up(home: Path, port: int, config: Path, ui: bool = True, timeout: float = 24
     if state:  # a stack whose server died: stop what is left of it (workers) before starting anew
         down(home)
     port = port or _free_port()
-    api_url = f"http://127.0.0.1:{port}/api"
-    base = {**os.environ, **QUIET, "PREFECT_HOME": str(home / "prefect")}
+    api_url, ui_url = f"http://127.0.0.1:{port}/api", f"http://127.0.0.1:{port}"
+    # The UI asks the server (GET /ui-settings) which API to call; unset, the server
+    # answers with the default port 4200, so a UI on any other port shows no data.
+    base = {**os.environ, **QUIET, "PREFECT_HOME": str(home / "prefect"), "PREFECT_UI_API_URL": api_url, "PREFECT_UI_URL": ui_url}
     base.pop("PREFECT_API_URL", None)
     client_env = {**base, "PREFECT_API_URL": api_url}
     logs = home / "logs"
     pids: dict[str, Any] = {}
-    state = {"api_url": api_url, "ui_url": f"http://127.0.0.1:{port}", "home": str(home), "pids": pids,
+    state = {"api_url": api_url, "ui_url": ui_url, "home": str(home), "pids": pids,
              "pools": sorted({orch.pools.cpu, orch.pools.gpu}), "logs": str(logs)}  # fmt: skip
     home.mkdir(parents=True, exist_ok=True)
 

@@ -1,0 +1,51 @@
+"""Every benchmark still runs: `make bench` runs only between releases, so without these a
+change to the recipe schema, the CLI or the stack breaks a benchmark unnoticed. Each
+benchmark in bench.__main__.BENCHMARKS runs at its smoke size (seconds) and must return
+its figures; a benchmark added to the list is covered here without a new test."""
+
+from __future__ import annotations
+
+import json
+from numbers import Number
+
+import pytest
+
+from bench.__main__ import BENCHMARKS, RESULTS, main, run_one
+
+# The figures each benchmark promises (a benchmark not listed must still return some).
+FIGURES = {
+    "rewards": {"ratio", "t2g_s", "baseline_s", "n"},
+    "cache": {"first_s", "cached_rerun_s", "stages", "cache_hits", "goal_s", "meets_goal"},
+    "load": {"documents", "peak_rss_mb", "under_limit", "docs_per_s", "stages"},
+    "stack": {"stack_up_s", "deployment_run_until_filter_s", "stack_down_s"},
+    "sft": {"t2g", "seed_style", "speedup", "mean_tokens_per_example"},
+}
+
+
+@pytest.mark.parametrize("name", BENCHMARKS)
+def test_benchmark_runs_at_smoke_size(name):
+    figures = run_one(name, smoke=True)
+    assert isinstance(figures, dict) and figures, figures
+    assert FIGURES.get(name, set()) <= set(figures), f"{name} lacks {FIGURES[name] - set(figures)}: {figures}"
+    json.dumps(figures)  # results.json must be able to hold them
+    if name == "cache":  # the rerun did no stage work
+        assert figures["stages"] >= 3 and figures["cache_hits"] == figures["stages"], figures
+    if name == "load":
+        assert all(s["rows"] > 0 for s in figures["stages"].values()) and figures["under_limit"], figures
+    if name == "stack":
+        assert all(isinstance(v, Number) for k, v in figures.items() if k.endswith("_s")), figures
+
+
+def test_smoke_figures_go_where_asked_and_never_into_results_json(tmp_path, monkeypatch):
+    before = RESULTS.read_bytes() if RESULTS.exists() else None
+    monkeypatch.delenv("T2G_BENCH_RESULTS", raising=False)
+    assert main(["--smoke", "rewards"]) == 0
+    assert (RESULTS.read_bytes() if RESULTS.exists() else None) == before
+
+    out = tmp_path / "results.json"
+    out.write_text(json.dumps({"kept": {"x": 1}}))
+    monkeypatch.setenv("T2G_BENCH_RESULTS", str(out))
+    assert main(["--smoke", "rewards"]) == 0
+    saved = json.loads(out.read_text())
+    assert saved["kept"] == {"x": 1} and saved["rewards"]["n"] > 0
+    assert main(["--smoke", "nope"]) == 2
