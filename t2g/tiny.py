@@ -19,6 +19,8 @@ from tokenizers import AddedToken, Regex, Tokenizer, models, normalizers, pre_to
 from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM, Qwen2Tokenizer
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX as QWEN2_PRETOKENIZE_REGEX
 
+from t2g.progress import Progress
+
 PAD = "<|endoftext|>"
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"  # the end of an assistant turn is the end of generation: eos
@@ -230,6 +232,7 @@ def pretrain(
         opt = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.0)
         warmup = max(1, min(20, steps // 10))
         model.train()
+        progress = Progress("copy warm-up", steps)
         for step in range(steps):
             batch = [t + IM_END + t + IM_END for t in rng.choices(texts, k=batch_size)]
             enc = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
@@ -242,6 +245,7 @@ def pretrain(
             opt.step()
             opt.zero_grad(set_to_none=True)
             losses.append(loss.item())
+            progress.step(step + 1, loss=losses[-1])
     model.to(home).eval()
     return losses
 

@@ -12,9 +12,11 @@ the existing artifact at once).
 from __future__ import annotations
 
 import base64
+import contextlib
+import logging
 import re
 from functools import lru_cache
-from typing import Any
+from typing import Any, Iterator
 
 from prefect import Task, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -74,8 +76,34 @@ def cache_key_fn(context: TaskRunContext, parameters: dict[str, Any]) -> str | N
     return f"t2g-{stage}-{key}" if done else None
 
 
+class _ToRunLog(logging.Handler):
+    """t2g's own log records (progress of long phases, store warnings) into the task run's
+    log: the terminal and the UI both show them, whatever started the run."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.run_logger = get_run_logger()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.run_logger.log(record.levelno, "%s", record.getMessage())
+
+
+@contextlib.contextmanager
+def t2g_logs_to_run() -> Iterator[None]:
+    logger = logging.getLogger("t2g")
+    handler = _ToRunLog()
+    logger.addHandler(handler)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
 def _run(recipe: Recipe, stage: str, upstream: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    with gpu_slot(recipe, stage):  # GPU stages hold a slot of the `gpu` limit (tasks/gpu.py)
+    # GPU stages hold a slot of the `gpu` limit (tasks/gpu.py)
+    with gpu_slot(recipe, stage), t2g_logs_to_run():
         outcome = execute(stage, section(recipe, stage), refs(upstream), open_store(recipe.store))
     return publish(stage, outcome)
 

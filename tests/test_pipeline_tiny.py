@@ -39,6 +39,9 @@ def test_tiny_pipeline_end_to_end(tmp_path, prefect_server):
     stages = first.stages
     assert {"collect", "extract", "filter", "reason", "sft", "grpo", "evaluate"} <= set(stages), first.output[-3000:]
     assert "| grpo |" in first.output and "reward plot:" in first.output
+    # Long phases report progress in the run's log (terminal and UI): the student's copy
+    # warm-up and its training steps.
+    assert "copy warm-up: step 2/2 (100%)" in first.output and "sft training: step 3/3 (100%)" in first.output, first.output[-3000:]
     # Every row-wise stage's counts add up on their own: rows in = each named reason +
     # rows out - variants (the counts artifact shows exactly these rows).
     store = Store(f"file://{tmp_path}/.t2g/store")

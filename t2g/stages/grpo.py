@@ -23,6 +23,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from t2g.checkpoints import checkpoint_step, mirror_callbacks, resume_from
+from t2g.progress import trainer_callback
 from t2g.config import GrpoConfig
 from t2g.distributed import save_final
 from t2g.prompts import messages
@@ -172,7 +173,7 @@ def grpo(cfg: GrpoConfig, reasoned: pa.Table, sft_model: Path) -> StageResult:
         args=grpo_args(cfg, work / "checkpoints"),
         train_dataset=Dataset.from_list(rows),
         processing_class=load_tokenizer(sft_model, trust),
-        callbacks=mirror_callbacks(work / "checkpoints", cfg.save_total_limit),
+        callbacks=[*mirror_callbacks(work / "checkpoints", cfg.save_total_limit), trainer_callback("grpo training")],
     )
     resume = resume_from(work / "checkpoints")
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)

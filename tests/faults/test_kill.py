@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import time
 from pathlib import Path
@@ -26,9 +27,12 @@ KILLS = 5
 
 
 def _written_order(store_dir: Path) -> list[str]:
-    """The files an uninterrupted run writes, in the order it wrote them."""
+    """The files an uninterrupted run writes, in the order it wrote them, as glob patterns:
+    each write attempt names its parts after itself (`part-<attempt>-NNNNN.parquet`), so
+    a later run writes the same part under another name."""
     files = [p for p in store_dir.glob("*/*/*") if not p.name.startswith(".")]
-    return [str(p.relative_to(store_dir)) for p in sorted(files, key=lambda p: p.stat().st_mtime_ns)]
+    names = [str(p.relative_to(store_dir)) for p in sorted(files, key=lambda p: p.stat().st_mtime_ns)]
+    return [re.sub(r"/part-[0-9a-f]{12}-(\d+)\.parquet$", r"/part-*-\1.parquet", n) for n in names]
 
 
 def test_five_random_sigkills_then_rerun(tmp_path, prefect_server):
@@ -68,7 +72,7 @@ def _kill_rerun(tmp_path: Path, prefect_server, seed: int) -> None:
 
         def kill_when() -> bool:
             try:
-                written = (store_dir / name).stat().st_mtime_ns >= started
+                written = any(p.stat().st_mtime_ns >= started for p in store_dir.glob(name))
             except FileNotFoundError:
                 return False
             if written and jitter_ms:
