@@ -53,13 +53,8 @@ def lineage(store: Store, ref: ArtifactRef) -> dict[str, ArtifactRef]:
 
 
 @flow(name="t2g-train-only", flow_run_name=run_name("train-only"), log_prints=True)
-def train_from_data(
-    config: str,
-    data: str,
-    store: str | None = None,
-    overrides: list[str] | None = None,
-    until: str | None = None,
-) -> dict[str, dict[str, Any]]:
+def train_from_data(config: str, data: str, store: str | None = None, overrides: list[str] | None = None,
+                    until: str | None = None) -> dict[str, dict[str, Any]]:  # fmt: skip
     """Train (sft → grpo → evaluate) from a finished `reason` artifact's URI."""
     recipe = resolve(config, store, overrides)
     st = open_store(recipe.store)
@@ -77,13 +72,8 @@ def train_from_data(
 
 
 @flow(name="t2g-evaluate-only", flow_run_name=run_name("evaluate-only"), log_prints=True)
-def evaluate_model(
-    config: str,
-    model: str,
-    benchmark: str,
-    store: str | None = None,
-    overrides: list[str] | None = None,
-) -> dict[str, Any]:
+def evaluate_model(config: str, model: str, benchmark: str, store: str | None = None,
+                   overrides: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
     """Score a trained model (an `sft` or `grpo` artifact URI) on an interchange JSONL benchmark
     (and the held-out split of the documents it was trained from)."""
     if not Path(benchmark).is_file():

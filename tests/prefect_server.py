@@ -80,5 +80,8 @@ def prefect_api(prefect_server, tmp_path):
     """Flows called in this process talk to the session's server (results under tmp_path)."""
     from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
 
+    from prefect.logging.handlers import APILogHandler
+
     with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url, PREFECT_HOME: str(tmp_path / "prefect")}):
         yield prefect_server
+        APILogHandler().flush()  # while the server is up: no late log batch after it stops
