@@ -8,7 +8,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python}"
 OUT_DIR="${OUT_DIR:-bench/gpu_out}"
-CONFIG="${CONFIG:-configs/tiny.yaml}"  # the README's H200 figures: configs/tiny-gold.yaml
+CONFIG="${CONFIG:-configs/tiny.yaml}"  # the H200 figures in docs/log.md: configs/tiny-gold.yaml
 STORE="$(mktemp -d)/store"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 

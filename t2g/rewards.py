@@ -248,8 +248,8 @@ def _multiset_f1(gold: Items, found: Items) -> float:
 
     Every listed item beyond the gold's count is a false positive, so a duplicate the gold
     does not have costs precision: a reward over sets would let GRPO drift into repeating
-    an entity or relation for free, which a small student does within 20 steps (README,
-    "GRPO on the tiny profile"). A repeat the gold has is matched, so a copy of the gold
+    an entity or relation for free, which a small student does within 20 steps
+    (docs/log.md, "GRPO on the tiny profile"). A repeat the gold has is matched, so a copy of the gold
     scores 1.0."""
     listed, wanted = found.total(), gold.total()
     if not listed and not wanted:

@@ -9,7 +9,7 @@ runs. The per-step mean of each reward is kept as a table and drawn as rewards.p
 `min_relations` keeps only examples with that many gold relations. Type-subset augmentation
 leaves many examples with an empty gold relation list; on those, any relation costs the
 whole relation reward, a far stronger signal than the rare correct relation earns, so a
-small student learns to answer no relations at all (README, "GRPO on the tiny profile").
+small student learns to answer no relations at all (docs/log.md, "GRPO on the tiny profile").
 """
 
 from __future__ import annotations

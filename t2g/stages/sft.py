@@ -9,7 +9,7 @@ of the section and the data, so a rerun after a crash resumes from the last one.
 `model: "@teacher"` starts the student from the recipe's tiny teacher (the stage's second
 input): on a CPU profile, a student trained from a fresh base on the few hundred
 documents the filter keeps of the teacher's labels never leaves the SFT plateau, while
-one continued from the teacher learns from them (README, "The tiny profile").
+one continued from the teacher learns from them (docs/log.md).
 """
 
 from __future__ import annotations
