@@ -55,7 +55,7 @@ def run(
         refs = {stage: {**ref.to_dict(), "hit": True} for stage, ref in found.items()}
         typer.echo(f"\nrecipe {recipe.name}: all {len(refs)} stages are finished in the store; nothing to run, Prefect not started")
     else:
-        refs = _orchestrated(recipe, config, store, overrides, until)
+        refs = _orchestrated(recipe, config, overrides, until)
         hits = sum(bool(r.get("hit")) for r in refs.values())
         typer.echo(f"\nrecipe {recipe.name}: {len(refs)} stages in {time.time() - started:.1f} s ({hits} cache hits)")
     typer.echo("\n".join(stage_lines(refs)))
@@ -63,7 +63,7 @@ def run(
         typer.echo(report)
 
 
-def _orchestrated(recipe, config: Path, store: Optional[str], overrides: list[str], until: Optional[str]) -> dict:
+def _orchestrated(recipe, config: Path, overrides: list[str], until: Optional[str]) -> dict:
     from flows import reaper
 
     reaper.reap_orphans()  # what an earlier run killed with SIGKILL left running
