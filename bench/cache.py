@@ -28,7 +28,7 @@ GOAL_S = 10
 # Smoke: a few gold-labelled documents, the data stages in seconds, no model.
 SMOKE = recipes.gold("bench-cache-smoke", seed=20, pool=40)
 # `t2g run`'s closing line: "recipe tiny: 8 stages in 3.2 s (8 cache hits)".
-_SUMMARY = re.compile(r"^recipe \S+: (\d+) stages in [\d.]+ s \((\d+) cache hits\)$", re.M)
+_SUMMARY = re.compile(r"^recipe \S+: (\d+) stages in [\d.]+ s \((\d+) cache hits[^)]*\)$", re.M)
 
 
 def _run(config: Path, until: str | None, cwd: Path, env: dict[str, str]) -> tuple[float, str]:

@@ -53,7 +53,8 @@ def run(
         found = None
     if found is not None:
         refs = {stage: {**ref.to_dict(), "hit": True} for stage, ref in found.items()}
-        typer.echo(f"\nrecipe {recipe.name}: all {len(refs)} stages are finished in the store; nothing to run, Prefect not started")
+        typer.echo(f"\nrecipe {recipe.name}: {len(refs)} stages in {time.time() - started:.1f} s ({len(refs)} cache hits: "
+                   "every stage finished in the store, nothing to run, Prefect not started)")
     else:
         refs = _orchestrated(recipe, config, overrides, until)
         hits = sum(bool(r.get("hit")) for r in refs.values())
