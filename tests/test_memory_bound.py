@@ -1,5 +1,5 @@
 """Bounded memory (RELIABILITY.md promise 7): collect → extract(gold) → filter stays under
-2 GB peak RSS at 200,000 documents. The full size is a soak (`-m slow`, ~9 minutes); the
+2 GB peak RSS at 200,000 documents. The full size is a soak (`-m slow`, 75 s to 9 minutes with load); the
 fast test runs bench/load.py's child at 2,000 and 20,000 documents and holds the growth
 between them to the promise scaled down.
 
@@ -8,7 +8,8 @@ at 2,000 documents) + a part that grows with the documents. The promise leaves
 `LIMIT_MB - fixed` for 200,000 documents; linear in the documents, that allows
 (LIMIT_MB - fixed) × 18,000 / 198,000 MB (~140 MB) of growth from 2,000 to 20,000. Measured:
 ~108 MB (494 → 602 MB), and from 20,000 to 200,000 the growth per document is about half
-that (1,209 MB at 200,000), so linear scaling is the pessimistic reading. A change whose
+that (1,209 and 1,336 MB at 200,000 in bench/results.json's last two runs),
+so linear scaling is the pessimistic reading. A change whose
 per-document memory would break 2 GB at 200,000 — a second copy of the table as Python
 rows, say — fails here in seconds."""
 
