@@ -67,8 +67,9 @@ print(json.dumps({"stages": stages, "total_s": round(total, 2),
 """
 
 
-def run(smoke: bool = False) -> dict[str, Any]:
-    n_docs = SMOKE_DOCS if smoke else N_DOCS
+def run(smoke: bool = False, n_docs: int | None = None) -> dict[str, Any]:
+    """The load at `n_docs` documents (default: the smoke size or T2G_LOAD_DOCS)."""
+    n_docs = n_docs or (SMOKE_DOCS if smoke else N_DOCS)
     with tempfile.TemporaryDirectory(prefix="t2g-load-") as root:
         started = time.perf_counter()
         proc = subprocess.run(

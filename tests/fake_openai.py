@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import re
+import select
+import socket
 import threading
 import time
 from collections import Counter, defaultdict
@@ -29,7 +31,7 @@ class FakeOpenAI:
         self,
         schedule: dict[str, list[str]] | None = None,
         answer: Callable[[str, dict], tuple[str, str | None]] = empty_graph,
-        slow_s: float = 2.0,
+        slow_s: float = 120.0,
     ):
         self.schedule = defaultdict(list, {k: list(v) for k, v in (schedule or {}).items()})
         self.answer = answer
@@ -37,6 +39,7 @@ class FakeOpenAI:
         self.attempts: Counter[str] = Counter()
         self.outcomes: dict[str, list[str]] = defaultdict(list)
         self.bodies: list[dict] = []
+        self.authorizations: list[str | None] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -82,10 +85,24 @@ class FakeOpenAI:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout): expected
 
+            def _client_hung_up_within(self, seconds: float) -> bool:
+                """Wait until the client closes the connection (True) or `seconds` pass."""
+                deadline = time.monotonic() + seconds
+                while time.monotonic() < deadline:
+                    readable, _, _ = select.select([self.connection], [], [], 0.05)
+                    if readable:
+                        try:
+                            if not self.connection.recv(1, socket.MSG_PEEK):
+                                return True
+                        except OSError:
+                            return True
+                return False
+
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 with fake._lock:
                     fake.bodies.append(body)
+                    fake.authorizations.append(self.headers.get("Authorization"))
                 chat = self.path.endswith("/chat/completions")
                 last = body["messages"][-1]["content"] if chat else body.get("prompt", "")
                 m = _TAG.search(str(last))
@@ -98,8 +115,8 @@ class FakeOpenAI:
                     self.close_connection = True
                     self.connection.close()
                     return
-                if action == "slow":
-                    time.sleep(fake.slow_s)
+                if action == "slow" and self._client_hung_up_within(fake.slow_s):
+                    return
                 if action == "invalid":
                     content, reasoning = '{"entities": [ {"text": oops', None
                 else:

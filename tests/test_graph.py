@@ -4,7 +4,6 @@ every reward, the filter and the evaluation share."""
 from __future__ import annotations
 
 import json
-import time
 
 import jsonschema
 import pytest
@@ -12,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from t2g.graph import Graph, graph_from_obj, json_schema, json_spans, parse_completion
+from tests.hang_guard import hang_guard
 
 GOLD = {
     "entities": [{"id": 0, "text": "Satya Nadella", "type": "person"}, {"id": 1, "text": "Microsoft", "type": "company"}],
@@ -151,6 +151,6 @@ def test_one_object_in_prose_is_found(prefix, obj, suffix):
     ],
 )
 def test_adversarial_megabyte_inputs_finish(text):
-    started = time.perf_counter()
-    parse_completion(text)
-    assert time.perf_counter() - started < 5  # sanity bound only; throughput is in make bench
+    with hang_guard():  # a hang fails; speed is make bench's
+        parsed = parse_completion(text)
+    assert parsed.graph is None and parsed.error  # none of them is a graph

@@ -7,7 +7,6 @@ import json
 import math
 import pickle
 import random
-import time
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ import t2g.rewards as rw
 from t2g.graph import Graph, parse_completion
 from t2g.metrics import entity_set, f1, relation_set
 from t2g.rewards import REWARDS, reward_funcs
+from tests.hang_guard import hang_guard
 
 GOLD = {
     "entities": [
@@ -352,19 +352,17 @@ def test_nested_and_repeated_json_score_zero():
     assert all(v == [0.0, 0.0, 0.0] for v in scores.values())
 
 
-def test_one_megabyte_completions_are_quick():
+def test_one_megabyte_completions_are_scored():
+    # Speed is `make bench`'s (bench rewards); here: they are scored, and do not hang.
     rng = random.Random(0)
     noise = "".join(rng.choice('{}[]":,\\ ab<think></think>\n') for _ in range(1_000_000))
     big_entity = json.dumps({"entities": [{"text": "x" * 1_000_000, "type": "person"}], "relations": []})
     many = json.dumps({"entities": [{"text": f"e{i}", "type": "person"} for i in range(30_000)], "relations": []})
     for text in [noise, "{" * 1_000_000, '"' * 1_000_000, big_entity, many]:
         rw.clear_caches()
-        start = time.perf_counter()
-        scores = score([text])
-        elapsed = time.perf_counter() - start
+        with hang_guard():
+            scores = score([text])
         assert_rewards(scores, 1)
-        assert elapsed < 5.0, elapsed  # a sanity bound; typically well under a second
-        print(f"{len(text):>9} chars: {elapsed * 1000:.0f} ms")
 
 
 # --- one parse per completion -----------------------------------------------------------

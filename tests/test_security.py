@@ -14,6 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.fake_openai import FakeOpenAI
+from tests.faults.test_teacher_faults import _gold_by_text
 from tests.flowrun import REPO, run_t2g, small_args
 
 # -- planted result records ------------------------------------------------------------
@@ -197,6 +199,7 @@ def test_every_recipe_section_naming_a_model_has_trust_remote_code_off_by_defaul
 
 SECRET = "SENTINEL-aws-9f3c1e7d5b"
 API_KEY = "SENTINEL-api-2b8e6a4c0d"
+TEACHER_KEY, TEACHER_KEY_ENV = "SENTINEL-teacher-7c4a19e2f6", "T2G_TEST_TEACHER_KEY"
 
 _DUMP_PREFECT = """
 import json
@@ -251,17 +254,30 @@ def test_credentials_appear_nowhere(tmp_path, seaweedfs, prefect_server):
     import uuid
 
     root = f"s3://t2g-test/secrets-{uuid.uuid4().hex[:8]}"
-    env = {**prefect_server.env(), **seaweedfs.env(), "AWS_SECRET_ACCESS_KEY": SECRET, "OPENAI_API_KEY": API_KEY}
-    ok = run_t2g([*small_args(), "--store", root], tmp_path, env)
+    env = {
+        **prefect_server.env(), **seaweedfs.env(),
+        "AWS_SECRET_ACCESS_KEY": SECRET, "OPENAI_API_KEY": API_KEY, TEACHER_KEY_ENV: TEACHER_KEY,
+    }  # fmt: skip
+    gold = _gold_by_text()
+    # The teacher is real HTTP to tests/fake_openai.py, through the openai backend: the key
+    # named by extract.api_key_env must reach it (so it was used) and nothing else.
+    with FakeOpenAI(answer=lambda key, body: (gold.get(body["messages"][-1]["content"].split("Text: ", 1)[-1], '{"entities": [], "relations": []}'), None)) as teacher:
+        teacher_args = [
+            "extract.backend=openai", "extract.model=fake-teacher", f"extract.base_url={teacher.base_url}",
+            f"extract.api_key_env={TEACHER_KEY_ENV}", "extract.backoff_s=0.01",
+        ]  # fmt: skip
+        ok = run_t2g([*small_args(*teacher_args), "--store", root], tmp_path, env)
     assert ok.returncode == 0, ok.output
     assert set(ok.stages) >= {"collect", "extract", "filter"}
+    assert teacher.authorizations and set(teacher.authorizations) == {f"Bearer {TEACHER_KEY}"}, set(teacher.authorizations)
+    assert ok.stages["extract"]["rows"] == len(teacher.bodies) > 0  # every extracted row came from the teacher
 
     objects = _bucket_text(seaweedfs, root)
     assert any(k.endswith("_manifest.json") for k, _ in objects) and any(k.endswith(".parquet") for k, _ in objects)
     # A failing run: storage down (nothing listens on the endpoint). Its error names the
     # store URI, never the key.
     down = {**env, "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
-    failed = run_t2g([*small_args("retries.attempts=0"), "--store", root], tmp_path, down)
+    failed = run_t2g([*small_args("retries.attempts=0", *teacher_args), "--store", root], tmp_path, down)
     assert failed.returncode != 0, failed.output
     assert root in failed.output, failed.output
 
@@ -272,7 +288,7 @@ def test_credentials_appear_nowhere(tmp_path, seaweedfs, prefect_server):
     prefect_side = json.loads(dump.stdout)
     assert any((a.get("key") or "").startswith("t2g-") for a in prefect_side["artifacts"])
 
-    for sentinel in (SECRET, API_KEY):
+    for sentinel in (SECRET, API_KEY, TEACHER_KEY):
         assert sentinel not in ok.output, "a log line of the run"
         assert sentinel not in failed.output, "a log line or error of the failing run"
         assert not [k for k, text in objects if sentinel in text], "an artifact or manifest"

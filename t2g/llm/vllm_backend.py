@@ -9,9 +9,25 @@ sent one after another. vllm is imported here only: the CPU install has none.
 from __future__ import annotations
 
 import threading
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from t2g.llm.base import Request, Result, failed, fit_prompt
+
+
+def sampling_params(request: Request) -> Any:
+    """vLLM's SamplingParams for one request (its own JSON schema, if any)."""
+    from vllm import SamplingParams
+    from vllm.sampling_params import StructuredOutputsParams
+
+    s = request.sampling
+    structured = StructuredOutputsParams(json=request.schema) if request.schema is not None else None
+    return SamplingParams(
+        max_tokens=s.max_new_tokens,
+        temperature=s.temperature,
+        top_p=s.top_p,
+        seed=s.seed,
+        structured_outputs=structured,
+    )
 
 
 class VllmBackend:
@@ -47,25 +63,27 @@ class VllmBackend:
             kwargs["quantization"] = quantization
         if max_model_len:
             kwargs["max_model_len"] = max_model_len
-        self.llm = vllm.LLM(**kwargs)
+        self._attach(vllm.LLM(**kwargs), sampling_params)
+
+    @classmethod
+    def on_engine(
+        cls, llm: Any, params: Callable[[Request], Any], model: str = "", too_long: str = "truncate", max_prompt_tokens: int | None = None
+    ) -> "VllmBackend":
+        """The backend around an engine already made, with `params` turning a Request into
+        what `llm.generate` takes per prompt: the seam tests use to run the request/answer
+        mapping without a GPU (any object with `vllm.LLM`'s generate/get_tokenizer)."""
+        self = cls.__new__(cls)
+        self.model, self.too_long, self.max_prompt_tokens = model, too_long, max_prompt_tokens
+        self._attach(llm, params)
+        return self
+
+    def _attach(self, llm: Any, params: Callable[[Request], Any]) -> None:
+        self.llm = llm
+        self._params = params
         self.tokenizer = self.llm.get_tokenizer()
         model_config = getattr(self.llm, "model_config", None) or self.llm.llm_engine.model_config
         self.context = int(model_config.max_model_len)
         self._lock = threading.Lock()  # one generate at a time per engine
-
-    def _params(self, request: Request) -> Any:
-        from vllm import SamplingParams
-        from vllm.sampling_params import StructuredOutputsParams
-
-        s = request.sampling
-        structured = StructuredOutputsParams(json=request.schema) if request.schema is not None else None
-        return SamplingParams(
-            max_tokens=s.max_new_tokens,
-            temperature=s.temperature,
-            top_p=s.top_p,
-            seed=s.seed,
-            structured_outputs=structured,
-        )
 
     def generate(self, requests: Sequence[Request]) -> list[Result]:
         results: list[Result | None] = [None] * len(requests)
@@ -88,7 +106,12 @@ class VllmBackend:
         if prompts:
             with self._lock:
                 outputs = self.llm.generate(prompts, params, use_tqdm=False)
+            if len(outputs) != len(prompts):  # never zip a short answer list onto the wrong requests
+                raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {len(prompts)} prompts")
             for i, cut, out in zip(index, truncated, outputs):
+                if not out.outputs:  # an aborted request finishes with no completion
+                    results[i] = failed("vLLM returned no completion (request aborted)", "error", len(out.prompt_token_ids or []))
+                    continue
                 completion = out.outputs[0]
                 results[i] = Result(
                     text=completion.text,
