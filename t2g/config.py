@@ -68,6 +68,7 @@ class HFSource(_Source):
     id_field: str | None = None
     streaming: bool = False
     data_files: list[str] | None = None
+    revision: str | None = Field(None, description="hub dataset commit, tag or branch; null: unpinned, never cached")
 
 
 class AnnotatedSource(_Source):
@@ -119,6 +120,7 @@ class LLMSection(Section):
     settings and the sampling. Shared by extract (the teacher) and reason (the reasoner)."""
 
     model: str | None = Field(None, description='model path or hub name (openai: the served name); extract also takes "@teacher"')
+    model_revision: str | None = Field(None, description="hub commit, tag or branch of `model`; null: unpinned, never cached")
     trust_remote_code: bool = False
     max_new_tokens: int = Field(512, ge=1)
     temperature: float = Field(0.0, ge=0)
@@ -350,6 +352,7 @@ class SftConfig(SupervisedSection):
     model: str = Field(
         "tiny", description='a local folder or hub name, "tiny" (built from the training texts) or "@teacher" (the tiny teacher)'
     )
+    model_revision: str | None = Field(None, description="hub commit, tag or branch of `model`; null: unpinned, never cached")
     trust_remote_code: bool = False
     tiny: TinyModelConfig = TinyModelConfig()
     lora: LoraSettings | None = None
