@@ -116,10 +116,31 @@ def in_input_order(table: pa.Table, positions: dict[Any, int]) -> pa.Table:
     return table.take(pa.array(order, pa.int64()))
 
 
+# Where a row came from (collect's `meta`: file and line): it moves when a document is
+# inserted above, while what the stage makes of the row does not. Left out of the shard
+# digest, and refreshed from the input when the shards are merged.
+VOLATILE = ("meta",)
+
+
 def digest(table: pa.Table) -> str:
     """Digest of a shard's rows and schema (t2g.store.table_digest: chunking, slicing and
-    Parquet do not count), shortened: shard keys keep their length."""
-    return table_digest(table)[:24]
+    Parquet do not count), VOLATILE columns aside, shortened: shard keys keep their length."""
+    return table_digest(table.drop_columns([c for c in VOLATILE if c in table.column_names]))[:24]
+
+
+def fresh_volatile(table: pa.Table, source: pa.Table) -> pa.Table:
+    """`table` with its VOLATILE columns taken from `source` (by row id): a reused shard
+    carries the line numbers of the run that made it."""
+    if "id" not in table.column_names or "id" not in source.column_names:
+        return table
+    ids = table.column("id").to_pylist()
+    for name in (c for c in VOLATILE if c in table.column_names and c in source.column_names):
+        current = dict(zip(source.column("id").to_pylist(), source.column(name).to_pylist()))
+        old = table.column(name).to_pylist()
+        values = [current.get(i, v) for i, v in zip(ids, old)]
+        field = table.schema.field(name)
+        table = table.set_column(table.schema.get_field_index(name), field, pa.array(values, field.type))
+    return table
 
 
 @dataclass(frozen=True)
@@ -256,7 +277,11 @@ def merge(
     out_stage = shard_stage(stage)
     ordered = sorted(shards, key=lambda s: s.index)
     _, source, _ = cut_along(stage, config, upstream)
-    positions = input_positions(store.read(source.stage, source.key)) if ordered else {}
+    source_table = store.read(source.stage, source.key) if ordered else None
+    positions = input_positions(source_table) if ordered else {}
+
+    def restored(table: pa.Table) -> pa.Table:
+        return fresh_volatile(in_input_order(table, positions), source_table)
     manifests = [store.manifest(out_stage, s.key) for s in ordered]  # raises if a shard is missing
     summary = merge_summaries(m.get("summary", {}) for m in manifests)
     summary["shards"] = len(ordered)
@@ -268,11 +293,11 @@ def merge(
     for name in spec.side:
         tables = [store.read(f"{out_stage}-{name}", s.key) for s in ordered if store.has(f"{out_stage}-{name}", s.key)]
         if tables:
-            table = in_input_order(pa.concat_tables(tables), positions)
+            table = restored(pa.concat_tables(tables))
             side[name] = store.write(f"{stage}-{name}", key, table, meta={**meta, "summary": summary})
     writer = store.writer(stage, key)
     if ordered:
-        writer.add(in_input_order(pa.concat_tables([store.read(out_stage, s.key) for s in ordered]), positions))
+        writer.add(restored(pa.concat_tables([store.read(out_stage, s.key) for s in ordered])))
     meta.update(summary=summary, side={n: r.to_dict() for n, r in side.items()}, stage_s=round(time.time() - started, 3))
     ref = writer.commit(meta)
     return Outcome(ref, False, summary, side, time.time() - started)
