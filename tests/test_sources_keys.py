@@ -164,3 +164,37 @@ def test_a_stage_with_an_unpinned_input_reruns_every_run_and_its_summary_says_wh
     pinned = HubSection(dataset="org/x", revision="abc")
     assert not run(pinned).hit and run(pinned).hit
     assert "never_cached" not in run(pinned).summary
+
+
+def test_nightly_regeneration_shares_one_store_and_indexes_each_date(tmp_path, monkeypatch, prefect_api):
+    """Three nights over one store: the corpus grows before the second (collect and what
+    follows rerun), not before the third (all hits, the second night's keys)."""
+    import datetime
+
+    import t2g.config
+    from flows.data import data_flow
+    from t2g import toyworld
+
+    docs = list(toyworld.iter_documents(60, seed=11))
+    corpus = tmp_path / "world.jsonl"
+    recipe = tmp_path / "regen.yaml"
+    recipe.write_text(
+        f"extends: {REPO / 'configs' / 'tiny-gold.yaml'}\nname: regen\n"
+        f"collect: {{sources: [{{name: world, kind: annotated, path: {corpus}}}]}}\n"
+    )
+    store = tmp_path / "regen"
+    nights = {}
+    for day, n in ((1, 40), (2, 60), (3, 60)):
+        corpus.write_text("".join(json.dumps(d) + "\n" for d in docs[:n]))
+        night = datetime.datetime(2026, 3, day, 2, 0, tzinfo=datetime.timezone.utc)
+        monkeypatch.setattr(t2g.config, "utc_now", lambda night=night: night)
+        monkeypatch.setattr("flows.data.utc_now", lambda night=night: night)
+        data_flow(config=str(recipe), store=f"file://{store}", until="reason", index="{date}")
+        nights[day] = json.loads((store / "_runs" / f"2026-03-0{day}.json").read_text())["stages"]
+
+    assert list(nights[1]) == ["collect", "extract", "filter", "reason"]
+    assert not any(s["hit"] for s in nights[2].values())  # the corpus grew: collect and all after it
+    assert nights[2]["collect"]["rows"] > nights[1]["collect"]["rows"]
+    assert all(s["hit"] for s in nights[3].values())  # unchanged: nothing relabelled
+    assert {k: s["key"] for k, s in nights[3].items()} == {k: s["key"] for k, s in nights[2].items()}
+    assert not (store / "2026-03-01").exists()  # one store, no dated copies
