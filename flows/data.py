@@ -1,5 +1,8 @@
 """The data flow: the pipeline under its own name, for the nightly regeneration
-deployment, which runs it `until: reason` (collect → … → reason: the SFT targets)."""
+deployment, which runs it `until: reason` (collect → … → reason: the SFT targets) into one
+shared store with a dated run index (`index: "{date}"`): content keys make an unchanged
+corpus all cache hits (nothing is labelled or trained twice), and `_runs/<date>.json` is
+how a team still finds "the data as of date X"."""
 
 from __future__ import annotations
 

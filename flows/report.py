@@ -8,6 +8,8 @@ and links to the plots the stages saved. `render` is plain (tested without Prefe
 
 from __future__ import annotations
 
+import datetime
+import json
 from typing import Any, Mapping
 
 from t2g import counts
@@ -128,6 +130,25 @@ def data_lines(store, refs: Mapping[str, Mapping[str, Any]]) -> list[str]:
         reasons = ", ".join(f"{n} {why}" for why, n in sorted((kept.get("reasons") or {}).items(), key=lambda kv: -kv[1]))
         lines.append(f"filter kept {kept.get('kept')} of {kept.get('rows_in')} labelled documents" + (f" (dropped: {reasons})" if reasons else ""))
     return [*lines, ""] if lines else []
+
+
+RUNS = "_runs"  # loose files (t2g.store): one index per run that asks for one
+
+
+def write_index(recipe: Recipe, name: str, refs: Mapping[str, Mapping[str, Any]], started: datetime.datetime) -> str:
+    """`<store>/_runs/<name>.json`: the run's artifacts by stage. Rewritten by a second run
+    of the same name (the day's latest run is the day's data)."""
+    body = {
+        "index": name,
+        "recipe": recipe.name,
+        "store": recipe.store,
+        "started": started.isoformat(timespec="seconds"),
+        "stages": {stage: {k: ref[k] for k in ("uri", "key", "rows", "hit") if k in ref} for stage, ref in refs.items()},
+    }
+    store = open_store(recipe.store)
+    rel = f"{RUNS}/{name}.json"
+    store.put_bytes(rel, json.dumps(body, indent=2, sort_keys=True).encode())
+    return store.loose_uri(rel)
 
 
 def publish(recipe: Recipe, refs: Mapping[str, Mapping[str, Any]], config: str, overrides: list[str] | None = None) -> str:

@@ -19,10 +19,11 @@ from tasks.shards import run_sharded
 from tasks.stage_task import publish_outputs, run_stage
 
 
-def resolve(config: str, store: str | None = None, overrides: list[str] | None = None) -> Recipe:
+def resolve(config: str, store: str | None = None, overrides: list[str] | None = None, now: Any = None) -> Recipe:
     """The run's recipe, resolved once (file, extends, overrides, store template: `{date}`
-    is fixed here, at the run's start) and checked as a graph before any stage runs."""
-    recipe = load_recipe(config, overrides=overrides, store=store)
+    is fixed here, at the run's start, or at `now`) and checked as a graph before any stage
+    runs."""
+    recipe = load_recipe(config, overrides=overrides, store=store, now=now)
     graph(recipe)
     return recipe
 

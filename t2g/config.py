@@ -68,6 +68,7 @@ class HFSource(_Source):
     id_field: str | None = None
     streaming: bool = False
     data_files: list[str] | None = None
+    revision: str | None = Field(None, description="hub dataset commit, tag or branch; null: unpinned, never cached")
 
 
 class AnnotatedSource(_Source):
@@ -119,6 +120,7 @@ class LLMSection(Section):
     settings and the sampling. Shared by extract (the teacher) and reason (the reasoner)."""
 
     model: str | None = Field(None, description='model path or hub name (openai: the served name); extract also takes "@teacher"')
+    model_revision: str | None = Field(None, description="hub commit, tag or branch of `model`; null: unpinned, never cached")
     trust_remote_code: bool = False
     max_new_tokens: int = Field(512, ge=1)
     temperature: float = Field(0.0, ge=0)
@@ -350,6 +352,7 @@ class SftConfig(SupervisedSection):
     model: str = Field(
         "tiny", description='a local folder or hub name, "tiny" (built from the training texts) or "@teacher" (the tiny teacher)'
     )
+    model_revision: str | None = Field(None, description="hub commit, tag or branch of `model`; null: unpinned, never cached")
     trust_remote_code: bool = False
     tiny: TinyModelConfig = TinyModelConfig()
     lora: LoraSettings | None = None
@@ -491,7 +494,9 @@ MAX_OVERRIDE_KEYS = 16  # dotted keys in one --set
 MAX_EXTENDS = 16  # files in one extends chain
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None, store: str | None = None) -> Recipe:
+def load_recipe(
+    path: str | Path, overrides: list[str] | None = None, store: str | None = None, now: datetime.datetime | None = None
+) -> Recipe:
     """Read, override and validate a recipe. Raises RecipeError naming file and field."""
     path = Path(path)
     data = _read_recipe(path, ())
@@ -501,7 +506,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, store: str
         data["store"] = store
     if isinstance(data.get("store"), str):
         # Before validation, so the store check sees the URI the run will use.
-        data["store"] = dated_store(data["store"])
+        data["store"] = dated_store(data["store"], now)
     return validate_recipe(data, source=str(path))
 
 

@@ -23,6 +23,7 @@ from pydantic import BaseModel
 
 from t2g import __version__
 from t2g.checkpoints import checkpoint_store
+from t2g.fingerprint import run_nonce
 from t2g.launch import LaunchError, launch
 from t2g.stage import cache_key
 from t2g.stages import STAGES
@@ -65,8 +66,24 @@ def load_input(store: Store, ref: ArtifactRef) -> pa.Table | Path:
 
 def stage_key(stage: str, config: BaseModel | dict[str, Any], upstream: Upstream) -> str:
     inputs = named(stage, config, upstream)
-    wiring = [f"{param}={ref.key}" for param, ref in sorted(inputs.items())]
+    wiring = [f"{param}={ref.key}" for param, ref in sorted(inputs.items())] + external_wiring(stage, config)
     return cache_key(stage, config_dict(config), wiring, STAGES[stage].code_version())
+
+
+def external_wiring(stage: str, config: Any) -> list[str]:
+    """The fingerprints of what the section names outside the store, as key parts (none
+    for a stage that names nothing, so its key is what it was before fingerprints). One
+    without a fingerprint gets this run's nonce: the same key all through the run, and
+    no later run finds it."""
+    return [
+        f"external:{name}={fp if fp is not None else 'unpinned:' + run_nonce()}"
+        for name, fp in sorted(STAGES[stage].externals(config).items())
+    ]
+
+
+def never_cached(stage: str, config: Any) -> list[str]:
+    """Why the stage is never a cache hit under this section, one line per input."""
+    return [f"{name} has no pinned revision: never cached" for name, fp in sorted(STAGES[stage].externals(config).items()) if fp is None]
 
 
 def execute(stage: str, config: BaseModel, upstream: Upstream, store: Store) -> Outcome:
@@ -128,6 +145,8 @@ def run_here(
     for table in [result.main] if isinstance(result.main, pa.Table) else result.main:
         writer.add(table)
     result.summary.update(note or {})
+    if why := never_cached(stage, config):
+        result.summary["never_cached"] = why
     side = {
         name: store.write(f"{stage}-{name}", key, table, meta={**meta, "summary": result.summary})
         for name, table in result.side.items()

@@ -2,11 +2,18 @@
 unit, merge the shard outputs into the stage's one artifact.
 
 A shard's key is its content digest + the stage config + the other inputs' keys + the
-code version, so a crash costs at most the shards in flight and a rerun reuses every
-finished shard (even if the shard boundaries of a later input shift, unchanged shards
-keep their digest only when their rows do: shards are cut by position). The merged
+fingerprints of what the section names outside the store + the code version, so a crash
+costs at most the shards in flight and a rerun reuses every finished shard. The merged
 artifact is written under the stage's normal key (t2g.runner.stage_key): downstream
 stages and the run cache cannot tell a sharded stage from a plain one.
+
+Shards are cut by content, not position (`split`): rows are grouped by document (the
+`doc_id` column, else `id`), walked in the order of their group's digest, and a shard
+ends after a group whose digest hits a pattern that one group in `size` hits. Where a
+document falls depends only on itself, so a document inserted into or removed from a
+grown corpus changes the one shard it falls in (a boundary document splits or joins
+two), and a rerun over a grown corpus pays only for those. The merge puts the rows back
+in the input's order.
 
 Plain Python, no Prefect: tasks/shards.py maps these over Prefect tasks, and any other
 driver (a script, a test) can run them in a loop.
@@ -14,6 +21,7 @@ driver (a script, a test) can run them in a loop.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
@@ -21,7 +29,7 @@ from typing import Any, Iterable, Sequence
 import pyarrow as pa
 from pydantic import BaseModel
 
-from t2g.runner import Outcome, Upstream, load_input, manifest_meta, named, stage_key
+from t2g.runner import Outcome, Upstream, external_wiring, load_input, manifest_meta, named, never_cached, stage_key
 from t2g.stage import cache_key
 from t2g.stages import STAGES
 from t2g.store import ArtifactRef, Store, table_digest
@@ -35,20 +43,104 @@ def shard_stage(stage: str) -> str:
     return f"{stage}-shard"  # shard outputs (key = shard key); side tables: <stage>-shard-<side>
 
 
+# A shard is cut at the latest here (in rows, times the size) even without a content
+# boundary: shard sizes are geometric, and one in e^8 (3 in 10,000) would run past it.
+MAX_SHARD = 8
+GROUP_COLUMNS = ("doc_id", "id")  # what rows are grouped by: a document and its variants
+
+
+def group_column(table: pa.Table) -> str | None:
+    return next((c for c in GROUP_COLUMNS if c in table.column_names), None)
+
+
 def split(table: pa.Table, size: int) -> list[pa.Table]:
-    """Consecutive shards of at most `size` rows; an empty table is one empty shard (its
+    """Shards of `size` rows on average, cut by content (see the module docstring); a
+    table without an id column is cut by position. An empty table is one empty shard (its
     schema still flows to the merged artifact)."""
     if size < 1:
         raise ValueError(f"shard size must be at least 1, got {size}")
     if table.num_rows == 0:
         return [table]
-    return [table.slice(start, size) for start in range(0, table.num_rows, size)]
+    column = group_column(table)
+    if column is None:
+        return [table.slice(start, size) for start in range(0, table.num_rows, size)]
+    order, cuts = content_cuts(table.column(column).to_pylist(), size)
+    walked = table.take(pa.array(order, pa.int64()))
+    return [walked.slice(start, end - start) for start, end in zip(cuts, cuts[1:])]
+
+
+def content_cuts(groups: Sequence[Any], size: int) -> tuple[list[int], list[int]]:
+    """(row order, shard boundaries in that order). Rows are walked by their group's
+    digest (its first 8 bytes), input order within a group; a shard ends after a group
+    whose digest's next 8 bytes are 0 modulo `size`, or at MAX_SHARD * size rows."""
+    digests = {g: hashlib.sha256(str(g).encode()).digest() for g in set(groups)}
+    order = sorted(range(len(groups)), key=lambda i: (digests[groups[i]][:8], i))
+    cuts, rows = [0], 0
+    for pos, i in enumerate(order):
+        rows += 1
+        if pos + 1 < len(order) and groups[order[pos + 1]] == groups[i]:
+            continue  # a group is never split
+        boundary = int.from_bytes(digests[groups[i]][8:16], "big") % size == 0
+        if boundary or rows >= MAX_SHARD * size:
+            cuts.append(pos + 1)
+            rows = 0
+    if cuts[-1] != len(order):
+        cuts.append(len(order))
+    return order, cuts
+
+
+def input_positions(table: pa.Table) -> dict[Any, int]:
+    """Where each group starts in the input, by group value and by row id: the merge
+    sorts output rows by it (outputs carry their input's `doc_id` or `id`)."""
+    column = group_column(table)
+    if column is None:
+        return {}
+    groups = table.column(column).to_pylist()
+    ids = table.column("id").to_pylist() if "id" in table.column_names else groups
+    first: dict[Any, int] = {}
+    for pos, (group, row_id) in enumerate(zip(groups, ids)):
+        first.setdefault(group, pos)
+        first.setdefault(row_id, first[group])
+    return first
+
+
+def in_input_order(table: pa.Table, positions: dict[Any, int]) -> pa.Table:
+    """`table`'s rows by their group's position in the input; rows of one group (and
+    rows the input does not know) keep their shard order."""
+    column = group_column(table)
+    if column is None or not positions or table.num_rows == 0:
+        return table
+    keys = table.column(column).to_pylist()
+    end = len(positions)
+    order = sorted(range(len(keys)), key=lambda i: (positions.get(keys[i], end), i))
+    return table.take(pa.array(order, pa.int64()))
+
+
+# Where a row came from (collect's `meta`: file and line): it moves when a document is
+# inserted above, while what the stage makes of the row does not. Left out of the shard
+# digest, and refreshed from the input when the shards are merged.
+VOLATILE = ("meta",)
 
 
 def digest(table: pa.Table) -> str:
     """Digest of a shard's rows and schema (t2g.store.table_digest: chunking, slicing and
-    Parquet do not count), shortened: shard keys keep their length."""
-    return table_digest(table)[:24]
+    Parquet do not count), VOLATILE columns aside, shortened: shard keys keep their length."""
+    return table_digest(table.drop_columns([c for c in VOLATILE if c in table.column_names]))[:24]
+
+
+def fresh_volatile(table: pa.Table, source: pa.Table) -> pa.Table:
+    """`table` with its VOLATILE columns taken from `source` (by row id): a reused shard
+    carries the line numbers of the run that made it."""
+    if "id" not in table.column_names or "id" not in source.column_names:
+        return table
+    ids = table.column("id").to_pylist()
+    for name in (c for c in VOLATILE if c in table.column_names and c in source.column_names):
+        current = dict(zip(source.column("id").to_pylist(), source.column(name).to_pylist()))
+        old = table.column(name).to_pylist()
+        values = [current.get(i, v) for i, v in zip(ids, old)]
+        field = table.schema.field(name)
+        table = table.set_column(table.schema.get_field_index(name), field, pa.array(values, field.type))
+    return table
 
 
 @dataclass(frozen=True)
@@ -87,7 +179,7 @@ def cut_along(stage: str, config: Any, upstream: Upstream) -> tuple[str, Artifac
 
 
 def shard_key(stage: str, config: BaseModel | dict[str, Any], shard_digest: str, others: dict[str, ArtifactRef]) -> str:
-    wiring = [shard_digest, *(f"{p}={ref.key}" for p, ref in sorted(others.items()))]
+    wiring = [shard_digest, *(f"{p}={ref.key}" for p, ref in sorted(others.items())), *external_wiring(stage, config)]
     return cache_key(shard_stage(stage), _config(config), wiring, STAGES[stage].code_version())
 
 
@@ -173,8 +265,8 @@ def merge(
     store: Store,
     extra_summary: dict[str, Any] | None = None,
 ) -> Outcome:
-    """Concatenate the finished shards, in shard order, into the stage's artifact (side
-    artifacts first, the main manifest last, as t2g.runner.execute does)."""
+    """Concatenate the finished shards into the stage's artifact, rows back in the input's
+    order (side artifacts first, the main manifest last, as t2g.runner.execute does)."""
     started = time.time()
     spec = STAGES[stage]
     key = stage_key(stage, config, upstream)
@@ -184,19 +276,28 @@ def merge(
         return Outcome(existing, True, store.manifest(stage, key).get("summary", {}), side, time.time() - started)
     out_stage = shard_stage(stage)
     ordered = sorted(shards, key=lambda s: s.index)
+    _, source, _ = cut_along(stage, config, upstream)
+    source_table = store.read(source.stage, source.key) if ordered else None
+    positions = input_positions(source_table) if ordered else {}
+
+    def restored(table: pa.Table) -> pa.Table:
+        return fresh_volatile(in_input_order(table, positions), source_table)
     manifests = [store.manifest(out_stage, s.key) for s in ordered]  # raises if a shard is missing
     summary = merge_summaries(m.get("summary", {}) for m in manifests)
     summary["shards"] = len(ordered)
     summary.update(extra_summary or {})
+    if why := never_cached(stage, config):
+        summary["never_cached"] = why
     meta = {**manifest_meta(stage, config, named(stage, config, upstream)), "shards": [s.to_dict() for s in ordered]}
     side = {}
     for name in spec.side:
         tables = [store.read(f"{out_stage}-{name}", s.key) for s in ordered if store.has(f"{out_stage}-{name}", s.key)]
         if tables:
-            side[name] = store.write(f"{stage}-{name}", key, pa.concat_tables(tables), meta={**meta, "summary": summary})
+            table = restored(pa.concat_tables(tables))
+            side[name] = store.write(f"{stage}-{name}", key, table, meta={**meta, "summary": summary})
     writer = store.writer(stage, key)
-    for s in ordered:
-        writer.add(store.read(out_stage, s.key))
+    if ordered:
+        writer.add(restored(pa.concat_tables([store.read(out_stage, s.key) for s in ordered])))
     meta.update(summary=summary, side={n: r.to_dict() for n, r in side.items()}, stage_s=round(time.time() - started, 3))
     ref = writer.commit(meta)
     return Outcome(ref, False, summary, side, time.time() - started)

@@ -69,16 +69,16 @@ def check_model(name: str, what: str) -> None:
         raise TrainingError(f'{what}: model path {name!r} {reason}; give a saved model folder, a hub name or "tiny"')
 
 
-def load_model(name: str | Path, trust_remote_code: bool = False):
+def load_model(name: str | Path, trust_remote_code: bool = False, revision: str | None = None):
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(str(name), trust_remote_code=trust_remote_code)
+    return AutoModelForCausalLM.from_pretrained(str(name), trust_remote_code=trust_remote_code, revision=revision)
 
 
-def load_tokenizer(name: str | Path, trust_remote_code: bool = False):
+def load_tokenizer(name: str | Path, trust_remote_code: bool = False, revision: str | None = None):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(name), trust_remote_code=trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(str(name), trust_remote_code=trust_remote_code, revision=revision)
     if tokenizer.pad_token is None:  # many base models ship without one
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -282,8 +282,10 @@ def train_sft(cfg: SupervisedSection, examples: list[dict], base_dir: Path, work
     from datasets import Dataset
     from trl import SFTTrainer
 
-    model = load_model(base_dir, trust_remote_code)
-    tokenizer = load_tokenizer(base_dir, trust_remote_code)
+    # The hub revision the recipe pins (sft.model_revision): the one its key names.
+    revision = getattr(cfg, "model_revision", None)
+    model = load_model(base_dir, trust_remote_code, revision)
+    tokenizer = load_tokenizer(base_dir, trust_remote_code, revision)
     if lora is not None:
         model = with_lora(model, lora)
     trainer = SFTTrainer(

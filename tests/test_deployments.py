@@ -55,9 +55,10 @@ def test_regeneration_is_nightly_dated_and_never_overlaps(spec):
     (schedule,) = regen.schedules
     assert schedule.cron == "0 2 * * *" and schedule.timezone == "UTC"
     assert regen.concurrency_limit.limit == 1 and regen.concurrency_limit.collision_strategy == "CANCEL_NEW"
-    assert "{date}" in regen.parameters["store"]
+    # One shared store (content keys: an unchanged corpus is all hits), a dated run index.
+    assert "{date}" not in regen.parameters["store"]
     day = datetime.datetime(2026, 3, 1, 2, 0, tzinfo=datetime.timezone.utc)
-    assert dated_store(regen.parameters["store"], day) == "file://.t2g/regen/2026-03-01"
+    assert dated_store(regen.parameters["index"], day) == "2026-03-01"
     recipe = load_recipe(TINY, store="s3://bucket/t2g/{date}")
     assert re.fullmatch(r"s3://bucket/t2g/\d{4}-\d{2}-\d{2}", recipe.store)
 

@@ -1,5 +1,6 @@
 """Hugging Face datasets: a hub name, a local dataset folder, or a builder ("json", "csv",
-"parquet", "text") with `data_files`, exactly as `datasets.load_dataset` takes them."""
+"parquet", "text") with `data_files`, exactly as `datasets.load_dataset` takes them. A hub
+dataset is read at `revision` when the recipe pins one (else it is never a cache hit)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ def read_hf(src: HFSource) -> Iterator[Row]:
             split=src.hf_split,
             streaming=src.streaming,
             data_files=src.data_files,
+            revision=src.revision,  # pinned: the one the stage key names (t2g.fingerprint)
         )
     except Exception as exc:  # the library raises many kinds (not found, offline, bad builder, bad files)
         raise SourceError(src.name, where, f"cannot load dataset: {type(exc).__name__}: {exc}") from None

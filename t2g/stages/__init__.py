@@ -61,6 +61,10 @@ class Stage:
     # "module:attr", called with the stage's section when the recipe's graph is built
     # (before any stage runs); raises ValueError naming the field to change.
     check: str | None = None
+    # "module:attr", called with the stage's section: {input name: fingerprint} for every
+    # file, folder or hub object the section names outside the store (t2g.fingerprint).
+    # Fingerprints join the stage's key; None (an unpinned hub object) means never cached.
+    external: str | None = None
 
     def load(self) -> Callable[..., StageResult]:
         return _attr(self.function)
@@ -68,6 +72,13 @@ class Stage:
     def check_section(self, section: Any) -> None:
         if self.check:
             _attr(self.check)(section)
+
+    def externals(self, section: Any) -> dict[str, str | None]:
+        """The fingerprints of what `section` names outside the store ({} without a hook;
+        a plain dict section, as scripts pass, names nothing the hook can read)."""
+        if not self.external or isinstance(section, dict):
+            return {}
+        return dict(_attr(self.external)(section))
 
     @property
     def module(self) -> str:
@@ -102,7 +113,7 @@ def _registry(*stages: Stage) -> dict[str, Stage]:
 
 
 STAGES: dict[str, Stage] = _registry(
-    Stage("collect", "t2g.stages.collect:collect", "collect", side=("quarantine",)),
+    Stage("collect", "t2g.stages.collect:collect", "collect", side=("quarantine",), external="t2g.fingerprint:collect_inputs"),
     # The tiny teacher: a model bootstrapped on collect's gold documents of one split.
     Stage("teacher", "t2g.stages.teacher:teacher", "teacher", (Input("docs", "collect"),), gpu=True, model=True,
           row_wise=False),
@@ -114,6 +125,7 @@ STAGES: dict[str, Stage] = _registry(
         sharding="llm",
         shard_size=lambda r: r.extract.shard_size if r.extract.backend != "gold" else None,
         gpu=True,
+        external="t2g.fingerprint:llm_inputs",
     ),
     Stage(
         "filter",
@@ -133,6 +145,7 @@ STAGES: dict[str, Stage] = _registry(
         sharding="llm",
         shard_size=lambda r: r.reason.shard_size if r.reason.thinking else None,
         gpu=True,
+        external="t2g.fingerprint:llm_inputs",
     ),
     Stage(
         "sft",
@@ -142,6 +155,7 @@ STAGES: dict[str, Stage] = _registry(
         gpu=True,
         model=True,
         row_wise=False,
+        external="t2g.fingerprint:sft_inputs",
     ),
     Stage(
         "grpo",
@@ -161,5 +175,6 @@ STAGES: dict[str, Stage] = _registry(
         (Input("docs", "collect"), Input("sft_model", "sft"), Input("grpo_model", "grpo", optional=True)),
         gpu=True,
         row_wise=False,
+        external="t2g.fingerprint:benchmark_inputs",
     ),
 )

@@ -75,7 +75,8 @@ def load_models(names: Sequence[str], sft_dir: Path, grpo_dir: Path | None) -> d
                 out[name] = rebuild_tiny(sft_dir, base)
             else:
                 trust = bool(base.get("trust_remote_code", False))
-                out[name] = (load_model(base["model"], trust), load_tokenizer(base["model"], trust))
+                rev = base.get("revision")  # the hub revision sft trained from
+                out[name] = (load_model(base["model"], trust, rev), load_tokenizer(base["model"], trust, rev))
         else:
             folder = sft_dir if name == "sft" else grpo_dir
             trust = bool((read_base(folder) or {}).get("trust_remote_code", False))

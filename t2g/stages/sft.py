@@ -93,7 +93,7 @@ def sft(cfg: SftConfig, reasoned: pa.Table, teacher: Path | None = None) -> Stag
         weights = warm_base_weights(base_dir, cfg.tiny)
     else:
         base_dir = Path(cfg.model)
-        base = {"model": cfg.model, "trust_remote_code": cfg.trust_remote_code}
+        base = {"model": cfg.model, "trust_remote_code": cfg.trust_remote_code, "revision": cfg.model_revision}
         weights = None
     model, tokenizer, trainer, resumed = train_sft(cfg, exs, base_dir, work, cfg.trust_remote_code, cfg.lora)
     out = save_final(trainer, model, tokenizer, work / "final", base, weights)
