@@ -5,6 +5,10 @@ prompt); the schedule gives the key's answers attempt by attempt: "500", "429", 
 "slow" (sleeps past the client's timeout), "invalid" (200 with text that is not JSON),
 "drop" (closes the connection), or "ok" (the default once the schedule runs out).
 "ok" answers `answer(key, body)`: (content, reasoning_content or None).
+
+`prompts` counts the requests per prompt (the last message, or the raw prompt) and
+`answered` the 200s sent, for tests of the LLM response cache. `latency_s` and
+`tokens_per_s` make each answer take as long as a server would (benchmarks).
 """
 
 from __future__ import annotations
@@ -30,10 +34,15 @@ class FakeOpenAI:
         schedule: dict[str, list[str]] | None = None,
         answer: Callable[[str, dict], tuple[str, str | None]] = empty_graph,
         slow_s: float = 2.0,
+        latency_s: float = 0.0,
+        tokens_per_s: float | None = None,
     ):
         self.schedule = defaultdict(list, {k: list(v) for k, v in (schedule or {}).items()})
         self.answer = answer
         self.slow_s = slow_s
+        self.latency_s, self.tokens_per_s = latency_s, tokens_per_s
+        self.prompts: Counter[str] = Counter()
+        self.answered = 0
         self.attempts: Counter[str] = Counter()
         self.outcomes: dict[str, list[str]] = defaultdict(list)
         self.bodies: list[dict] = []
@@ -84,10 +93,11 @@ class FakeOpenAI:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-                with fake._lock:
-                    fake.bodies.append(body)
                 chat = self.path.endswith("/chat/completions")
                 last = body["messages"][-1]["content"] if chat else body.get("prompt", "")
+                with fake._lock:
+                    fake.bodies.append(body)
+                    fake.prompts[str(last)] += 1
                 m = _TAG.search(str(last))
                 key = m.group(1) if m else "?"
                 action = fake._next(key)
@@ -104,6 +114,10 @@ class FakeOpenAI:
                     content, reasoning = '{"entities": [ {"text": oops', None
                 else:
                     content, reasoning = fake.answer(key, body)
+                completion_tokens = len(content.split()) + 1
+                time.sleep(fake.latency_s + (completion_tokens / fake.tokens_per_s if fake.tokens_per_s else 0.0))
+                with fake._lock:  # counted before it is sent: the client may be done as soon as it arrives
+                    fake.answered += 1
                 choice: dict = {"index": 0, "finish_reason": "stop"}
                 if chat:
                     message = {"role": "assistant", "content": content}
@@ -122,7 +136,7 @@ class FakeOpenAI:
                         "created": int(time.time()),
                         "model": body.get("model", "fake"),
                         "choices": [choice],
-                        "usage": {"prompt_tokens": 10, "completion_tokens": len(content.split()) + 1, "total_tokens": 11},
+                        "usage": {"prompt_tokens": 10, "completion_tokens": completion_tokens, "total_tokens": 10 + completion_tokens},
                     },
                 )
 
