@@ -23,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from t2g import shards
+from t2g import shards, toyworld
 from t2g.cli import app
 from t2g.config import CollectConfig, ExtractConfig, Price
 from t2g.llm import Request, Result, Sampling, clear_cache
@@ -118,8 +118,10 @@ def test_only_answers_are_cached_and_a_bad_entry_is_a_miss(tmp_path):
 
 
 def test_regeneration_sends_only_new_and_edited_documents(tmp_path):
-    old = _docs(60, seed=11).to_pylist()  # collect drops exact duplicates: about 60
-    extra = _docs(6, seed=12).to_pylist()  # 10% new documents
+    # Without a request of their own, so extract samples the absent types it asks for:
+    # per document, or inserting one would change every later document's request.
+    old = [{**r, "entity_types": None, "relation_types": None} for r in _docs(60, seed=11).to_pylist()]  # about 60: collect drops exact duplicates
+    extra = [{**r, "entity_types": None, "relation_types": None} for r in _docs(6, seed=12).to_pylist()]  # 10% new documents
     assert not {r["text"] for r in extra} & {r["text"] for r in old}
     rng = random.Random(5)
     new = [dict(r) for r in old]
@@ -129,10 +131,13 @@ def test_regeneration_sends_only_new_and_edited_documents(tmp_path):
     changed = [new[i]["text"] for i in edited] + [r["text"] for r in extra]
     for row in extra:  # inserted at random positions
         new.insert(rng.randrange(len(new) + 1), row)
-    old_t, new_t = pa.Table.from_pylist(old), pa.Table.from_pylist(new, schema=pa.Table.from_pylist(old).schema)
+    schema = pa.schema([f.with_nullable(True) for f in _docs(1, seed=11).schema])
+    old_t, new_t = pa.Table.from_pylist(old, schema=schema), pa.Table.from_pylist(new, schema=schema)
 
     with FakeOpenAI(answer=answer) as fake:
-        cfg = _cfg(fake, shard_size=16, price=Price(prompt_per_million=600, completion_per_million=800))
+        price = Price(prompt_per_million=600, completion_per_million=800)
+        types = {"entity_types": [*toyworld.ENTITY_TYPES, "planet", "ship"], "relation_types": [*toyworld.RELATION_TYPES, "orbits"]}
+        cfg = _cfg(fake, shard_size=16, price=price, absent_types=2, **types)
         cache = ResponseCache(Store(f"file://{tmp_path}/shared-cache"))
         _, first = _label(old_t, Store(f"file://{tmp_path}/store"), cfg, cache)
         assert fake.answered == len(old) == first["llm"]["cache_misses"] and first["llm"]["cache_hits"] == 0
@@ -166,8 +171,8 @@ def test_without_a_cache_every_request_is_sent(tmp_path):
 # --- kills and concurrent writers -----------------------------------------------------
 
 _LABEL_SCRIPT = """
-import sys, pyarrow as pa
-from t2g import shards
+import sys, threading
+from t2g import shards, toyworld
 from t2g.config import ExtractConfig
 from t2g.llm.cache import ResponseCache, use_cache
 from t2g.store import Store
@@ -175,8 +180,24 @@ store_uri, cache_uri, base_url, collect_key, in_flight = sys.argv[1:6]
 store = Store(store_uri)
 cfg = ExtractConfig(backend="openai", model="fake-teacher", base_url=base_url, timeout_s=10, backoff_s=0.01,
                     shard_size=1000, max_in_flight=int(in_flight))
-with use_cache(ResponseCache(Store(cache_uri))):
+cache = ResponseCache(Store(cache_uri))
+done, torn = threading.Event(), []
+
+def read_while_writing():  # every entry written so far, read back over and over while both processes write
+    while not done.is_set():
+        for name, _, _ in cache.store.list_tree_stats(cache.prefix):
+            if name.endswith(".json") and cache.get(name.rsplit("/", 1)[-1][:-5]) is None:
+                torn.append(name)
+
+reader = threading.Thread(target=read_while_writing)
+if len(sys.argv) > 6:
+    reader.start()
+with use_cache(cache):
     out = shards.run_all("extract", cfg, [store.ref("collect", collect_key)], store, cfg.shard_size)
+done.set()
+if len(sys.argv) > 6:
+    reader.join()
+    print("torn", len(torn))
 print(out.summary["llm"]["cache_misses"])
 """
 
@@ -224,7 +245,7 @@ def test_two_processes_sharing_one_cache_lose_and_tear_nothing(tmp_path):
         for name, table in (("a", docs.slice(0, 90)), ("b", docs.slice(30, 90))):  # 60 documents in common
             store = Store(f"file://{tmp_path}/store-{name}")
             store.write("collect", "c0", table)
-            args = [sys.executable, str(script), store.root, cache_uri, fake.base_url, "c0", "32"]
+            args = [sys.executable, str(script), store.root, cache_uri, fake.base_url, "c0", "32", "read"]
             procs.append(subprocess.Popen(args, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outs]
@@ -235,6 +256,7 @@ def test_two_processes_sharing_one_cache_lose_and_tear_nothing(tmp_path):
     for f in entries:
         entry = json.loads(f.read_bytes())
         assert entry["key"] == f.stem and cache.get(f.stem) is not None
+    assert [out.split()[1] for out, _ in outs] == ["0", "0"]  # no reader saw a torn entry
     assert "unreadable" not in outs[0][1] + outs[1][1]
 
 
