@@ -8,7 +8,8 @@ prompt); the schedule gives the key's answers attempt by attempt: "500", "429", 
 
 `prompts` counts the requests per prompt (the last message, or the raw prompt) and
 `answered` the 200s sent, for tests of the LLM response cache. `latency_s` and
-`tokens_per_s` make each answer take as long as a server would (benchmarks).
+`tokens_per_s` make each answer take as long as a server would, and `capacity` bounds
+the answers in progress at once, as a GPU server's batch does (benchmarks).
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ def empty_graph(key: str, body: dict) -> tuple[str, str | None]:
     return '{"entities": [], "relations": []}', None
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's default backlog is 5: a burst of new connections (a client per
+    # shard, 32 in flight) would wait out TCP's one-second SYN retry, as no real server does.
+    request_queue_size = 256
+
+
 class FakeOpenAI:
     def __init__(
         self,
@@ -36,18 +43,20 @@ class FakeOpenAI:
         slow_s: float = 2.0,
         latency_s: float = 0.0,
         tokens_per_s: float | None = None,
+        capacity: int | None = None,
     ):
         self.schedule = defaultdict(list, {k: list(v) for k, v in (schedule or {}).items()})
         self.answer = answer
         self.slow_s = slow_s
         self.latency_s, self.tokens_per_s = latency_s, tokens_per_s
         self.prompts: Counter[str] = Counter()
+        self._capacity = threading.BoundedSemaphore(capacity) if capacity else None
         self.answered = 0
         self.attempts: Counter[str] = Counter()
         self.outcomes: dict[str, list[str]] = defaultdict(list)
         self.bodies: list[dict] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = _Server(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -63,6 +72,16 @@ class FakeOpenAI:
     def __exit__(self, *exc) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def _work(self, completion_tokens: int) -> None:
+        seconds = self.latency_s + (completion_tokens / self.tokens_per_s if self.tokens_per_s else 0.0)
+        if not seconds:
+            return
+        if self._capacity is None:
+            time.sleep(seconds)
+            return
+        with self._capacity:
+            time.sleep(seconds)
 
     def _next(self, key: str) -> str:
         with self._lock:
@@ -115,7 +134,7 @@ class FakeOpenAI:
                 else:
                     content, reasoning = fake.answer(key, body)
                 completion_tokens = len(content.split()) + 1
-                time.sleep(fake.latency_s + (completion_tokens / fake.tokens_per_s if fake.tokens_per_s else 0.0))
+                fake._work(completion_tokens)
                 with fake._lock:  # counted before it is sent: the client may be done as soon as it arrives
                     fake.answered += 1
                 choice: dict = {"index": 0, "finish_reason": "stop"}

@@ -25,11 +25,13 @@ from typer.testing import CliRunner
 
 from t2g import shards, toyworld
 from t2g.cli import app
-from t2g.config import CollectConfig, ExtractConfig, Price
+from t2g.config import CollectConfig, ExtractConfig, FilterConfig, Price, ReasonConfig
 from t2g.llm import Request, Result, Sampling, clear_cache
 from t2g.llm.cache import ResponseCache, accounting_lines, entry_path, identity, request_key, use_cache
 from t2g.stages.collect import collect
 from t2g.stages.extract import extract
+from t2g.stages.filter import filter_graphs
+from t2g.stages.reason import reason
 from t2g.store import Store
 from tests.fake_openai import FakeOpenAI
 
@@ -157,6 +159,21 @@ def test_regeneration_sends_only_new_and_edited_documents(tmp_path):
     lines = accounting_lines(second)
     assert lines[0].startswith(f"{len(new)} requests, {hits} cache hits (") and lines[0].endswith(", 9 sent")
     assert lines[-1].startswith("cost 0.")
+
+
+def test_reason_asks_once_per_augmented_request(tmp_path):
+    """Reason's requests are filter's examples and their type-subset variants: drawn per
+    document, so a second run over the same examples is answered whole from the cache."""
+    kept = filter_graphs(FilterConfig(augment={"variants": 2}), extract(ExtractConfig(backend="gold"), _docs(10, seed=16)).main).main
+    cache = ResponseCache(Store(f"file://{tmp_path}"))
+    with FakeOpenAI(answer=lambda key, body: ("<think>the text names a few things</think>", None)) as fake:
+        cfg = ReasonConfig(thinking=True, backend="openai", model="fake-reasoner", base_url=fake.base_url, timeout_s=10)
+        with use_cache(cache):
+            first = reason(cfg, kept)
+            second = reason(cfg, kept)
+    clear_cache()
+    assert fake.answered == kept.num_rows > 10 and first.main.to_pylist() == second.main.to_pylist()
+    assert second.summary["llm"]["cache_hits"] == kept.num_rows and second.summary["llm"]["cache_misses"] == 0
 
 
 def test_without_a_cache_every_request_is_sent(tmp_path):
