@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-BENCHMARKS = ["rewards", "cache", "load", "stack", "sft"]
+BENCHMARKS = ["rewards", "cache", "load", "stack", "sft", "regen"]
 RESULTS = Path(__file__).with_name("results.json")
 
 

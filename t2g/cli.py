@@ -139,6 +139,38 @@ def store_gc(
     typer.echo(f"{verb} {len(report.removed)} file(s); kept {len(report.kept_fresh)} younger than {grace_hours:g} h")
 
 
+cache_app = typer.Typer(no_args_is_help=True, help="Inspect and prune the LLM response cache (the store's _llm_cache/).")
+app.add_typer(cache_app, name="cache")
+_CACHE_STORE = "the store holding the cache (a recipe's llm_cache, else its store): file://DIR or s3://bucket/prefix"
+
+
+@cache_app.command("stats")
+def cache_stats(
+    store: str = typer.Option(..., "--store", help=_CACHE_STORE),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Entries, bytes, oldest and newest entry of the LLM response cache."""
+    from t2g.llm.cache import open_cache
+
+    stats = open_cache(store).stats()
+    if as_json:
+        typer.echo(json.dumps(stats))
+        return
+    typer.echo(f"{stats['uri']}: {stats['entries']} entries, {stats['bytes']} bytes, oldest {stats['oldest']}, newest {stats['newest']}")
+
+
+@cache_app.command("prune")
+def cache_prune(
+    store: str = typer.Option(..., "--store", help=_CACHE_STORE),
+    older_than_days: Optional[float] = typer.Option(None, "--older-than-days", min=0, help="only entries written earlier; default: all"),
+) -> None:
+    """Delete LLM cache entries (all, or those older than D days): their requests are sent again when next needed."""
+    from t2g.llm.cache import open_cache
+
+    gone = open_cache(store).prune(None if older_than_days is None else older_than_days * 86400)
+    typer.echo(f"removed {gone} entr{'y' if gone == 1 else 'ies'}" + (f" older than {older_than_days:g} days" if older_than_days is not None else ""))
+
+
 def _refuse(message: str) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(2)

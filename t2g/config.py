@@ -115,12 +115,22 @@ class CollectConfig(Section):
 # --- extract -------------------------------------------------------------------------
 
 
+class Price(Section):
+    """What a backend charges, per million tokens (any currency: the report uses the same)."""
+
+    prompt_per_million: float = Field(0.0, ge=0)
+    completion_per_million: float = Field(0.0, ge=0)
+
+
 class LLMSection(Section):
     """How a stage that prompts an LLM reaches it (t2g.llm): the model, the backend's
     settings and the sampling. Shared by extract (the teacher) and reason (the reasoner)."""
 
     model: str | None = Field(None, description='model path or hub name (openai: the served name); extract also takes "@teacher"')
     model_revision: str | None = Field(None, description="hub commit, tag or branch of `model`; null: unpinned, never cached")
+    # Accounting only (the run report's estimated cost): left out of every dump like
+    # `launch`, so a new price moves no artifact key.
+    price: Price | None = Field(None, exclude=True, description="per million prompt/completion tokens, for the cost estimate")
     trust_remote_code: bool = False
     max_new_tokens: int = Field(512, ge=1)
     temperature: float = Field(0.0, ge=0)
@@ -445,6 +455,9 @@ class Recipe(Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
     description: str = ""
     store: str = "file://.t2g/store"
+    # The LLM response cache (t2g.llm.cache): a store URI whose `_llm_cache/` holds it;
+    # null: the recipe's own store. Recipes that name one store share one cache.
+    llm_cache: str | None = Field(None, description="store URI of the LLM response cache; null: the recipe's store")
     collect: CollectConfig
     extract: ExtractConfig = ExtractConfig()
     filter: FilterConfig = FilterConfig()
@@ -460,6 +473,11 @@ class Recipe(Section):
     @classmethod
     def _store_inside_its_root(cls, store: str) -> str:
         return check_store_uri(store)
+
+    @field_validator("llm_cache")
+    @classmethod
+    def _cache_inside_its_root(cls, uri: str | None) -> str | None:
+        return None if uri is None else check_store_uri(uri)
 
     @model_validator(mode="after")
     def _evaluate_split_held_out(self) -> "Recipe":

@@ -216,6 +216,10 @@ class _Files:
 
     def list_tree_times(self, rel: str) -> list[tuple[str, float]]:
         """Every file under `rel/` with its modification time (seconds since the epoch)."""
+        return [(name, mtime) for name, _, mtime in self.list_tree_stats(rel)]
+
+    def list_tree_stats(self, rel: str) -> list[tuple[str, int, float]]:
+        """Every file under `rel/` with its size and modification time."""
         folder = self._path(rel)
         if not folder.is_dir():
             return []
@@ -223,7 +227,8 @@ class _Files:
         for p in folder.rglob("*"):
             try:
                 if p.is_file():
-                    out.append((p.relative_to(folder).as_posix(), p.stat().st_mtime))
+                    st = p.stat()
+                    out.append((p.relative_to(folder).as_posix(), st.st_size, st.st_mtime))
             except FileNotFoundError:
                 pass  # removed while we looked
         return sorted(out)
@@ -364,11 +369,14 @@ class _S3:
         return [name for name, _ in self.list_tree_times(rel)]
 
     def list_tree_times(self, rel: str) -> list[tuple[str, float]]:
+        return [(name, mtime) for name, _, mtime in self.list_tree_stats(rel)]
+
+    def list_tree_stats(self, rel: str) -> list[tuple[str, int, float]]:
         self._ensure_bucket()
         prefix = self._key(rel).rstrip("/") + "/" if rel or self.prefix else ""
         names = []
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-            names += [(obj["Key"][len(prefix) :], obj["LastModified"].timestamp()) for obj in page.get("Contents", [])]
+            names += [(o["Key"][len(prefix) :], int(o["Size"]), o["LastModified"].timestamp()) for o in page.get("Contents", [])]
         return sorted(names)
 
     def move(self, src: str, dst: str) -> None:
@@ -758,6 +766,16 @@ class Store:
         for name in names:
             path = _loose_path(f"{rel}/{name}")
             self._call("read", path, self._backend.get_file, path, Path(dest) / name)
+
+    def list_tree_stats(self, rel: str) -> list[tuple[str, int, float]]:
+        """Every file under `rel/`: (path relative to it, size in bytes, modification time)."""
+        path = _loose_path(rel)
+        return self._call("list", path, self._backend.list_tree_stats, path)
+
+    def delete_bytes(self, rel: str) -> None:
+        """Remove one loose file (absent: nothing to do)."""
+        path = _loose_path(rel)
+        self._call("delete", path, self._backend.delete, path)
 
     def delete_tree(self, rel: str) -> None:
         path = _loose_path(rel)

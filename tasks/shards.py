@@ -21,9 +21,10 @@ from prefect.futures import as_completed
 from t2g import shards as sh
 from t2g.config import Recipe
 from t2g.dag import section
+from t2g.llm.cache import use_cache
 from tasks.gpu import gpu_slot
 from tasks.stage_task import options, publish, refs, t2g_logs_to_run
-from tasks.storage import open_store
+from tasks.storage import open_llm_cache, open_store
 
 
 def _api_key(cfg: Any) -> str | None:
@@ -64,7 +65,7 @@ def shard_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str 
 )
 def shard_task(recipe: Recipe, stage: str, shard: dict[str, Any], upstream: dict[str, dict[str, Any]]) -> dict[str, Any]:
     cfg = section(recipe, stage)
-    with gpu_slot(recipe, stage), t2g_logs_to_run():
+    with gpu_slot(recipe, stage), t2g_logs_to_run(), use_cache(open_llm_cache(recipe)):
         outcome = sh.run_shard(stage, cfg, sh.Shard.from_dict(shard), refs(upstream), open_store(recipe.store), api_key=_api_key(cfg))
     get_run_logger().info(
         "%s shard %d: %s %d rows in %.1f s", stage, outcome.shard.index, "reused" if outcome.hit else "generated", outcome.rows, outcome.seconds

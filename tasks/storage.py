@@ -12,6 +12,7 @@ import os
 from functools import lru_cache
 from typing import Any
 
+from t2g.llm.cache import ResponseCache
 from t2g.store import Store
 
 BLOCK_ENV = "T2G_AWS_CREDENTIALS_BLOCK"
@@ -19,6 +20,11 @@ BLOCK_ENV = "T2G_AWS_CREDENTIALS_BLOCK"
 
 def open_store(root: str) -> Store:
     return Store(root, **_s3_kwargs()) if root.startswith("s3://") else Store(root)
+
+
+def open_llm_cache(recipe: Any) -> ResponseCache:
+    """The recipe's LLM response cache: in the store `llm_cache` names, else its own."""
+    return ResponseCache(open_store(recipe.llm_cache or recipe.store))
 
 
 @lru_cache(maxsize=None)

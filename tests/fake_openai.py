@@ -5,6 +5,11 @@ prompt); the schedule gives the key's answers attempt by attempt: "500", "429", 
 "slow" (sleeps past the client's timeout), "invalid" (200 with text that is not JSON),
 "drop" (closes the connection), or "ok" (the default once the schedule runs out).
 "ok" answers `answer(key, body)`: (content, reasoning_content or None).
+
+`prompts` counts the requests per prompt (the last message, or the raw prompt) and
+`answered` the 200s sent, for tests of the LLM response cache. `latency_s` and
+`tokens_per_s` make each answer take as long as a server would, and `capacity` bounds
+the answers in progress at once, as a GPU server's batch does (benchmarks).
 """
 
 from __future__ import annotations
@@ -26,22 +31,35 @@ def empty_graph(key: str, body: dict) -> tuple[str, str | None]:
     return '{"entities": [], "relations": []}', None
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's default backlog is 5: a burst of new connections (a client per
+    # shard, 32 in flight) would wait out TCP's one-second SYN retry, as no real server does.
+    request_queue_size = 256
+
+
 class FakeOpenAI:
     def __init__(
         self,
         schedule: dict[str, list[str]] | None = None,
         answer: Callable[[str, dict], tuple[str, str | None]] = empty_graph,
         slow_s: float = 120.0,
+        latency_s: float = 0.0,
+        tokens_per_s: float | None = None,
+        capacity: int | None = None,
     ):
         self.schedule = defaultdict(list, {k: list(v) for k, v in (schedule or {}).items()})
         self.answer = answer
         self.slow_s = slow_s
+        self.latency_s, self.tokens_per_s = latency_s, tokens_per_s
+        self.prompts: Counter[str] = Counter()
+        self._capacity = threading.BoundedSemaphore(capacity) if capacity else None
+        self.answered = 0
         self.attempts: Counter[str] = Counter()
         self.outcomes: dict[str, list[str]] = defaultdict(list)
         self.bodies: list[dict] = []
         self.authorizations: list[str | None] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = _Server(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -57,6 +75,16 @@ class FakeOpenAI:
     def __exit__(self, *exc) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def _work(self, completion_tokens: int) -> None:
+        seconds = self.latency_s + (completion_tokens / self.tokens_per_s if self.tokens_per_s else 0.0)
+        if not seconds:
+            return
+        if self._capacity is None:
+            time.sleep(seconds)
+            return
+        with self._capacity:
+            time.sleep(seconds)
 
     def _next(self, key: str) -> str:
         with self._lock:
@@ -100,11 +128,12 @@ class FakeOpenAI:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                chat = self.path.endswith("/chat/completions")
+                last = body["messages"][-1]["content"] if chat else body.get("prompt", "")
                 with fake._lock:
                     fake.bodies.append(body)
                     fake.authorizations.append(self.headers.get("Authorization"))
-                chat = self.path.endswith("/chat/completions")
-                last = body["messages"][-1]["content"] if chat else body.get("prompt", "")
+                    fake.prompts[str(last)] += 1
                 m = _TAG.search(str(last))
                 key = m.group(1) if m else "?"
                 action = fake._next(key)
@@ -121,6 +150,10 @@ class FakeOpenAI:
                     content, reasoning = '{"entities": [ {"text": oops', None
                 else:
                     content, reasoning = fake.answer(key, body)
+                completion_tokens = len(content.split()) + 1
+                fake._work(completion_tokens)
+                with fake._lock:  # counted before it is sent: the client may be done as soon as it arrives
+                    fake.answered += 1
                 choice: dict = {"index": 0, "finish_reason": "stop"}
                 if chat:
                     message = {"role": "assistant", "content": content}
@@ -139,7 +172,7 @@ class FakeOpenAI:
                         "created": int(time.time()),
                         "model": body.get("model", "fake"),
                         "choices": [choice],
-                        "usage": {"prompt_tokens": 10, "completion_tokens": len(content.split()) + 1, "total_tokens": 11},
+                        "usage": {"prompt_tokens": 10, "completion_tokens": completion_tokens, "total_tokens": 10 + completion_tokens},
                     },
                 )
 

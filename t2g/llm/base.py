@@ -28,6 +28,8 @@ class Request:
     prompt: str | None = None
     schema: dict[str, Any] | None = None
     sampling: Sampling = field(default_factory=Sampling)
+    # Which sample of this request (several answers to one prompt): its own cache entry.
+    sample: int = 0
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prompt is None):

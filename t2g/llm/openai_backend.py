@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import openai
 
@@ -45,8 +45,10 @@ class OpenAIBackend:
     def __repr__(self) -> str:
         return f"OpenAIBackend(model={self.model!r}, base_url={self.base_url!r})"
 
-    def generate(self, requests: Sequence[Request]) -> list[Result]:
-        coro = self._all(list(requests))
+    def generate(self, requests: Sequence[Request], on_result: Callable[[int, Result], None] | None = None) -> list[Result]:
+        """One Result per request, in order. `on_result(i, result)` is called as each one
+        returns (the LLM cache writes it then: a kill loses only the requests in flight)."""
+        coro = self._all(list(requests), on_result)
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -58,14 +60,20 @@ class OpenAIBackend:
         thread.join()
         return out[0]
 
-    async def _all(self, requests: list[Request]) -> list[Result]:
+    async def _all(self, requests: list[Request], on_result: Callable[[int, Result], None] | None) -> list[Result]:
         # The client's own retries are off: ours know which errors to retry and record the rest.
         client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key, max_retries=0, timeout=self.timeout_s)
         gate = asyncio.Semaphore(self.max_in_flight)
         try:
-            return list(await asyncio.gather(*(self._one(client, gate, r) for r in requests)))
+            return list(await asyncio.gather(*(self._reported(i, client, gate, r, on_result) for i, r in enumerate(requests))))
         finally:
             await client.close()
+
+    async def _reported(self, i: int, client: openai.AsyncOpenAI, gate: asyncio.Semaphore, request: Request, on_result) -> Result:
+        result = await self._one(client, gate, request)
+        if on_result is not None:
+            on_result(i, result)
+        return result
 
     async def _one(self, client: openai.AsyncOpenAI, gate: asyncio.Semaphore, request: Request) -> Result:
         last = ""

@@ -22,6 +22,7 @@ import pyarrow as pa
 from t2g import llm
 from t2g.config import TEACHER, ExtractConfig  # TEACHER: the model artifact passed as the stage's second input
 from t2g.graph import graph_from_obj, json_schema, parse_completion
+from t2g.llm import cache as llm_cache
 from t2g.metrics import Counts, count, entity_set, relation_set
 from t2g.prompts import messages
 from t2g.stage import StageResult
@@ -134,11 +135,8 @@ def _extract_llm(
         types.append((etypes, rtypes))
         requests.append(llm.Request(messages=messages(row["text"], etypes, rtypes), schema=json_schema(etypes, rtypes), sampling=sampling))
     started = time.time()
-    if requests:
-        backend = llm.get_backend(cfg.backend, llm.engine_settings(cfg, model), llm.resolve_api_key(cfg, api_key))
-        results = backend.generate(requests)
-    else:
-        results = []
+    # Through the LLM response cache when the run opened one (t2g.llm.cache).
+    results, accounting = llm_cache.generate(cfg, model, requests, api_key)
     seconds = time.time() - started
     if len(results) != len(requests):  # the protocol's promise; a backend bug must not lose rows silently
         raise RuntimeError(f"backend {cfg.backend} returned {len(results)} results for {len(requests)} requests")
@@ -180,6 +178,7 @@ def _extract_llm(
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "generate_s": round(seconds, 3),
+        "llm": accounting,
     }
     if scored := against_gold(out):
         summary["vs_gold"] = scored

@@ -21,6 +21,7 @@ import pyarrow as pa
 from t2g import llm
 from t2g.config import ReasonConfig
 from t2g.graph import THINK_CLOSE, THINK_OPEN
+from t2g.llm import cache as llm_cache
 from t2g.prompts import reasoner_messages
 from t2g.stage import StageResult
 
@@ -112,10 +113,8 @@ def _reason(cfg: ReasonConfig, examples: pa.Table, api_key: str | None) -> Stage
         for r in rows
     ]
     started = time.time()
-    results: list[llm.Result] = []
-    if requests:
-        backend = llm.get_backend(cfg.backend, llm.engine_settings(cfg, cfg.model), llm.resolve_api_key(cfg, api_key))
-        results = backend.generate(requests)
+    # Through the LLM response cache when the run opened one (t2g.llm.cache).
+    results, accounting = llm_cache.generate(cfg, cfg.model, requests, api_key)
     if len(results) != len(requests):
         raise RuntimeError(f"backend {cfg.backend} returned {len(results)} results for {len(requests)} requests")
 
@@ -143,6 +142,7 @@ def _reason(cfg: ReasonConfig, examples: pa.Table, api_key: str | None) -> Stage
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "generate_s": round(time.time() - started, 3),
+        "llm": accounting,
     }
     return StageResult(
         main=pa.Table.from_pylist(kept, schema=schema),

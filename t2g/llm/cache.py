@@ -1,0 +1,351 @@
+"""The LLM response cache: every request extract and reason send is looked up by its
+content before it reaches a backend, so a rerun over a grown or reordered corpus pays the
+teacher only for what is new.
+
+A key is the sha256 of the model's identity, the generation settings that change an
+answer, the messages (or prompt), the JSON schema, every sampling setting (seed
+included) and the request's sample index. An entry is one immutable JSON object in a
+store, `_llm_cache/<k[:2]>/<k>.json`, written with the store's atomic put as soon as its
+result arrives (a kill loses only the requests in flight); only results without an error
+are written. Two writers of one key write the same answer (or, sampling without a seed,
+an equally valid one): the last wins, whole. A lookup is one GET; nothing lists.
+
+Identity (`identity`): a local model folder (an "@teacher" artifact, a checkpoint) by
+its content digest (t2g.fingerprint); a hub name only with `model_revision` pinned, since
+an unpinned name can change its weights under the cache: such a model gets no cache
+(`identity` returns None, and the stage says so in its summary). An openai-compatible
+server is named by its served name plus the optional `model_revision`: whoever serves it
+vouches for the name (set or change `model_revision` when the weights behind it change).
+
+Which cache: the orchestration opens it from the recipe (`open_cache`: the store named
+by `llm_cache`, default the recipe's own store) and wraps the stage in `use_cache(...)`,
+a context variable, so the stage functions' signatures and artifact keys stay as they
+are. Outside it (a stage called directly, the unit tests) nothing is cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterator, Sequence
+
+from t2g.fingerprint import model_identity
+from t2g.llm import engine_settings, get_backend, resolve_api_key
+from t2g.llm.base import Backend, Request, Result
+from t2g.store import Store
+
+PREFIX = "_llm_cache"
+FORMAT = 1  # bump when an entry's layout or the key's recipe changes
+LOOKUP_THREADS = 16  # parallel GETs: an S3 lookup is a round trip
+CHUNK = 256  # requests per generate call for a backend that cannot report results one by one
+
+# Engine settings that change what a model answers (the prompt a backend cuts to fit,
+# the numerics): part of the identity. Throughput settings (batch size, in-flight
+# requests, timeouts, devices) are not.
+_ANSWER_SETTINGS = ("dtype", "quantization", "max_model_len", "too_long", "max_prompt_tokens")
+
+log = logging.getLogger(__name__)
+
+
+# --- keys ---------------------------------------------------------------------------
+
+
+def identity(backend: str, cfg: Any, model: str) -> str | None:
+    """What names the model behind a stage's requests, with the engine settings that
+    change its answers; None: not cacheable (an unpinned hub model)."""
+    revision = getattr(cfg, "model_revision", None)
+    if backend == "openai":
+        who = f"served:{model}@{revision or ''}"
+    else:
+        who = model_identity(model, revision)
+        if who is None:
+            return None
+    settings = {name: getattr(cfg, name, None) for name in _ANSWER_SETTINGS}
+    return json.dumps({"backend": backend, "model": who, "settings": settings}, sort_keys=True)
+
+
+def request_key(identity: str, request: Request, sample: int = 0) -> str:
+    """The entry's key; `sample`: which of several samples of one request (n>1)."""
+    payload = {
+        "format": FORMAT,
+        "identity": identity,
+        "messages": request.messages,
+        "prompt": request.prompt,
+        "schema": request.schema,
+        "sampling": asdict(request.sampling),
+        "sample": sample,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def entry_path(key: str, prefix: str = PREFIX) -> str:
+    return f"{prefix}/{key[:2]}/{key}.json"
+
+
+# --- the cache ----------------------------------------------------------------------
+
+
+class ResponseCache:
+    """Entries under `prefix` of a store. Safe to share between processes and stores."""
+
+    def __init__(self, store: Store, prefix: str = PREFIX):
+        self.store, self.prefix = store, prefix
+
+    def __repr__(self) -> str:
+        return f"ResponseCache({self.store.loose_uri(self.prefix)})"
+
+    def get(self, key: str) -> Result | None:
+        """The cached result, or None (absent, or unreadable: then it is asked again and rewritten)."""
+        try:
+            raw = self.store.get_bytes(entry_path(key, self.prefix))
+        except KeyError:
+            return None
+        try:
+            entry = json.loads(raw)
+            if entry.get("key") != key:
+                raise ValueError(f"holds key {str(entry.get('key'))[:12]}")
+            return Result(**entry["result"])
+        except (ValueError, TypeError, KeyError) as exc:
+            log.warning("LLM cache entry %s is unreadable (%s); asking again", key[:12], exc)
+            return None
+
+    def put(self, key: str, result: Result) -> None:
+        if not result.ok:
+            return  # an error may not recur: never cached
+        entry = {"key": key, "format": FORMAT, "result": asdict(result), "created": datetime.now(timezone.utc).isoformat()}
+        self.store.put_bytes(entry_path(key, self.prefix), json.dumps(entry, sort_keys=True).encode())
+
+    def stats(self) -> dict[str, Any]:
+        """Entries, bytes, oldest and newest (one listing: for the CLI, never per request)."""
+        files = self._files()
+        times = [t for _, _, t in files]
+        return {
+            "uri": self.store.loose_uri(self.prefix),
+            "entries": len(files),
+            "bytes": sum(size for _, size, _ in files),
+            "oldest": _iso(min(times)) if times else None,
+            "newest": _iso(max(times)) if times else None,
+        }
+
+    def prune(self, older_than_s: float | None = None) -> int:
+        """Delete entries written more than `older_than_s` ago (None: all); how many."""
+        now = time.time()
+        gone = 0
+        for name, _, mtime in self._files():
+            if older_than_s is None or now - mtime > older_than_s:
+                self.store.delete_bytes(f"{self.prefix}/{name}")
+                gone += 1
+        return gone
+
+    def _files(self) -> list[tuple[str, int, float]]:
+        return [(n, s, t) for n, s, t in self.store.list_tree_stats(self.prefix) if n.endswith(".json")]
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds")
+
+
+def open_cache(store: str, llm_cache: str | None = None, **s3_kwargs: Any) -> ResponseCache:
+    """The cache a recipe names: `llm_cache` (a store URI, shared by as many stores as
+    name it), else the recipe's own store; entries live under its `_llm_cache/`."""
+    return ResponseCache(Store(llm_cache or store, **s3_kwargs))
+
+
+_current: ContextVar[ResponseCache | None] = ContextVar("t2g_llm_cache", default=None)
+
+
+@contextmanager
+def use_cache(cache: ResponseCache | None) -> Iterator[ResponseCache | None]:
+    """LLM stages run inside look their requests up in `cache` (None: no cache)."""
+    token = _current.set(cache)
+    try:
+        yield cache
+    finally:
+        _current.reset(token)
+
+
+def current_cache() -> ResponseCache | None:
+    return _current.get()
+
+
+# --- the wrapper --------------------------------------------------------------------
+
+
+@dataclass
+class Accounting:
+    """What a stage's requests cost: sums, so shard summaries add up (t2g.shards)."""
+
+    requests: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+    prompt_tokens_generated: int = 0
+    completion_tokens_generated: int = 0
+    prompt_tokens_saved: int = 0
+    completion_tokens_saved: int = 0
+    wall_s: float = 0.0
+    cache_write_errors: int = 0
+
+    def add(self, result: Result, hit: bool) -> None:
+        self.requests += 1
+        if hit:
+            self.cache_hits += 1
+            self.prompt_tokens_saved += result.prompt_tokens
+            self.completion_tokens_saved += result.completion_tokens
+        else:
+            self.cache_misses += 1
+            self.prompt_tokens_generated += result.prompt_tokens
+            self.completion_tokens_generated += result.completion_tokens
+
+    def summary(self, price: Any = None, cache: str = "on") -> dict[str, Any]:
+        out: dict[str, Any] = {**asdict(self), "wall_s": round(self.wall_s, 3)}
+        if cache != "on":
+            out["cache_off"] = cache
+        if price is not None:
+            # Millionths of the price's currency, as integers: shard summaries add up exactly.
+            out["cost_millionths"] = _cost(price, self.prompt_tokens_generated, self.completion_tokens_generated)
+            out["saved_millionths"] = _cost(price, self.prompt_tokens_saved, self.completion_tokens_saved)
+        return out
+
+
+def _cost(price: Any, prompt: int, completion: int) -> int:
+    return round(prompt * price.prompt_per_million + completion * price.completion_per_million)
+
+
+class CachedBackend:
+    """A Backend that answers from the cache what it can and asks `backend` the rest,
+    writing each answer as it arrives. `backend` may be a zero-argument factory: a
+    request list answered whole from the cache then never loads the model."""
+
+    def __init__(self, backend: Backend | Callable[[], Backend], cache: ResponseCache, identity: str):
+        self._backend = backend
+        self.cache, self.identity = cache, identity
+        self.accounting = Accounting()
+        self._lock = threading.Lock()
+
+    @property
+    def backend(self) -> Backend:
+        if not hasattr(self._backend, "generate"):
+            self._backend = self._backend()  # type: ignore[operator]
+        return self._backend  # type: ignore[return-value]
+
+    @property
+    def name(self) -> str:
+        return self.backend.name
+
+    @property
+    def model(self) -> str:
+        return self.backend.model
+
+    def generate(self, requests: Sequence[Request]) -> list[Result]:
+        started = time.time()
+        keys = [request_key(self.identity, r, r.sample) for r in requests]
+        with ThreadPoolExecutor(LOOKUP_THREADS) as pool:
+            found = list(pool.map(self.cache.get, keys))
+        results: list[Result | None] = list(found)
+        for res in found:
+            if res is not None:
+                self.accounting.add(res, hit=True)
+        missing = [i for i, res in enumerate(found) if res is None]
+        if missing:
+            with ThreadPoolExecutor(4) as writes:
+                self._ask(requests, keys, missing, results, writes)
+        self.accounting.wall_s += time.time() - started
+        return results  # type: ignore[return-value]
+
+    def _ask(self, requests, keys, missing: list[int], results: list, writes: ThreadPoolExecutor) -> None:
+        def arrived(j: int, result: Result) -> None:
+            i = missing[j]
+            results[i] = result
+            with self._lock:
+                self.accounting.add(result, hit=False)
+            if result.ok:
+                writes.submit(self._write, keys[i], result)
+
+        backend = self.backend
+        todo = [requests[i] for i in missing]
+        if _reports_each(backend):  # the openai backend: each answer as it returns
+            answers = backend.generate(todo, on_result=arrived)  # type: ignore[call-arg]
+            for j, result in enumerate(answers):
+                if results[missing[j]] is None:  # a backend that did not call back for it
+                    arrived(j, result)
+            return
+        size = max(CHUNK, getattr(backend, "batch_size", 0) or 0)
+        for start in range(0, len(todo), size):  # local engines: written per chunk
+            for j, result in enumerate(backend.generate(todo[start : start + size]), start):
+                arrived(j, result)
+
+    def _write(self, key: str, result: Result) -> None:
+        try:
+            self.cache.put(key, result)
+        except Exception as exc:  # the answer is in hand: a failed write costs a later rerun only
+            with self._lock:
+                self.accounting.cache_write_errors += 1
+            log.warning("LLM cache write of %s failed: %s", key[:12], exc)
+
+
+def _reports_each(backend: Backend) -> bool:
+    try:
+        return "on_result" in inspect.signature(backend.generate).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+# --- what stages call ---------------------------------------------------------------
+
+
+def generate(
+    cfg: Any, model: str, requests: Sequence[Request], api_key: str | None = None
+) -> tuple[list[Result], dict[str, Any]]:
+    """Answer a stage's requests through the current cache (if any and if the model has
+    an identity): the results in order, and the accounting for the stage's summary."""
+    def load() -> Backend:
+        return get_backend(cfg.backend, engine_settings(cfg, model), resolve_api_key(cfg, api_key))
+
+    cache = current_cache()
+    ident = identity(cfg.backend, cfg, model) if cache is not None and requests else None
+    price = getattr(cfg, "price", None)
+    if cache is None or ident is None:
+        started, account = time.time(), Accounting()
+        results = load().generate(requests) if requests else []
+        for res in results:
+            account.add(res, hit=False)
+        account.wall_s = time.time() - started
+        why = "no cache configured" if cache is None else "unpinned hub model (set model_revision)"
+        return results, account.summary(price, cache=why)
+    wrapped = CachedBackend(load, cache, ident)
+    results = wrapped.generate(requests)
+    return results, wrapped.accounting.summary(price)
+
+
+def accounting_lines(summary: dict[str, Any]) -> list[str]:
+    """Lines for `t2g run`'s closing report from an LLM stage's summary (its `llm`
+    entry); empty for a stage without one."""
+    acc = summary.get("llm") if isinstance(summary, dict) else None
+    if not isinstance(acc, dict) or not acc.get("requests"):
+        return []
+    n, hits = int(acc["requests"]), int(acc.get("cache_hits", 0))
+    lines = [
+        f"{n} requests, {hits} cache hits ({100 * hits / n:.0f}%), {int(acc.get('cache_misses', 0))} sent"
+        + (f" [cache off: {_text(acc['cache_off'])}]" if acc.get("cache_off") else ""),
+        f"tokens generated {_tokens(acc, 'generated')}, saved {_tokens(acc, 'saved')}; {float(acc.get('wall_s', 0)):.1f} s",
+    ]
+    if "cost_millionths" in acc:
+        lines.append(f"cost {acc['cost_millionths'] / 1e6:.4f}, saved {acc.get('saved_millionths', 0) / 1e6:.4f} (recipe price)")
+    return lines
+
+
+def _tokens(acc: dict[str, Any], kind: str) -> str:
+    return f"{int(acc.get(f'prompt_tokens_{kind}', 0))} prompt + {int(acc.get(f'completion_tokens_{kind}', 0))} completion"
+
+
+def _text(value: Any) -> str:
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
