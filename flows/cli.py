@@ -43,7 +43,7 @@ def run(
     except (RecipeError, DagError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
-    from flows.report import closing_report, stage_lines
+    from flows.report import closing_report, llm_lines, stage_lines
     from tasks.storage import open_store
 
     started = time.time()
@@ -59,7 +59,7 @@ def run(
         refs = _orchestrated(recipe, config, overrides, until)
         hits = sum(bool(r.get("hit")) for r in refs.values())
         typer.echo(f"\nrecipe {recipe.name}: {len(refs)} stages in {time.time() - started:.1f} s ({hits} cache hits)")
-    typer.echo("\n".join(stage_lines(refs)))
+    typer.echo("\n".join(stage_lines(refs) + llm_lines(open_store(recipe.store), refs)))
     if report := closing_report(recipe, refs):  # the F1 table, when the run evaluated
         typer.echo(report)
 

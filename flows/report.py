@@ -76,6 +76,12 @@ def render(
     quality = label_quality((manifests.get("extract") or {}).get("summary") or {})
     if quality:  # the documents carried gold: how good were the teacher's labels?
         lines += ["", "### Teacher labels against the documents' gold", "", *_table(quality)]
+    from t2g.llm.cache import accounting_lines
+
+    spent = [f"- {stage}: " + "; ".join(accounting_lines((m or {}).get("summary") or {})) for stage, m in manifests.items()
+             if accounting_lines((m or {}).get("summary") or {})]  # fmt: skip
+    if spent:  # what the teacher and the reasoner cost, and what the response cache saved
+        lines += ["", "### LLM requests", "", *spent]
     table, columns = f1_rows(evaluation or [])
     if columns:
         lines += ["", "## Evaluation", "", *_table(table, columns)]
@@ -93,6 +99,20 @@ def render(
 def stage_lines(refs: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """The stage table `t2g run` prints and the pipeline run logs: rows, hit or ran, URI."""
     return [f"  {stage:<8} {ref['rows']:>7} rows  {'hit ' if ref.get('hit') else 'ran '} {ref['uri']}" for stage, ref in refs.items()]
+
+
+def llm_lines(store, refs: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Per LLM stage: requests, cache hits, tokens generated and saved, cost (t2g.llm.cache)."""
+    from t2g.llm.cache import accounting_lines
+
+    lines = []
+    for stage, ref in refs.items():
+        try:
+            summary = store.manifest(ref["stage"], ref["key"]).get("summary") or {}
+        except Exception:  # a report never fails a finished run
+            continue
+        lines += [f"  {stage:<8} {line}" for line in accounting_lines(summary)]
+    return ["", "LLM requests:", *lines] if lines else []
 
 
 def closing_report(recipe: Recipe, refs: Mapping[str, Mapping[str, Any]]) -> str:

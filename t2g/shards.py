@@ -29,6 +29,7 @@ from typing import Any, Iterable, Sequence
 import pyarrow as pa
 from pydantic import BaseModel
 
+from t2g.llm.cache import as_reused
 from t2g.runner import Outcome, Upstream, external_wiring, load_input, manifest_meta, named, never_cached, stage_key
 from t2g.stage import cache_key
 from t2g.stages import STAGES
@@ -264,9 +265,11 @@ def merge(
     shards: Sequence[Shard],
     store: Store,
     extra_summary: dict[str, Any] | None = None,
+    reused: Iterable[str] = (),
 ) -> Outcome:
     """Concatenate the finished shards into the stage's artifact, rows back in the input's
-    order (side artifacts first, the main manifest last, as t2g.runner.execute does)."""
+    order (side artifacts first, the main manifest last, as t2g.runner.execute does).
+    `reused`: keys of shards this run found finished; their requests count as cache hits."""
     started = time.time()
     spec = STAGES[stage]
     key = stage_key(stage, config, upstream)
@@ -282,8 +285,11 @@ def merge(
 
     def restored(table: pa.Table) -> pa.Table:
         return fresh_volatile(in_input_order(table, positions), source_table)
+
     manifests = [store.manifest(out_stage, s.key) for s in ordered]  # raises if a shard is missing
-    summary = merge_summaries(m.get("summary", {}) for m in manifests)
+    reused = set(reused)
+    summary = merge_summaries(as_reused(m.get("summary", {})) if s.key in reused else m.get("summary", {})
+                              for s, m in zip(ordered, manifests))  # fmt: skip
     summary["shards"] = len(ordered)
     summary.update(extra_summary or {})
     if why := never_cached(stage, config):
@@ -308,6 +314,5 @@ def run_all(stage: str, config: Any, upstream: Upstream, store: Store, size: int
     p = plan(stage, config, upstream, store, size)
     if p.done is not None:
         return merge(stage, config, upstream, [], store)
-    for shard in p.shards:
-        run_shard(stage, config, shard, upstream, store, **kwargs)
-    return merge(stage, config, upstream, p.shards, store)
+    reused = [shard.key for shard in p.shards if run_shard(stage, config, shard, upstream, store, **kwargs).hit]
+    return merge(stage, config, upstream, p.shards, store, reused=reused)

@@ -41,7 +41,8 @@ def run_row_sharded(recipe: Recipe, stage: str, upstream: dict[str, dict[str, An
         return {**merge_task(recipe, stage, upstream, [], {}), "hit": True}
     futures = options(row_shard, recipe, stage, "shard").map(unmapped(recipe), unmapped(stage), planned["shards"], unmapped(upstream))
     outs = [f.result() for f in futures]  # raises the first failed shard's error; finished shards stay stored
-    reused = sum(bool(o["hit"]) for o in outs)
-    get_run_logger().info("%s: %d shards of <= %d rows, %d reused", stage, len(outs), size, reused)
-    stats = {"shards_reused": reused, "shards_generated": len(outs) - reused}
-    return {**merge_task(recipe, stage, upstream, planned["shards"], stats), "hit": False}
+    # A Prefect cache hit returns the first run's record, which says it ran: ask the state.
+    reused_keys = [o["shard"]["key"] for o, f in zip(outs, futures) if o["hit"] or f.state.name == "Cached"]
+    get_run_logger().info("%s: %d shards of <= %d rows, %d reused", stage, len(outs), size, len(reused_keys))
+    stats = {"shards_reused": len(reused_keys), "shards_generated": len(outs) - len(reused_keys)}
+    return {**merge_task(recipe, stage, upstream, planned["shards"], stats, reused_keys), "hit": False}

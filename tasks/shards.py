@@ -75,9 +75,11 @@ def shard_task(recipe: Recipe, stage: str, shard: dict[str, Any], upstream: dict
 
 @task(name="shard-merge", task_run_name="{stage} merge [{recipe.name}]", persist_result=False)
 def merge_task(
-    recipe: Recipe, stage: str, upstream: dict[str, dict[str, Any]], shards: list[dict[str, Any]], stats: dict[str, Any]
-) -> dict[str, Any]:
-    outcome = sh.merge(stage, section(recipe, stage), refs(upstream), [sh.Shard.from_dict(s) for s in shards], open_store(recipe.store), stats)
+    recipe: Recipe, stage: str, upstream: dict[str, dict[str, Any]], shards: list[dict[str, Any]], stats: dict[str, Any],
+    reused: list[str] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    outcome = sh.merge(stage, section(recipe, stage), refs(upstream), [sh.Shard.from_dict(s) for s in shards],
+                       open_store(recipe.store), stats, reused or ())  # fmt: skip
     return publish(stage, outcome)
 
 
@@ -93,7 +95,7 @@ def run_sharded(recipe: Recipe, stage: str, upstream: dict[str, dict[str, Any]],
     total = len(shards)
     progress = create_progress_artifact(0.0, key=f"t2g-{stage}-progress", description=f"{stage}: 0/{total} shards")
     futures = options(shard_task, recipe, stage, "shard").map(unmapped(recipe), unmapped(stage), shards, unmapped(upstream))
-    started, done, reused, tokens, failures = time.time(), 0, 0, 0, []
+    started, done, reused, tokens, failures, reused_keys = time.time(), 0, 0, 0, [], []
     for future in as_completed(list(futures)):
         try:
             out = future.result()
@@ -103,7 +105,9 @@ def run_sharded(recipe: Recipe, stage: str, upstream: dict[str, dict[str, Any]],
         done += 1
         hit = bool(out["hit"]) or future.state.name == "Cached"  # a Prefect cache hit returns the first run's record
         reused += hit
-        if not hit:
+        if hit:
+            reused_keys.append(out["shard"]["key"])
+        else:
             tokens += int(out["summary"].get("completion_tokens", 0))
         rate = tokens / max(time.time() - started, 1e-6)
         update_progress_artifact(
@@ -114,4 +118,4 @@ def run_sharded(recipe: Recipe, stage: str, upstream: dict[str, dict[str, Any]],
         raise failures[0]
     stats = {"shards_reused": reused, "shards_generated": total - reused, "tokens_per_s": round(tokens / max(time.time() - started, 1e-6), 2)}
     logger.info("%s: %d shards, %d reused, %d generated", stage, total, reused, total - reused)
-    return {**merge_task(recipe, stage, upstream, shards, stats), "hit": False}
+    return {**merge_task(recipe, stage, upstream, shards, stats, reused_keys), "hit": False}

@@ -100,7 +100,9 @@ def test_a_run_across_midnight_stays_in_the_prefix_of_its_start(tmp_path, monkey
 
     days = itertools.chain([datetime.datetime(2026, 1, 1, 23, 59, 59, tzinfo=datetime.timezone.utc)],
                            itertools.repeat(datetime.datetime(2026, 1, 2, 0, 0, 1, tzinfo=datetime.timezone.utc)))  # fmt: skip
-    monkeypatch.setattr(t2g.config, "utc_now", lambda: next(days))
+    clock = lambda: next(days)  # noqa: E731
+    monkeypatch.setattr(t2g.config, "utc_now", clock)
+    monkeypatch.setattr("flows.pipeline.utc_now", clock)
     refs = pipeline(config=str(TINY), store=f"file://{tmp_path}/{{date}}", overrides=SMALL, until="filter")
     assert list(refs) == ["collect", "extract", "filter"]
     assert all(f"/{tmp_path.name}/2026-01-01/" in r["uri"] for r in refs.values()), refs

@@ -188,7 +188,7 @@ def test_nightly_regeneration_shares_one_store_and_indexes_each_date(tmp_path, m
         corpus.write_text("".join(json.dumps(d) + "\n" for d in docs[:n]))
         night = datetime.datetime(2026, 3, day, 2, 0, tzinfo=datetime.timezone.utc)
         monkeypatch.setattr(t2g.config, "utc_now", lambda night=night: night)
-        monkeypatch.setattr("flows.data.utc_now", lambda night=night: night)
+        monkeypatch.setattr("flows.pipeline.utc_now", lambda night=night: night)
         data_flow(config=str(recipe), store=f"file://{store}", until="reason", index="{date}")
         nights[day] = json.loads((store / "_runs" / f"2026-03-0{day}.json").read_text())["stages"]
 

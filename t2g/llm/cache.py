@@ -326,6 +326,25 @@ def generate(
     return results, wrapped.accounting.summary(price)
 
 
+def as_reused(summary: dict[str, Any]) -> dict[str, Any]:
+    """A stored summary seen from a run that reused its whole output (a finished shard):
+    every request it counted was answered without asking the model this time."""
+    acc = summary.get("llm") if isinstance(summary, dict) else None
+    if not isinstance(acc, dict):
+        return summary
+    acc = dict(acc)
+    acc["cache_hits"] = int(acc.get("cache_hits", 0)) + int(acc.get("cache_misses", 0))
+    acc["cache_misses"] = 0
+    for kind in ("prompt_tokens", "completion_tokens"):
+        acc[f"{kind}_saved"] = int(acc.get(f"{kind}_saved", 0)) + int(acc.get(f"{kind}_generated", 0))
+        acc[f"{kind}_generated"] = 0
+    if "cost_millionths" in acc:
+        acc["saved_millionths"] = int(acc.get("saved_millionths", 0)) + int(acc["cost_millionths"])
+        acc["cost_millionths"] = 0
+    acc["wall_s"] = 0.0
+    return {**summary, "llm": acc}
+
+
 def accounting_lines(summary: dict[str, Any]) -> list[str]:
     """Lines for `t2g run`'s closing report from an LLM stage's summary (its `llm`
     entry); empty for a stage without one."""
