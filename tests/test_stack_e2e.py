@@ -97,10 +97,12 @@ def test_deployed_pipeline_completes_and_bad_input_fails_fast(stack, tmp_path):
     for stage in ("collect", "extract", "filter"):
         assert str(store / stage) in report.data
 
-    # The nightly regeneration is deployed with its schedule, a dated store and no overlap.
+    # The nightly regeneration is deployed with its schedule, one shared store with a dated
+    # run index, and no overlap.
     regen = _client_calls(api, lambda c: c.read_deployment_by_name("t2g-data/regenerate"))
     assert [s.schedule.cron for s in regen.schedules] == ["0 2 * * *"] and regen.schedules[0].active
-    assert regen.parameters["store"].endswith("{date}") and regen.global_concurrency_limit.limit == 1
+    assert "{date}" not in regen.parameters["store"] and regen.parameters["index"] == "{date}"
+    assert regen.global_concurrency_limit.limit == 1
     assert regen.concurrency_options.collision_strategy.value == "CANCEL_NEW"
     assert regen.work_pool_name == "t2g-local"
     names = {d.name for d in _client_calls(api, lambda c: c.read_deployments())}
