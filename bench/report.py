@@ -65,6 +65,13 @@ def _cpu_rows(results: dict[str, Any]) -> list[str]:
             f"{cache['first_s']:.1f} s, rerun {cache['cached_rerun_s']:.1f} s with {cache['cache_hits']} of "
             f"{cache['stages']} stages cache hits |"
         )
+    if regen := results.get("regen"):
+        rows.append(
+            f"| regeneration (`bench/regen.py`: fake teacher, {regen['documents']:,} documents then "
+            f"+{regen['new_documents']} new) | {regen['regen']['requests']} of {regen['full']['requests']:,} requests "
+            f"({100 * regen['ratio_requests']:.1f}%) and {100 * regen['ratio_wall']:.1f}% of the full relabel's "
+            f"wall time (goal {100 * regen['goal']:.0f}%) |"
+        )
     if load := results.get("load"):
         rows.append(
             f"| load (`bench/load.py`: collect, extract (gold), filter over {load['documents']:,} documents) | "

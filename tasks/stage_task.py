@@ -15,6 +15,7 @@ import base64
 import contextlib
 import logging
 import re
+import threading
 from functools import lru_cache
 from typing import Any, Iterator
 
@@ -79,27 +80,43 @@ def cache_key_fn(context: TaskRunContext, parameters: dict[str, Any]) -> str | N
 
 class _ToRunLog(logging.Handler):
     """t2g's own log records (progress of long phases, store warnings) into the task run's
-    log: the terminal and the UI both show them, whatever started the run."""
+    log: the terminal and the UI both show them, whatever started the run. Only records of
+    the thread that runs the task: shards run side by side in threads."""
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)
         self.run_logger = get_run_logger()
+        self.thread = threading.get_ident()
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.run_logger.log(record.levelno, "%s", record.getMessage())
+        if record.thread == self.thread:
+            self.run_logger.log(record.levelno, "%s", record.getMessage())
+
+
+_forwarding = {"active": 0, "lock": threading.Lock()}
 
 
 @contextlib.contextmanager
 def t2g_logs_to_run() -> Iterator[None]:
     logger = logging.getLogger("t2g")
     handler = _ToRunLog()
-    logger.addHandler(handler)
-    if logger.level == logging.NOTSET:
-        logger.setLevel(logging.INFO)
+    with _forwarding["lock"]:
+        if _forwarding["active"] == 0:
+            # The run logger prints to the console already: a record that also reached
+            # the root logger's handlers would show twice.
+            logger.propagate = False
+            if logger.level == logging.NOTSET:
+                logger.setLevel(logging.INFO)
+        _forwarding["active"] += 1
+        logger.addHandler(handler)
     try:
         yield
     finally:
-        logger.removeHandler(handler)
+        with _forwarding["lock"]:
+            logger.removeHandler(handler)
+            _forwarding["active"] -= 1
+            if _forwarding["active"] == 0:
+                logger.propagate = True
 
 
 def _run(recipe: Recipe, stage: str, upstream: dict[str, dict[str, Any]]) -> dict[str, Any]:
