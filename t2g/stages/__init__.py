@@ -14,7 +14,7 @@ stage (part of its cache key) is derived from its module and every t2g module it
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
 from t2g.config import TEACHER
@@ -57,7 +57,6 @@ class Stage:
     # Output rows are input rows kept, dropped with a reason or added as variants (t2g.counts);
     # False for stages whose output is a training log or predictions.
     row_wise: bool = True
-    extra_modules: tuple[str, ...] = field(default=())  # code imported dynamically
     # "module:attr", called with the stage's section when the recipe's graph is built
     # (before any stage runs); raises ValueError naming the field to change.
     check: str | None = None
@@ -86,10 +85,7 @@ class Stage:
 
     def code_version(self) -> str:
         """The digest of every module the stage's output depends on (its cache key's code)."""
-        modules = set(import_closure(self.module))
-        for extra in self.extra_modules:
-            modules |= import_closure(extra)
-        return code_version(*modules)
+        return code_version(*import_closure(self.module))
 
     def active_inputs(self, section: Any) -> tuple[Input, ...]:
         return tuple(i for i in self.inputs if i.active(section))
