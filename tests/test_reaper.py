@@ -35,9 +35,8 @@ time.sleep(600)
 
 
 def _subreaper() -> None:
-    """Orphans of this test's children come to this process instead of init. Some sandboxes'
-    init kills every orphan it adopts, which would hide what happens on a normal machine,
-    where an orphaned server lives on."""
+    """Orphans of this test's children come to this process instead of init, so the test
+    watches them itself whatever init does with the orphans it adopts."""
     import ctypes
 
     if ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) != 0:  # PR_SET_CHILD_SUBREAPER
