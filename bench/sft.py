@@ -5,9 +5,10 @@
 - seed-style (open-r1-text2graph): the whole chat as one text, every example padded to
   `max_length`, loss on every token, prompt included.
 
-Both train the same tiny model (t2g.tiny defaults, ~1.3M parameters) on the same
-toy-world examples for the same number of steps; the figure is training examples per
-second (trl's train_samples_per_second) and the ratio.
+Both train the same tiny model (t2g.tiny defaults, ~1.3M parameters; bench.gpu_real passes
+its real-size student instead) on the same toy-world examples for the same number of
+steps; the figure is training examples per second (trl's train_samples_per_second) and the
+ratio, and `steady_*` the same over steps 2..N (the first pays start-up).
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from transformers import TrainerCallback
+from transformers.trainer_utils import SaveStrategy
 
 from t2g import toyworld
 from t2g.config import SftConfig
@@ -38,22 +42,57 @@ def _examples(n: int) -> list[dict]:
     return out
 
 
-def _train(model_dir: Path, dataset: list[dict], args, steps: int, batch: int) -> dict[str, float]:
+class StepClock(TrainerCallback):
+    """When each optimizer step ended (GPU work finished), from the start of training: a
+    steady-state rate leaves out the first step, which pays CUDA start-up, kernel
+    selection and the trainer's own set-up."""
+
+    def __init__(self):
+        self.ends: list[float] = []
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.ends = [_now()]
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.ends.append(_now())
+
+    def steps(self) -> list[float]:
+        """Seconds each step took."""
+        return [b - a for a, b in zip(self.ends, self.ends[1:])]
+
+
+def _now() -> float:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
+def _train(model_dir: Path, dataset: list[dict], args, steps: int, batch: int) -> dict[str, Any]:
     from datasets import Dataset
     from trl import SFTTrainer
 
+    clock = StepClock()
+    args.save_strategy = SaveStrategy.NO  # the checkpoint trl writes at the last step is disk time, not training
     trainer = SFTTrainer(model=load_model(model_dir), args=args, train_dataset=Dataset.from_list(dataset),
-                         processing_class=load_tokenizer(model_dir))  # fmt: skip
+                         processing_class=load_tokenizer(model_dir), callbacks=[clock])  # fmt: skip
     started = time.perf_counter()
     metrics = trainer.train().metrics
-    return {"examples_per_s": round(steps * batch / (time.perf_counter() - started), 2),
-            "trl_samples_per_s": metrics.get("train_samples_per_second")}  # fmt: skip
+    out = {"examples_per_s": round(steps * batch / (time.perf_counter() - started), 2),
+           "trl_samples_per_s": metrics.get("train_samples_per_second"),
+           "param_dtype": str(next(trainer.model.parameters()).dtype).removeprefix("torch.")}  # fmt: skip
+    later = clock.steps()[1:]
+    if later:  # steps 2..N: what a long run settles at
+        out["steady_examples_per_s"] = round(len(later) * batch / sum(later), 2)
+    return out
 
 
-def run(steps: int = STEPS, batch: int = BATCH, smoke: bool = False) -> dict[str, Any]:
-    """`make bench` runs the defaults; bench.gpu_train runs more steps, which a GPU needs
-    before its start-up cost stops dominating the figure."""
-    n, max_length = N, MAX_LENGTH
+def run(steps: int = STEPS, batch: int = BATCH, smoke: bool = False, model_dir: Path | None = None,
+        n: int = N, max_length: int = MAX_LENGTH, warmup_steps: int = 5) -> dict[str, Any]:  # fmt: skip
+    """`make bench` runs the defaults on the tiny model built here; bench.gpu_train runs
+    more steps, which a GPU needs before its start-up cost stops dominating the figure;
+    bench.gpu_real passes its real-size student as `model_dir`."""
     if smoke:
         n, steps, batch, max_length = SMOKE["n"], SMOKE["steps"], SMOKE["batch"], SMOKE["max_length"]
     exs = _examples(n)
@@ -61,12 +100,13 @@ def run(steps: int = STEPS, batch: int = BATCH, smoke: bool = False) -> dict[str
         tmp = Path(tmp)
         cfg = SftConfig(max_steps=steps, batch_size=batch, learning_rate=1e-3, save_steps=10_000,
                         logging_steps=steps, max_length=max_length, work_dir=str(tmp))  # fmt: skip
-        corpus = (m["content"] for ex in exs for m in ex["prompt"] + ex["completion"])
-        model_dir = build_tiny_base(tmp / "base", corpus, cfg.tiny)
+        if model_dir is None:
+            corpus = (m["content"] for ex in exs for m in ex["prompt"] + ex["completion"])
+            model_dir = build_tiny_base(tmp / "base", corpus, cfg.tiny)
 
-        if has_cuda():  # the first trainer pays CUDA's start-up (context, kernels): not throughput
-            warm = cfg.model_copy(update={"max_steps": 5, "logging_steps": 5})
-            _train(model_dir, exs, sft_args(warm, tmp / "warm"), 5, batch)
+        if has_cuda() and warmup_steps:  # the first trainer pays CUDA's start-up (context, kernels): not throughput
+            warm = cfg.model_copy(update={"max_steps": warmup_steps, "logging_steps": warmup_steps})
+            _train(model_dir, exs, sft_args(warm, tmp / "warm"), warmup_steps, batch)
         ours = _train(model_dir, exs, sft_args(cfg, tmp / "ours"), steps, batch)
 
         tokenizer = load_tokenizer(model_dir)
@@ -76,7 +116,7 @@ def run(steps: int = STEPS, batch: int = BATCH, smoke: bool = False) -> dict[str
         seed_args.pad_to_multiple_of = max_length  # every example padded to max_length
         seed = _train(model_dir, texts, seed_args, steps, batch)
         lengths = [len(tokenizer(t["text"], add_special_tokens=False)["input_ids"]) for t in texts]
-    return {
+    figs = {
         "examples": n,
         "steps": steps,
         "batch_size": batch,
@@ -86,3 +126,6 @@ def run(steps: int = STEPS, batch: int = BATCH, smoke: bool = False) -> dict[str
         "seed_style": seed,
         "speedup": round(ours["examples_per_s"] / seed["examples_per_s"], 2),
     }
+    if "steady_examples_per_s" in ours and "steady_examples_per_s" in seed:
+        figs["steady_speedup"] = round(ours["steady_examples_per_s"] / seed["steady_examples_per_s"], 2)
+    return figs
