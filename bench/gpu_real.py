@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from bench.__main__ import RESULTS, load_results
-from bench.sft import StepClock, _examples, _now
+from bench.sft import StepClock, toy_examples, sync_now
 from bench.sft import run as run_sft
 from t2g import toyworld
 from t2g.graph import Graph, json_schema, parse_completion
@@ -122,7 +122,7 @@ def build(out: Path, small: bool) -> dict[str, Any]:
     from t2g.stages.sft import tokenizer_corpus
     from t2g.tiny import build_tokenizer
 
-    tokenizer = build_tokenizer(tokenizer_corpus(_examples(512)), vocab_size=TinyModelConfig().vocab_size)
+    tokenizer = build_tokenizer(tokenizer_corpus(toy_examples(512)), vocab_size=TinyModelConfig().vocab_size)
     config = student_config(len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id, small)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     with torch.random.fork_rng(devices=[]), torch.device(device):  # initialised on the GPU: seconds, not a minute
@@ -221,10 +221,10 @@ def _time_generation(trainer) -> list[dict[str, Any]]:
         return records
 
     def timed(*args, **kwargs):
-        started = _now()
+        started = sync_now()
         out = inner(*args, **kwargs)
         ids = out[0]
-        records.append({"step": trainer.state.global_step, "seconds": _now() - started,
+        records.append({"step": trainer.state.global_step, "seconds": sync_now() - started,
                         "tokens": sum(len(c) for c in ids), "completions": len(ids)})  # fmt: skip
         return out
 
@@ -263,12 +263,12 @@ def teacher(model_dir: Path, small: bool) -> dict[str, Any]:
         # GPU kernel, and each distinct schema's grammar, compiled once per process (a long
         # run pays that once per set of requested types).
         one = llm.Sampling(max_new_tokens=1, temperature=0.0)
-        started = _now()
+        started = sync_now()
         llm_cache.generate(cfg, str(model_dir), [dataclasses.replace(r, sampling=one) for r in reqs])
-        warmup = _now() - started
-        started = _now()
+        warmup = sync_now() - started
+        started = sync_now()
         results, _ = llm_cache.generate(cfg, str(model_dir), reqs)
-        seconds = _now() - started
+        seconds = sync_now() - started
         return {**_figures([r.text for r in results], [r.completion_tokens for r in results], seconds,
                            [r.error for r in results if r.error]),
                 "warmup_s": round(warmup, 2), "finish_length": sum(r.finish_reason == "length" for r in results)}  # fmt: skip
@@ -312,7 +312,7 @@ def _seed_style(model_dir: Path, chats: list, max_new_tokens: int, batch: int) -
 
     generate(prompts[:batch], 8)  # untimed warm-up
     texts, counts, cut = [], [], 0
-    started = _now()
+    started = sync_now()
     for i in range(0, len(prompts), batch):
         for tokens in generate(prompts[i : i + batch], max_new_tokens):
             stopped = eos in tokens
@@ -320,7 +320,7 @@ def _seed_style(model_dir: Path, chats: list, max_new_tokens: int, batch: int) -
             tokens = tokens[: tokens.index(eos)] if stopped else tokens
             texts.append(tokenizer.decode(tokens, skip_special_tokens=True))
             counts.append(len(tokens) + stopped)  # counted as the backend counts: EOS included
-    return {**_figures(texts, counts, _now() - started, []), "finish_length": cut}
+    return {**_figures(texts, counts, sync_now() - started, []), "finish_length": cut}
 
 
 def _figures(texts: list[str], tokens: list[int], seconds: float, errors: list[str]) -> dict[str, Any]:

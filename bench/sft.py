@@ -34,7 +34,7 @@ MAX_LENGTH = 1024  # the seed pads to 4,096; 1,024 is kinder to a CPU and still 
 SMOKE = {"n": 16, "steps": 2, "batch": 4, "max_length": 512}  # 512: no example truncated to nothing
 
 
-def _examples(n: int) -> list[dict]:
+def toy_examples(n: int) -> list[dict]:
     out = []
     for doc in toyworld.generate(n, seed=3):
         graph = Graph.model_validate({"entities": doc["entities"], "relations": doc["relations"]}).to_json()
@@ -51,17 +51,17 @@ class StepClock(TrainerCallback):
         self.ends: list[float] = []
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.ends = [_now()]
+        self.ends = [sync_now()]
 
     def on_step_end(self, args, state, control, **kwargs):
-        self.ends.append(_now())
+        self.ends.append(sync_now())
 
     def steps(self) -> list[float]:
         """Seconds each step took."""
         return [b - a for a, b in zip(self.ends, self.ends[1:])]
 
 
-def _now() -> float:
+def sync_now() -> float:
     import torch
 
     if torch.cuda.is_available():
@@ -95,7 +95,7 @@ def run(steps: int = STEPS, batch: int = BATCH, smoke: bool = False, model_dir: 
     bench.gpu_real passes its real-size student as `model_dir`."""
     if smoke:
         n, steps, batch, max_length = SMOKE["n"], SMOKE["steps"], SMOKE["batch"], SMOKE["max_length"]
-    exs = _examples(n)
+    exs = toy_examples(n)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         cfg = SftConfig(max_steps=steps, batch_size=batch, learning_rate=1e-3, save_steps=10_000,
