@@ -2,6 +2,7 @@
 
     python -m bench                  # every benchmark in BENCHMARKS
     python -m bench rewards          # just these
+    python -m bench think            # an experiment (EXPERIMENTS): run by name only
     python -m bench --smoke [names]  # tiny sizes, seconds each; writes no results
 
 Each benchmark is a module `bench.<name>` with `run(smoke: bool = False) -> dict`; its
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 BENCHMARKS = ["rewards", "cache", "load", "stack", "sft", "regen"]
+# Experiments: an hour or more each on 2 cores, so `make bench` leaves them out; run by name.
+EXPERIMENTS = ["think"]
 RESULTS = Path(__file__).with_name("results.json")
 
 
@@ -55,9 +58,9 @@ def save(path: Path, figures: dict[str, Any]) -> None:
 def main(argv: list[str]) -> int:
     smoke = "--smoke" in argv or os.environ.get("T2G_BENCH_SMOKE") == "1"
     names = [a for a in argv if a != "--smoke"] or BENCHMARKS
-    unknown = [n for n in names if n not in BENCHMARKS]
+    unknown = [n for n in names if n not in BENCHMARKS + EXPERIMENTS]
     if unknown:
-        print(f"unknown benchmark(s) {unknown}; known: {BENCHMARKS}", file=sys.stderr)
+        print(f"unknown benchmark(s) {unknown}; known: {BENCHMARKS + EXPERIMENTS}", file=sys.stderr)
         return 2
     path = results_path(smoke)
     for name in names:

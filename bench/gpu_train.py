@@ -17,15 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 from typing import Any
 
+from bench import pipeline
 from bench.__main__ import RESULTS, load_results
-from t2g.config import load_recipe
-from t2g.dag import plan, section
-from t2g.runner import execute
-from t2g.store import ArtifactRef, Store
 
 
 def save(mode: str, figs: dict[str, Any]) -> None:
@@ -44,26 +40,8 @@ def save(mode: str, figs: dict[str, Any]) -> None:
 
 
 def run_recipe(config: str, store_uri: str, overrides: list[str], out: Path | None) -> dict[str, Any]:
-    recipe = load_recipe(config, overrides=overrides, store=store_uri)
-    store = Store(recipe.store)
-    refs: dict[str, ArtifactRef] = {}
-    timings: dict[str, Any] = {}
-    started = time.time()
-    for node in plan(recipe):  # the recipe's graph, walked as the flows walk it (t2g.dag)
-        stage = node.stage
-        outcome = execute(stage, section(recipe, stage), {param: refs[up] for param, up in node.inputs}, store)
-        refs[stage] = outcome.ref
-        timings[stage] = {"seconds": round(outcome.seconds, 1), "hit": outcome.hit}
-        print(f"{stage:<9} {'hit' if outcome.hit else 'ran'} {outcome.seconds:7.1f} s", flush=True)
-    figs: dict[str, Any] = {"config": config, "overrides": overrides, "seconds": round(time.time() - started, 1), "stages": timings}
-    ev = refs["evaluate"]
-    report = json.loads(store.read_file("evaluate", ev.key, "report.json"))
-    figs["f1"] = {
-        name: {"entities": r["entities"]["micro"]["f1"], "relations": r["relations"]["micro"]["f1"], "valid_json_rate": r["valid_json_rate"]}
-        for name, r in report["models"].items()
-    }
-    figs["comparisons"] = report.get("comparisons")
-    md = store.read_file("evaluate", ev.key, "report.md").decode()
+    figs, refs, store = pipeline.run_recipe(config, store_uri, overrides)
+    md = store.read_file("evaluate", refs["evaluate"].key, "report.md").decode()
     print(md, flush=True)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 TEACHER = "@teacher"  # extract.model and sft.model: the recipe's own tiny teacher (its `teacher` section)
+REASONER = "@reasoner"  # reason.model: the recipe's own tiny reasoner (its `reasoner` section)
 
 
 class RecipeError(ValueError):
@@ -358,6 +359,22 @@ class TeacherConfig(SupervisedSection):
     batch_size: int = Field(16, ge=1)
 
 
+class ReasonerConfig(SupervisedSection):
+    """Bootstrap a tiny reasoner: the stand-in for an R1 reasoner, trained on the toy
+    world's rationales (t2g.rationales) of the gold documents of one split, for their own
+    request and `variants` sampled ones (as the filter's augmentation varies them)."""
+
+    split: str = "seed"
+    model: Literal["@teacher", "tiny"] = Field(
+        TEACHER, description='"@teacher": continue the tiny teacher (it already copies names); "tiny": a fresh tiny base'
+    )
+    tiny: TinyModelConfig = TinyModelConfig()
+    variants: int = Field(1, ge=0, description="sampled requests per document besides its own")
+    learning_rate: float = Field(3e-3, gt=0)
+    epochs: float = Field(6.0, gt=0)
+    batch_size: int = Field(16, ge=1)
+
+
 class SftConfig(SupervisedSection):
     model: str = Field(
         "tiny", description='a local folder or hub name, "tiny" (built from the training texts) or "@teacher" (the tiny teacher)'
@@ -463,6 +480,7 @@ class Recipe(Section):
     filter: FilterConfig = FilterConfig()
     reason: ReasonConfig = ReasonConfig()
     teacher: TeacherConfig | None = None
+    reasoner: ReasonerConfig | None = None
     sft: SftConfig = SftConfig()
     grpo: GrpoConfig = GrpoConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
@@ -495,11 +513,16 @@ class Recipe(Section):
         if self.teacher is None and TEACHER in (self.extract.model, self.sft.model):
             which = "extract.model" if self.extract.model == TEACHER else "sft.model"
             raise ValueError(f'{which} is "{TEACHER}" but the recipe has no teacher section: add one (see configs/tiny.yaml)')
-        if self.teacher is not None and self.teacher.split == held_out:
-            raise ValueError(
-                f"teacher.split is the evaluate split {held_out!r}: the teacher would learn the test documents' "
-                "gold; give the teacher its own split (e.g. seed)"
-            )
+        if self.reasoner is not None and self.reasoner.model == TEACHER and self.teacher is None:
+            raise ValueError(f'reasoner.model is "{TEACHER}" but the recipe has no teacher section: add one, or set reasoner.model: tiny')
+        if self.reason.thinking and self.reason.model == REASONER and self.reasoner is None:
+            raise ValueError(f'reason.model is "{REASONER}" but the recipe has no reasoner section: add one (see configs/tiny-think.yaml)')
+        for which, section in (("teacher", self.teacher), ("reasoner", self.reasoner)):
+            if section is not None and section.split == held_out:
+                raise ValueError(
+                    f"{which}.split is the evaluate split {held_out!r}: the {which} would learn the test documents' "
+                    f"gold; give the {which} its own split (e.g. seed)"
+                )
         return self
 
 

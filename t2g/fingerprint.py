@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from t2g.config import (
+    REASONER,
     TEACHER,
     AnnotatedSource,
     CollectConfig,
@@ -191,7 +192,7 @@ def llm_inputs(cfg: LLMSection) -> dict[str, str | None]:
     """The model an LLM stage prompts. A served model (openai) is its name, plus the
     revision when the recipe gives one: the server is trusted to serve what its name says."""
     backend = getattr(cfg, "backend", None)
-    if backend == "gold" or getattr(cfg, "thinking", True) is False or cfg.model in (None, TEACHER, TINY):
+    if backend == "gold" or getattr(cfg, "thinking", True) is False or cfg.model in (None, TEACHER, REASONER, TINY):
         return {}  # no model is prompted, or the model is an upstream artifact
     if backend == "openai":
         return {f"served model {cfg.model}": f"served:{cfg.model}@{cfg.model_revision or ''}"}

@@ -45,7 +45,7 @@ RELATION_TYPES: tuple[str, ...] = (
 )
 
 # A template slot is named by its entity type's letter plus an optional digit: {p}, {o2}.
-_SLOT_TYPE = {"p": "person", "o": "organisation", "l": "location", "x": "product", "d": "date"}
+SLOT_TYPE = {"p": "person", "o": "organisation", "l": "location", "x": "product", "d": "date"}
 _SLOT = re.compile(r"\{(\w+)\}")
 
 
@@ -303,7 +303,7 @@ def _fact(
         slots = list(dict.fromkeys(_SLOT.findall(template.text)))
         filled: dict[str, str] = {}
         for slot in slots:
-            etype = _SLOT_TYPE[slot[0]]
+            etype = SLOT_TYPE[slot[0]]
             used = set(filled.values())
             seen = [m for m in mentioned if names.type_of[m] == etype and m not in used]
             if seen and rng.random() < world.reuse_rate:

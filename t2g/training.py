@@ -154,6 +154,12 @@ def read_base(model_dir: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def trained_to_think(model_dir: Path | None) -> bool:
+    """Whether the model was trained to reason in <think>…</think> first (the SFT stage
+    records it beside the base; GRPO carries the record on): it is then prompted so."""
+    return model_dir is not None and bool((read_base(Path(model_dir)) or {}).get("thinking"))
+
+
 def with_lora(model, lora: LoraSettings):
     from peft import LoraConfig, get_peft_model
 

@@ -10,7 +10,7 @@ from numbers import Number
 
 import pytest
 
-from bench.__main__ import BENCHMARKS, RESULTS, main, run_one
+from bench.__main__ import BENCHMARKS, EXPERIMENTS, RESULTS, main, run_one
 
 # The figures each benchmark promises (a benchmark not listed must still return some).
 FIGURES = {
@@ -22,7 +22,7 @@ FIGURES = {
 }
 
 
-@pytest.mark.parametrize("name", BENCHMARKS)
+@pytest.mark.parametrize("name", BENCHMARKS + EXPERIMENTS)
 def test_benchmark_runs_at_smoke_size(name):
     figures = run_one(name, smoke=True)
     assert isinstance(figures, dict) and figures, figures
@@ -32,6 +32,9 @@ def test_benchmark_runs_at_smoke_size(name):
         assert figures["stages"] >= 3 and figures["cache_hits"] == figures["stages"], figures
     if name == "load":
         assert all(s["rows"] > 0 for s in figures["stages"].values()) and figures["under_limit"], figures
+    if name == "think":  # the tiny reasoner ran through the real reason stage: every row accounted for
+        reason = figures["reason"]
+        assert reason["rows_in"] == reason["rows_out"] + sum(reason["reasons"].values()) and reason["rows_in"] > 0, figures
     if name == "stack":
         assert all(isinstance(v, Number) for k, v in figures.items() if k.endswith("_s")), figures
 

@@ -106,3 +106,40 @@ def test_type_conformity_counts_items():
               "relations": [{"head": "a", "tail": "b", "type": "works_for"}]}]  # fmt: skip
     assert type_conformity(recs, preds) == round(2 / 3, 4)
     assert type_conformity(recs, [{"entities": [], "relations": []}]) is None
+
+
+def test_a_student_trained_to_think_is_prompted_to_think_and_scored_on_its_format(model, tmp_path):
+    import shutil
+
+    from t2g.inference import Generator
+    from t2g.prompts import THINKING_SUFFIX
+    from t2g.stages.evaluate import run_model
+    from t2g.training import BASE_FILE
+
+    thinker = tmp_path / "thinker"
+    shutil.copytree(model, thinker)
+    base = json.loads((thinker / BASE_FILE).read_text())
+    (thinker / BASE_FILE).write_text(json.dumps({**base, "thinking": True}))
+    docs = collect_table({"seed": 2, "test": 3})
+    cfg = EvaluateConfig(max_new_tokens=8, batch_size=3, models=["base", "sft"])
+    result = evaluate(cfg, docs, thinker)
+    report = json.loads(result.files["report.json"])["models"]
+    assert report["sft"]["thinking"] is True and report["base"]["thinking"] is False
+    for r in report.values():
+        assert 0.0 <= r["format_rate"] <= 1.0 and (r["think_chars"] is None or r["think_chars"] >= 0)
+    # The prompt a thinking model gets asks for the thinking (the real model answers it).
+    seen = []
+
+    class Recording(Generator):
+        def generate(self, chats, **kw):
+            seen.extend(chats)
+            return super().generate(chats, **kw)
+
+    records = held_out(docs, "test", None)
+    run_model(Recording.load(thinker), records, cfg, thinking=True)
+    run_model(Recording.load(thinker), records, cfg, thinking=False)
+    assert all(THINKING_SUFFIX in c[0]["content"] for c in seen[:3])
+    assert not any(THINKING_SUFFIX in c[0]["content"] for c in seen[3:])
+    assert "| format | think chars |" in result.files["report.md"].decode()
+    with pytest.raises(TrainingError, match="no room for <think>"):
+        evaluate(EvaluateConfig(max_new_tokens=8, constrained=True, models=["sft"]), docs, thinker)

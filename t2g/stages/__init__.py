@@ -17,7 +17,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
-from t2g.config import TEACHER
+from t2g.config import REASONER, TEACHER
 from t2g.stage import StageResult, code_version, import_closure
 
 
@@ -104,6 +104,10 @@ def _uses_teacher(section: Any) -> bool:
     return getattr(section, "model", None) == TEACHER
 
 
+def _uses_reasoner(section: Any) -> bool:
+    return bool(getattr(section, "thinking", False)) and getattr(section, "model", None) == REASONER
+
+
 def _registry(*stages: Stage) -> dict[str, Stage]:
     return {s.name: s for s in stages}
 
@@ -132,11 +136,14 @@ STAGES: dict[str, Stage] = _registry(
         sharding="rows",
         shard_size=lambda r: r.orchestration.filter_shard_size,
     ),
+    # The tiny reasoner: a model bootstrapped on the toy world's rationales of one split.
+    Stage("reasoner", "t2g.stages.reasoner:reasoner", "reasoner",
+          (Input("docs", "collect"), Input("teacher", "teacher", when=_uses_teacher)), gpu=True, model=True, row_wise=False),
     Stage(
         "reason",
         "t2g.stages.reason:reason",
         "reason",
-        (Input("examples", "filter"),),
+        (Input("examples", "filter"), Input("reasoner", "reasoner", when=_uses_reasoner)),
         side=("dropped",),
         sharding="llm",
         shard_size=lambda r: r.reason.shard_size if r.reason.thinking else None,

@@ -26,7 +26,7 @@ from t2g.inference import Generator
 from t2g.metrics import paired_bootstrap
 from t2g.prompts import messages
 from t2g.stage import StageResult
-from t2g.training import TINY, TrainingError, load_model, load_tokenizer, read_base, rebuild_tiny
+from t2g.training import TINY, TrainingError, load_model, load_tokenizer, read_base, rebuild_tiny, trained_to_think
 
 PRED_SCHEMA = pa.schema(
     [
@@ -94,14 +94,20 @@ def type_conformity(records: Sequence[dict[str, Any]], preds: Sequence[dict[str,
     return round(ok / total, 4) if total else None
 
 
-def run_model(gen: Generator, records: list[dict], cfg: EvaluateConfig) -> tuple[dict, list[dict]]:
-    """The report R and the per-example answers of one model on `records`."""
-    chats = [messages(r["text"], r["entity_types"], r["relation_types"]) for r in records]
+def run_model(gen: Generator, records: list[dict], cfg: EvaluateConfig, thinking: bool = False) -> tuple[dict, list[dict]]:
+    """The report R and the per-example answers of one model on `records`; a model trained
+    to think gets the thinking prompt and is scored on the JSON after its think block."""
+    if thinking and cfg.constrained:
+        raise TrainingError("evaluate.constrained: a JSON schema leaves no room for <think>; set it false to score a thinking student")
+    chats = [messages(r["text"], r["entity_types"], r["relation_types"], thinking) for r in records]
     schemas = [json_schema(r["entity_types"], r["relation_types"]) for r in records] if cfg.constrained else None
     answers = gen.generate(chats, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, schemas=schemas)
-    preds, rows = [], []
+    preds, rows, formats, thinks = [], [], 0, []
     for rec, ans in zip(records, answers):
         parsed = parse_completion(ans.text)
+        formats += parsed.format_ok
+        if parsed.think is not None:
+            thinks.append(len(parsed.think.strip()))
         pred = parsed.graph.interchange() if parsed.graph else {"entities": [], "relations": []}
         preds.append(pred)
         rows.append({"id": rec["id"], "completion": ans.text, "valid_json": parsed.graph is not None,
@@ -110,17 +116,28 @@ def run_model(gen: Generator, records: list[dict], cfg: EvaluateConfig) -> tuple
     report = score({r["id"]: r for r in records}, {r["id"]: p for r, p in zip(records, preds)})
     report["valid_json_rate"] = round(sum(r["valid_json"] for r in rows) / len(rows), 4) if rows else 0.0
     report["type_conformity"] = type_conformity(records, preds)
+    report["thinking"] = thinking
+    # The format reward's rate (<think>…</think> then one JSON object) and the mean length
+    # of the think blocks written (None: none was).
+    report["format_rate"] = round(formats / len(rows), 4) if rows else 0.0
+    report["think_chars"] = round(sum(thinks) / len(thinks), 1) if thinks else None
     return report, rows
 
 
 def markdown(reports: dict[str, dict], title: str) -> str:
-    lines = [f"### {title}", "", "| model | entity F1 | relation F1 | valid JSON | type conformity | examples |",
-             "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    think = any(r.get("thinking") for r in reports.values())  # thinking columns only where a model thinks
+    lines = [f"### {title}", "", "| model | entity F1 | relation F1 | valid JSON | type conformity | "
+             + ("format | think chars | " if think else "") + "examples |",
+             "|---|---:|---:|---:|---:|" + ("---:|---:|" if think else "") + "---:|"]  # fmt: skip
     for name, r in reports.items():
         tc = "n/a" if r["type_conformity"] is None else f"{r['type_conformity']:.3f}"
+        extra = ""
+        if think:
+            chars = "n/a" if r.get("think_chars") is None else f"{r['think_chars']:.0f}"
+            extra = f"{r.get('format_rate', 0.0):.3f} | {chars} | "
         lines.append(
             f"| {name} | {r['entities']['micro']['f1']:.3f} | {r['relations']['micro']['f1']:.3f} | "
-            f"{r['valid_json_rate']:.3f} | {tc} | {r['examples']} |"
+            f"{r['valid_json_rate']:.3f} | {tc} | {extra}{r['examples']} |"
         )
     return "\n".join(lines)
 
@@ -158,7 +175,8 @@ def table_rows(reports: dict[str, dict]) -> list[dict[str, Any]]:
     return [
         {"model": name, "entity_f1": round(r["entities"]["micro"]["f1"], 4),
          "relation_f1": round(r["relations"]["micro"]["f1"], 4), "valid_json_rate": r["valid_json_rate"],
-         "type_conformity": r["type_conformity"], "examples": r["examples"]}  # fmt: skip
+         "type_conformity": r["type_conformity"], "format_rate": r.get("format_rate"),
+         "think_chars": r.get("think_chars"), "examples": r["examples"]}  # fmt: skip
         for name, r in reports.items()
     ]
 
@@ -183,10 +201,12 @@ def evaluate(cfg: EvaluateConfig, docs: pa.Table, sft_model: Path, grpo_model: P
     reports: dict[str, dict[str, dict]] = {name: {} for name in datasets}
     rows = []
     names = [m for m in cfg.models if m != "grpo" or grpo_model is not None]
+    folders = {"sft": sft_model, "grpo": grpo_model}  # the base never learnt to think
     for model_name, (model, tokenizer) in load_models(names, sft_model, grpo_model).items():
         gen = Generator(model, tokenizer)
+        thinking = trained_to_think(folders.get(model_name))
         for ds, recs in datasets.items():
-            report, answers = run_model(gen, recs, cfg)
+            report, answers = run_model(gen, recs, cfg, thinking)
             reports[ds][model_name] = report
             rows += [{"dataset": ds, "model": model_name, **a} for a in answers]
         del gen, model

@@ -14,12 +14,13 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from t2g import llm
-from t2g.config import ReasonConfig
+from t2g.config import REASONER, ReasonConfig
 from t2g.graph import THINK_CLOSE, THINK_OPEN
 from t2g.llm import cache as llm_cache
 from t2g.prompts import reasoner_messages
@@ -92,7 +93,7 @@ def target(think: str, graph_json: str) -> str:
     return f"{THINK_OPEN}\n{think}\n{THINK_CLOSE}\n{graph_json}"
 
 
-def reason(cfg: ReasonConfig, examples: pa.Table, *, api_key: str | None = None) -> StageResult:
+def reason(cfg: ReasonConfig, examples: pa.Table, reasoner: Path | None = None, *, api_key: str | None = None) -> StageResult:
     if not cfg.thinking:
         n = examples.num_rows
         table = examples.append_column(OUTPUT_FIELDS[0], pa.nulls(n, pa.string()))
@@ -100,12 +101,22 @@ def reason(cfg: ReasonConfig, examples: pa.Table, *, api_key: str | None = None)
         note = "thinking disabled in the recipe: targets are the graph JSON without <think> reasoning"
         empty = pa.Table.from_pylist([], schema=DROPPED_SCHEMA)
         return StageResult(main=table, side={"dropped": empty}, summary={"rows_in": n, "rows_out": n, "note": note})
-    return _reason(cfg, examples, api_key)
+    return _reason(cfg, examples, _model(cfg, reasoner), api_key)
 
 
-def _reason(cfg: ReasonConfig, examples: pa.Table, api_key: str | None) -> StageResult:
+def _model(cfg: ReasonConfig, reasoner: Path | None) -> str:
+    if cfg.model == REASONER:
+        if reasoner is None:
+            raise ReasonError(f'reason.model="{REASONER}" needs a reasoner model: add a `reasoner` section to the recipe')
+        return str(reasoner)
     if not cfg.model:
-        raise ReasonError("reason.thinking=true needs reason.model (the reasoner: a model path, hub name or served name)")
+        raise ReasonError(
+            f'reason.thinking=true needs reason.model (the reasoner: a model path, hub name, served name or "{REASONER}")'
+        )
+    return cfg.model
+
+
+def _reason(cfg: ReasonConfig, examples: pa.Table, model: str, api_key: str | None) -> StageResult:
     rows = examples.to_pylist()
     sampling = llm.Sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.seed)
     requests = [
@@ -114,7 +125,7 @@ def _reason(cfg: ReasonConfig, examples: pa.Table, api_key: str | None) -> Stage
     ]
     started = time.time()
     # Through the LLM response cache when the run opened one (t2g.llm.cache).
-    results, accounting = llm_cache.generate(cfg, cfg.model, requests, api_key)
+    results, accounting = llm_cache.generate(cfg, model, requests, api_key)
     if len(results) != len(requests):
         raise RuntimeError(f"backend {cfg.backend} returned {len(results)} results for {len(requests)} requests")
 

@@ -96,6 +96,9 @@ def sft(cfg: SftConfig, reasoned: pa.Table, teacher: Path | None = None) -> Stag
         base = {"model": cfg.model, "trust_remote_code": cfg.trust_remote_code, "revision": cfg.model_revision}
         weights = None
     model, tokenizer, trainer, resumed = train_sft(cfg, exs, base_dir, work, cfg.trust_remote_code, cfg.lora)
+    thinks = "think" in reasoned.column_names and reasoned.column("think").null_count < reasoned.num_rows
+    if thinks:  # evaluation and GRPO prompt it as it was taught (t2g.training.trained_to_think)
+        base = {**base, "thinking": True}
     out = save_final(trainer, model, tokenizer, work / "final", base, weights)
     history = trainer.state.log_history
     summary = {
@@ -105,6 +108,7 @@ def sft(cfg: SftConfig, reasoned: pa.Table, teacher: Path | None = None) -> Stag
         "resumed_from_step": resumed,
         "base": cfg.model,
         "lora": cfg.lora is not None,
+        "thinking": thinks,
         **final_metrics(history),
         "seconds": round(time.time() - started, 1),
     }
