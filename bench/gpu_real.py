@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from bench.__main__ import RESULTS, load_results
-from bench.sft import StepClock, toy_examples, sync_now
+from bench.sft import StepClock, sync_now, toy_examples
 from bench.sft import run as run_sft
 from t2g import toyworld
 from t2g.graph import Graph, json_schema, parse_completion
@@ -150,6 +150,41 @@ def sft(model_dir: Path, small: bool) -> dict[str, Any]:
             "note": "t2g: prompt-completion, loss on the completion, per-batch padding (t2g.training.sft_args); "
                     "seed-style: whole chat as text, padded to max_length, loss on all tokens. "
                     "steady_*: steps 2..N; trainer bf16 = t2g's default on the hardware"}  # fmt: skip
+
+
+def sft_why(model_dir: Path, small: bool) -> dict[str, Any]:
+    """Where t2g's SFT loses to the padded seed-style on a GPU: t2g's own args with one
+    field changed at a time, each timed as `sft` times both sides (after a warm-up)."""
+    from bench.sft import timed_train
+    from t2g.config import SftConfig
+    from t2g.training import load_tokenizer, sft_args
+
+    s = SETTINGS["sft"]["small" if small else "full"]
+    exs = toy_examples(s["n"])
+    tokenizer = load_tokenizer(model_dir)
+    texts = [{"text": tokenizer.apply_chat_template(ex["prompt"] + ex["completion"], tokenize=False)} for ex in exs]
+    variants = {
+        "t2g": ({}, exs),
+        "pad_to_64": ({"pad_to_multiple_of": 64}, exs),
+        "pad_to_max_length": ({"pad_to_multiple_of": s["max_length"]}, exs),
+        "loss_on_all_tokens": ({"completion_only_loss": False}, exs),
+        "text_dynamic_padding": ({"completion_only_loss": False}, texts),  # the seed's data, t2g's padding
+        "seed_style": ({"completion_only_loss": False, "pad_to_multiple_of": s["max_length"]}, texts),
+    }
+    out: dict[str, Any] = {"steps": s["steps"], "batch_size": s["batch"], "max_length": s["max_length"]}
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = SftConfig(max_steps=s["steps"], batch_size=s["batch"], learning_rate=1e-3, save_steps=10_000,
+                        logging_steps=s["steps"], max_length=s["max_length"], work_dir=tmp)  # fmt: skip
+        if s["warmup_steps"]:
+            warm = cfg.model_copy(update={"max_steps": s["warmup_steps"], "logging_steps": s["warmup_steps"]})
+            timed_train(model_dir, exs, sft_args(warm, Path(tmp) / "warm"), s["warmup_steps"], s["batch"])
+        for name, (fields, data) in variants.items():
+            args = sft_args(cfg, Path(tmp) / name)
+            for k, v in fields.items():
+                setattr(args, k, v)
+            out[name] = timed_train(model_dir, data, args, s["steps"], s["batch"])
+            print(name, out[name], flush=True)
+    return out
 
 
 # --- b. GRPO -------------------------------------------------------------------------
@@ -339,7 +374,7 @@ def _figures(texts: list[str], tokens: list[int], seconds: float, errors: list[s
 
 # --- entry point ---------------------------------------------------------------------
 
-PARTS = {"sft": sft, "grpo": grpo, "teacher": teacher}
+PARTS = {"sft": sft, "sft_why": sft_why, "grpo": grpo, "teacher": teacher}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -90,25 +90,32 @@ def _cpu_rows(results: dict[str, Any]) -> list[str]:
 
 
 def _gpu(results: dict[str, Any]) -> list[str]:
+    lines = []
+    if real := results.get("gpu_real"):
+        m, sft, grpo, t = (real.get(k) or {} for k in ("model", "sft", "grpo", "teacher"))
+        lines += [f"On a GPU with a real-size student (`bench/gpu_real.sh`: Qwen2.5-0.5B's shape, random weights, "
+                  f"{m.get('dtype', '?')}; {real.get('device', 'a GPU')}, torch {real.get('torch', '?')}, trl {real.get('trl', '?')}):", ""]  # fmt: skip
+        if sft:
+            lines.append(f"- SFT, {sft['examples']} examples of ~{sft['mean_tokens_per_example']:.0f} tokens, batch {sft['batch_size']}: "
+                         f"{sft['t2g']['examples_per_s']:.1f} examples/s, against {sft['seed_style']['examples_per_s']:.1f} "
+                         f"padded to {sft['max_length']:,} ({sft['speedup']:.2f}x).")  # fmt: skip
+        if grpo:
+            lines.append(f"- GRPO, {grpo['prompts']} prompts x {grpo['num_generations']} generations of up to "
+                         f"{grpo['max_completion_length']} tokens: {grpo['seconds_per_step']:.1f} s a step, "
+                         f"{100 * grpo['generation_share']:.0f}% of it generation.")  # fmt: skip
+        if t.get("t2g") and t.get("seed_style"):
+            lines.append(f"- teacher, {t['n']} prompts (transformers backend, schema-constrained): "
+                         f"{t['t2g']['tokens_per_s']:.0f} tokens/s, against {t['seed_style']['tokens_per_s']:.0f} for "
+                         f"batches of {t['seed_batch']} one after another ({t['tokens_per_s_ratio']:.1f}x).")  # fmt: skip
+        lines.append("")
     gpu = results.get("gpu_train")
-    if not gpu:
-        return []
-    device = f"{gpu.get('device', 'a GPU')}, torch {gpu.get('torch', '?')}"
-    lines = [f"On a GPU (`bench/gpu_train.sh`; {device}):", ""]
-    if sft := gpu.get("sft"):
-        lines += [
-            f"- SFT throughput, same benchmark: {sft['t2g']['examples_per_s']:.1f} examples/s, against "
-            f"{sft['seed_style']['examples_per_s']:.1f} padded ({sft['speedup']:.2f}x)."
-        ]
-    if tiny := gpu.get("tiny"):
-        lines += [
-            f"- the tiny recipe end to end from an empty store, {tiny['seconds']:.0f} s"
-            + (f" ({tiny['profile']})" if tiny.get("profile") else "")
-            + ":",
-            "",
-            *_f1_table(tiny),
-        ]
-    return [*lines, ""]
+    if gpu and (tiny := gpu.get("tiny")):
+        f1 = tiny.get("f1", {}).get("grpo")
+        lines += [f"The tiny recipe on {gpu.get('device', 'a GPU')} (`bench/gpu_train.sh`"
+                  + (f", {tiny['profile'].split(':')[0]}" if tiny.get("profile") else "")
+                  + f"): {tiny['seconds']:.0f} s from an empty store"
+                  + (f", GRPO entity / relation F1 {f1['entities']:.3f} / {f1['relations']:.3f}." if f1 else "."), ""]  # fmt: skip
+    return lines
 
 
 def render(results: dict[str, Any]) -> str:

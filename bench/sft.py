@@ -69,7 +69,7 @@ def sync_now() -> float:
     return time.perf_counter()
 
 
-def _train(model_dir: Path, dataset: list[dict], args, steps: int, batch: int) -> dict[str, Any]:
+def timed_train(model_dir: Path, dataset: list[dict], args, steps: int, batch: int) -> dict[str, Any]:
     from datasets import Dataset
     from trl import SFTTrainer
 
@@ -106,15 +106,15 @@ def run(steps: int = STEPS, batch: int = BATCH, smoke: bool = False, model_dir: 
 
         if has_cuda() and warmup_steps:  # the first trainer pays CUDA's start-up (context, kernels): not throughput
             warm = cfg.model_copy(update={"max_steps": warmup_steps, "logging_steps": warmup_steps})
-            _train(model_dir, exs, sft_args(warm, tmp / "warm"), warmup_steps, batch)
-        ours = _train(model_dir, exs, sft_args(cfg, tmp / "ours"), steps, batch)
+            timed_train(model_dir, exs, sft_args(warm, tmp / "warm"), warmup_steps, batch)
+        ours = timed_train(model_dir, exs, sft_args(cfg, tmp / "ours"), steps, batch)
 
         tokenizer = load_tokenizer(model_dir)
         texts = [{"text": tokenizer.apply_chat_template(ex["prompt"] + ex["completion"], tokenize=False)} for ex in exs]
         seed_args = sft_args(cfg, tmp / "seed")
         seed_args.completion_only_loss = False  # loss on all tokens
         seed_args.pad_to_multiple_of = max_length  # every example padded to max_length
-        seed = _train(model_dir, texts, seed_args, steps, batch)
+        seed = timed_train(model_dir, texts, seed_args, steps, batch)
         lengths = [len(tokenizer(t["text"], add_special_tokens=False)["input_ids"]) for t in texts]
     figs = {
         "examples": n,

@@ -268,7 +268,7 @@ _TRL_OWNED = frozenset({
     "output_dir", "learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
     "gradient_accumulation_steps", "warmup_steps", "lr_scheduler_type", "weight_decay",
     "gradient_checkpointing", "bf16", "use_cpu", "save_strategy", "save_steps", "save_total_limit",
-    "logging_steps", "report_to", "seed", "data_seed", "max_length", "padding_free", "completion_only_loss",
+    "logging_steps", "report_to", "seed", "data_seed", "max_length", "padding_free", "pad_to_multiple_of", "completion_only_loss",
     "num_generations", "generation_batch_size", "max_completion_length", "temperature", "top_k", "loss_type",
     "beta", "epsilon", "num_iterations", "scale_rewards", "mask_truncated_completions", "reward_weights",
     "use_vllm", "vllm_mode", "vllm_gpu_memory_utilization", "resume_from_checkpoint",
@@ -346,6 +346,11 @@ class TrainSection(Section):
 class SupervisedSection(TrainSection):
     max_length: int = Field(2048, ge=16, description="longer examples are truncated (no padding to it)")
     padding_free: bool = Field(False, description="flatten each batch into one sequence (flash attention only)")
+    # On an H200 each new batch length costs a step ~2.5x its time (kernel selection; docs/log.md,
+    # 2026-11-30): padding each batch up to a multiple of 64 leaves ~16 lengths, seen once each.
+    pad_to_multiple_of: int | None = Field(
+        None, ge=1, description="pad each batch's length up to a multiple of this; null: 64 on a GPU, none on a CPU"
+    )
 
 
 class TeacherConfig(SupervisedSection):

@@ -7,11 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import pyarrow as pa
 import torch
 
 from t2g.config import SftConfig
 from t2g.stages.sft import examples_from, sft
-from t2g.training import TrainingError, load_model, read_base
+from t2g.training import TrainingError, load_model, read_base, trained_to_think
 from tests.faults.helpers import kill_at
 from tests.trainkit import SMALL_TINY, reason_table
 
@@ -129,3 +130,25 @@ def test_the_teacher_as_base_needs_a_tiny_teacher(tmp_path):
     (other / "t2g_base.json").write_text('{"model": "Qwen/Qwen2.5-0.5B"}')
     with pytest.raises(TrainingError, match="is not a tiny teacher"):
         sft(config(tmp_path, model="@teacher"), table, other)
+
+
+def test_batches_are_padded_to_a_multiple_of_64_on_a_gpu_only(monkeypatch, tmp_path):
+    import t2g.training as training
+
+    monkeypatch.setattr(training, "has_cuda", lambda: False)
+    assert training.sft_args(SftConfig(), tmp_path).pad_to_multiple_of is None  # a CPU only pays for padding
+    monkeypatch.setattr(training, "has_cuda", lambda: True)
+    assert training.pad_multiple(SftConfig()) == 64  # a GPU pays per new batch length (docs/log.md)
+    assert training.pad_multiple(SftConfig(pad_to_multiple_of=8)) == 8
+    assert training.pad_multiple(SftConfig(padding_free=True)) is None
+
+
+def test_a_thinking_target_makes_a_thinking_student(tmp_path):
+    table = reason_table(6)
+    think = [f"t{i} names a person." for i in range(6)]
+    table = table.set_column(table.schema.get_field_index("think"), "think", pa.array(think, pa.string()))
+    cfg = SftConfig(max_steps=1, batch_size=2, tiny=SMALL_TINY, logging_steps=1, save_steps=1, work_dir=str(tmp_path))
+    result = sft(cfg, table)
+    assert result.summary["thinking"] is True and trained_to_think(result.model_dir)
+    plain = sft(cfg.model_copy(update={"work_dir": str(tmp_path / "plain")}), reason_table(6))
+    assert plain.summary["thinking"] is False and not trained_to_think(plain.model_dir)
