@@ -155,9 +155,11 @@ def data_lines(store, refs: Mapping[str, Mapping[str, Any]]) -> list[str]:
     kept = summary("filter")
     if lines and kept:
         reasons = ", ".join(f"{n} {why}" for why, n in sorted((kept.get("reasons") or {}).items(), key=lambda kv: -kv[1]))
-        fixed = ", ".join(f"{n} {why}" for why, n in sorted((kept.get("repaired") or {}).items(), key=lambda kv: -kv[1]))
+        fixed = kept.get("repaired") or {}
+        repaired = ", ".join(f"{why}: {n}" for why, n in sorted(fixed.items(), key=lambda kv: -kv[1]))
         lines.append(f"filter kept {kept.get('kept')} of {kept.get('rows_in')} labelled documents"
-                     + (f" (repaired: {fixed})" if fixed else "") + (f" (dropped: {reasons})" if reasons else ""))  # fmt: skip
+                     + (f", {sum(fixed.values())} of them repaired ({repaired})" if fixed else "")
+                     + (f" (dropped: {reasons})" if reasons else ""))  # fmt: skip
     return [*lines, ""] if lines else []
 
 
