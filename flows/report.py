@@ -73,6 +73,13 @@ def render(
     ]
     if reasons:
         lines += ["", "### Drop reasons", "", *_table(reasons)]
+    repaired = [
+        {"stage": stage, "repaired (kept)": reason, "rows": n}
+        for stage, m in manifests.items()
+        for reason, n in sorted(((m.get("summary") or {}).get("repaired") or {}).items())
+    ]
+    if repaired:  # kept rows; what repair removed is in <stage>-repaired
+        lines += ["", "### Repaired instead of dropped", "", *_table(repaired)]
     quality = label_quality((manifests.get("extract") or {}).get("summary") or {})
     if quality:  # the documents carried gold: how good were the teacher's labels?
         lines += ["", "### Teacher labels against the documents' gold", "", *_table(quality)]
@@ -148,7 +155,11 @@ def data_lines(store, refs: Mapping[str, Mapping[str, Any]]) -> list[str]:
     kept = summary("filter")
     if lines and kept:
         reasons = ", ".join(f"{n} {why}" for why, n in sorted((kept.get("reasons") or {}).items(), key=lambda kv: -kv[1]))
-        lines.append(f"filter kept {kept.get('kept')} of {kept.get('rows_in')} labelled documents" + (f" (dropped: {reasons})" if reasons else ""))
+        fixed = kept.get("repaired") or {}
+        repaired = ", ".join(f"{why}: {n}" for why, n in sorted(fixed.items(), key=lambda kv: -kv[1]))
+        lines.append(f"filter kept {kept.get('kept')} of {kept.get('rows_in')} labelled documents"
+                     + (f", {sum(fixed.values())} of them repaired ({repaired})" if fixed else "")
+                     + (f" (dropped: {reasons})" if reasons else ""))  # fmt: skip
     return [*lines, ""] if lines else []
 
 

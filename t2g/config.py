@@ -185,6 +185,10 @@ class FilterConfig(Section):
     max_entities: int = Field(50, ge=0)
     min_relations: int = Field(0, ge=0)
     max_relations: int = Field(50, ge=0)
+    # What an ungrounded teacher entity (its text not in the document) costs: the whole
+    # document ("drop"), or only that entity and the relations naming it ("repair"; the
+    # document is kept if the rest passes every other check, counted as repaired).
+    ungrounded: Literal["drop", "repair"] = "drop"
     augment: AugmentConfig = AugmentConfig()
 
     @model_validator(mode="after")

@@ -4,7 +4,9 @@ A row-wise stage (collect, extract, filter, reason) turns input rows into output
 every input row is either out, or counted under a named reason (dropped, quarantined, not
 selected), and added rows (filter's augmentation variants) are shown as variants. So
 `rows in - each reason + variants = rows out`, and `balance` says by how much a summary
-misses that. Training and evaluation stages write logs and predictions, not rows derived
+misses that. Rows a stage repaired instead of dropping (filter with `ungrounded: repair`)
+are output rows: they are shown after rows out, as part of it, and take no part in the
+sum; what the repair removed is in the `repaired` side artifact. Training and evaluation stages write logs and predictions, not rows derived
 one for one: their table names what went in and what came out, and claims no sum.
 """
 
@@ -21,6 +23,15 @@ def reasons(summary: Mapping[str, Any]) -> dict[str, int]:
     if summary.get("not_selected"):
         out[NOT_SELECTED] = int(summary["not_selected"])
     return out
+
+
+def repaired(summary: Mapping[str, Any]) -> dict[str, int]:
+    """Output rows the stage kept after repairing them, by what was repaired."""
+    return {f"repaired (kept, in rows out): {why}": int(n) for why, n in sorted((summary.get("repaired") or {}).items())}
+
+
+# Side artifacts that describe rows that are in rows out (the others hold rows kept aside).
+ABOUT_ROWS_OUT = {"repaired": "what repair removed from rows that are in rows out"}
 
 
 def balance(summary: Mapping[str, Any], rows_out: int) -> int:
@@ -45,5 +56,7 @@ def table(summary: Mapping[str, Any], rows_out: int, side: Mapping[str, int], ro
     gap = balance(summary, rows_out)
     if gap:  # never hide a count that does not add up: show it as its own row
         rows.append({"what": "unaccounted for", "count": gap})
-    rows += [{"what": f"{name} artifact rows (kept aside, not in rows out)", "count": n} for name, n in side.items()]
+    rows += [{"what": why, "count": n} for why, n in repaired(summary).items()]
+    rows += [{"what": f"{name} artifact rows ({ABOUT_ROWS_OUT.get(name, 'kept aside, not in rows out')})", "count": n}
+             for name, n in side.items()]  # fmt: skip
     return rows

@@ -177,6 +177,10 @@ def test_run_report_lists_inputs_artifacts_drops_f1_and_plots():
     assert "| model | entity_f1 | relation_f1 | valid_json_rate |" in md and "| sft | 0.500 | 0.250 | 1.000 |" in md
     assert "[rewards.png](file:///tmp/store/grpo/k2/rewards.png)" in md
     assert "Teacher labels" not in md  # gold labels: nothing to score
+    assert "Repaired instead of dropped" not in md
+    repaired = {**manifests, "filter": {"summary": {**manifests["filter"]["summary"], "repaired": {"ungrounded entity removed": 5}}}}
+    md = render(recipe, refs, "configs/tiny-gold.yaml", [], repaired, table)
+    assert "### Repaired instead of dropped" in md and "| filter | ungrounded entity removed | 5 |" in md
 
     vs_gold = {"pool": {"documents": 10, "entities": {"tp": 6, "fp": 2, "fn": 4}, "relations": {"tp": 1, "fp": 1, "fn": 3}}}
     md = render(recipe, refs, "configs/tiny-gold.yaml", [], {**manifests, "extract": {"summary": {"vs_gold": vs_gold}}}, table)
@@ -201,6 +205,11 @@ def test_closing_report_says_how_good_the_teachers_labels_were_and_what_the_filt
         "filter kept 4 of 10 labelled documents (dropped: 4 ungrounded entity, 2 dangling relation)",
         "",
     ]
+    summary = {"rows_in": 10, "kept": 7, "reasons": {"dangling relation": 3}, "repaired": {"ungrounded entity removed": 4}}
+    repaired = {**refs, "filter": store.write("filter", "f2", pa.table({"x": [1]}), meta={"summary": summary}).to_dict()}
+    assert data_lines(store, repaired)[1] == (
+        "filter kept 7 of 10 labelled documents, 4 of them repaired (ungrounded entity removed: 4) (dropped: 3 dangling relation)"
+    )
     gold_labels = {"extract": store.write("extract", "e2", pa.table({"x": [1]}), meta={"summary": {"backend": "gold"}}).to_dict()}
     assert data_lines(store, {**refs, **gold_labels}) == []
 

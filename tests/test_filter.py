@@ -12,9 +12,10 @@ import pyarrow.compute as pc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from t2g import toyworld
+from t2g import counts, toyworld
 from t2g.config import FilterConfig
 from t2g.graph import graph_from_obj
+from t2g.metrics import normalise
 from t2g.stages.collect import MAIN_SCHEMA as COLLECT_SCHEMA
 from t2g.stages.collect import doc_id
 from t2g.stages.filter import MAIN_SCHEMA, filter_graphs
@@ -264,3 +265,220 @@ def test_rows_in_equals_kept_plus_dropped(rows: list[dict[str, Any]], variants: 
     assert result.main.num_rows == s["kept"] + s["variants"]
     assert s["variants"] <= s["kept"] * variants
 
+
+
+# --- repair instead of discard (filter.ungrounded: repair) --------------------------
+
+REPAIR = FilterConfig(ungrounded="repair", augment={"variants": 0})
+
+
+def with_ghost(doc: dict[str, Any], ghost: str = "Zorblax Quintavius") -> dict[str, Any]:
+    """The teacher's answer with one invented entity and two relations naming it (one at
+    each end) added to the gold graph."""
+    first = doc["entities"][0]
+    entities = doc["entities"][:1] + [{"text": ghost, "type": first["type"]}] + doc["entities"][1:]
+    relations = [{"head": ghost, "tail": first["text"], "type": doc["relations"][0]["type"]}, *doc["relations"],
+                 {"head": first["text"], "tail": ghost, "type": doc["relations"][0]["type"]}]  # fmt: skip
+    return extracted(doc, graph=with_graph(doc, entities, relations))
+
+
+def test_repair_keeps_the_grounded_rest_and_records_what_went() -> None:
+    docs = toy_docs(6)
+    rows = [with_ghost(d) for d in docs[:3]] + [extracted(d) for d in docs[3:]]
+    result = filter_graphs(REPAIR, table(rows))
+    s = result.summary
+    assert (s["kept"], s["dropped"], s["reasons"]) == (6, 0, {})
+    assert s["repaired"] == {"ungrounded entity removed": 3}
+    assert s["repair_removed"] == {"entities": 3, "relations": 6}
+    # The kept graph is exactly the teacher's graph without the invented entity: the gold.
+    out = {r["id"]: r for r in result.main.to_pylist()}
+    assert [out[r["id"]]["graph"] for r in rows] == [extracted(d)["graph"] for d in docs]
+    repaired = result.side["repaired"].to_pylist()
+    assert [r["id"] for r in repaired] == [r["id"] for r in rows[:3]]
+    for r in repaired:
+        assert r["reason"] == "ungrounded entity removed"
+        assert r["detail"] == "removed 1 ungrounded entity (Zorblax Quintavius) and 2 relations naming it"
+        removed = json.loads(r["removed"])
+        assert [e["text"] for e in removed["entities"]] == ["Zorblax Quintavius"]
+        assert len(removed["relations"]) == 2 and all("Zorblax Quintavius" in (x["head"], x["tail"]) for x in removed["relations"])
+        assert r["graph"] == next(x["graph"] for x in rows if x["id"] == r["id"])  # the teacher's whole answer
+    assert result.side["dropped"].num_rows == 0
+
+
+def test_drop_is_the_default_and_adds_no_repair_output() -> None:
+    doc = toy_docs(1)[0]
+    result = filter_graphs(FilterConfig(), table([with_ghost(doc)]))
+    assert result.side["dropped"].column("reason").to_pylist() == ["ungrounded entity"]
+    assert set(result.side) == {"dropped"} and "repaired" not in result.summary
+
+
+def test_repair_removes_every_listing_of_the_entity_and_every_relation_naming_it() -> None:
+    doc = toy_docs(1)[0]
+    first, etype, rtype = doc["entities"][0]["text"], doc["entities"][0]["type"], doc["relations"][0]["type"]
+    ghost = [{"text": "Ghost Corp", "type": etype}, {"text": "Ghost Corp", "type": "other"}]
+    relations = doc["relations"] + [
+        {"head": "Ghost Corp", "tail": "Ghost Corp", "type": rtype},
+        {"head": first, "tail": "Ghost Corp", "type": "other"},
+    ]
+    row = extracted(doc, graph=with_graph(doc, doc["entities"] + ghost, relations), entity_types=None, relation_types=None)
+    result = filter_graphs(REPAIR, table([row]))
+    assert result.summary["kept"] == 1 and result.summary["repair_removed"] == {"entities": 2, "relations": 2}
+    assert result.main.column("graph").to_pylist() == [extracted(doc)["graph"]]
+
+
+def test_repair_uses_the_same_grounding_check() -> None:
+    doc = toy_docs(1)[0]
+    # Case and spacing differ from the text: grounded after normalisation, nothing to repair.
+    shouty = [{**e, "text": "  " + e["text"].upper().replace(" ", "   ")} for e in doc["entities"]]
+    names = {e["text"]: s["text"] for e, s in zip(doc["entities"], shouty)}
+    relations = [{**r, "head": names[r["head"]], "tail": names[r["tail"]]} for r in doc["relations"]]
+    result = filter_graphs(REPAIR, table([extracted(doc, graph=with_graph(doc, shouty, relations))]))
+    assert result.summary["kept"] == 1 and result.summary["repaired"] == {}
+    assert result.side["repaired"].num_rows == 0
+    # A name that is only whitespace is ungrounded.
+    blank = [*doc["entities"], {"text": "   ", "type": doc["entities"][0]["type"]}]
+    result = filter_graphs(REPAIR, table([extracted(doc, graph=with_graph(doc, blank))]))
+    assert result.summary["repaired"] == {"ungrounded entity removed": 1}
+    assert result.main.column("graph").to_pylist() == [extracted(doc)["graph"]]
+
+
+def test_repair_removes_exactly_what_drop_drops_for() -> None:
+    doc = next(d for d in toy_docs(40) if any(len(e["text"]) >= 6 for e in d["entities"]))
+    name = next(e["text"] for e in doc["entities"] if len(e["text"]) >= 6)
+    spellings = [
+        name.upper(), name.casefold(), f"\t{name}\n", name.replace(" ", " \n "),  # case and whitespace
+        "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in name),  # fullwidth: NFKC folds it
+        name[:3], name[1:-1],  # inside the text's spelling: a substring is grounded
+        name[:3] + " " + name[3:], name + "x", name[::-1], "", " ", "\u200b",  # not in the text
+        f"{name} {name}",  # in the text only if the text repeats it
+    ]
+    for spelling in spellings:
+        # The invented listing also goes first, so the document's other entities come after it.
+        entities = [{"text": spelling, "type": "x"}, *doc["entities"]]
+        relations = [*doc["relations"], {"head": spelling, "tail": doc["entities"][0]["text"], "type": "y"}]
+        row = extracted(doc, graph=with_graph(doc, entities, relations), entity_types=None, relation_types=None)
+        dropped = filter_graphs(FilterConfig(augment={"variants": 0}), table([row])).side["dropped"].to_pylist()
+        repaired = filter_graphs(REPAIR, table([row]))
+        assert [r["reason"] for r in dropped] in ([], ["ungrounded entity"]), spelling
+        assert bool(dropped) == bool(repaired.summary["repaired"]), repr(spelling)
+        if dropped:
+            assert repaired.main.column("graph").to_pylist() == [extracted(doc)["graph"]], repr(spelling)
+    grounded = [s for s in spellings if not filter_graphs(FilterConfig(), table([extracted(doc, graph=with_graph(
+        doc, [{"text": s, "type": "x"}, *doc["entities"]]), entity_types=None, relation_types=None)])).summary["dropped"]]
+    assert grounded[:7] == spellings[:7] and spellings[7:12] == [s for s in spellings[7:12] if s not in grounded]
+
+
+def test_a_relation_that_named_no_entity_still_drops_the_document() -> None:
+    doc = toy_docs(1)[0]
+    first, rtype = doc["entities"][0]["text"], doc["relations"][0]["type"]
+    # Relations name entities by text: one naming an id, or a name no entity has, dangles
+    # before any repair, as it does without repair.
+    for name in ("0", "Nowhere Man"):
+        row = with_ghost(doc)
+        graph = json.loads(row["graph"])
+        graph["relations"].append({"head": first, "tail": name, "type": rtype})
+        result = filter_graphs(REPAIR, table([{**row, "graph": json.dumps(graph)}]))
+        dropped = result.side["dropped"].to_pylist()
+        assert [r["reason"] for r in dropped] == ["dangling relation"]
+        assert dropped[0]["detail"].endswith("(after repair: removed 1 ungrounded entity (Zorblax Quintavius) and 2 relations naming it)")
+        assert result.summary["repaired_then_dropped"] == {"dangling relation": 1}
+        assert result.summary["repaired"] == {} and result.side["repaired"].num_rows == 0
+
+
+def test_a_repaired_document_must_pass_every_other_check() -> None:
+    doc = next(d for d in toy_docs(40) if len(d["relations"]) >= 2)
+    ghosts = [{"text": "Zorblax Quintavius", "type": doc["entities"][0]["type"]}]
+    only_ghosts = extracted(doc, graph=with_graph(doc, ghosts, []))
+    # min_entities 1: a graph whose only entity was invented is empty after repair.
+    result = filter_graphs(REPAIR, table([only_ghosts]))
+    dropped = result.side["dropped"].to_pylist()
+    assert [(r["reason"], r["detail"]) for r in dropped] == [
+        ("too few entities", "0 < 1 (after repair: removed 1 ungrounded entity (Zorblax Quintavius) and 0 relations naming it)")
+    ]
+    assert result.summary["kept"] == 0 and result.summary["repaired_then_dropped"] == {"too few entities": 1}
+    # With min_entities 0 the same empty graph passes, and is a repaired document.
+    result = filter_graphs(REPAIR.model_copy(update={"min_entities": 0}), table([only_ghosts]))
+    assert result.summary["kept"] == 1 and result.summary["repaired"] == {"ungrounded entity removed": 1}
+    # min_relations: the relations that went with the entity can take the rest below it.
+    n = len(doc["relations"])
+    result = filter_graphs(REPAIR.model_copy(update={"min_relations": n + 1}), table([with_ghost(doc)]))
+    assert result.side["dropped"].column("reason").to_pylist() == ["too few relations"]
+    assert result.summary["repaired_then_dropped"] == {"too few relations": 1}
+    # A type check still applies to what is left.
+    not_requested = absent_type(doc["entity_types"], toyworld.ENTITY_TYPES + ("weapon",))
+    entities = [{**doc["entities"][0], "type": not_requested}, *doc["entities"][1:], *ghosts]
+    result = filter_graphs(REPAIR, table([extracted(doc, graph=with_graph(doc, entities))]))
+    assert result.side["dropped"].column("reason").to_pylist() == ["entity type not requested"]
+
+
+def test_repaired_counts_add_up_with_variants_and_drops() -> None:
+    docs = toy_docs(12)
+    rows = [with_ghost(d) for d in docs[:5]] + [extracted(d) for d in docs[5:10]] + [
+        extracted(docs[10], error="boom", graph=None),
+        extracted(docs[11], graph=with_graph(docs[11], [{"text": "Zorblax", "type": "x"}], [])),
+    ]
+    result = filter_graphs(FilterConfig(ungrounded="repair", augment={"variants": 2, "seed": 1}), table(rows))
+    s = result.summary
+    assert (s["rows_in"], s["kept"], s["dropped"]) == (12, 10, 2) and s["variants"] > 0
+    assert s["repaired"] == {"ungrounded entity removed": 5}
+    assert counts.balance(s, result.main.num_rows) == 0
+    rows_table = counts.table(s, result.main.num_rows, {n: t.num_rows for n, t in result.side.items()}, row_wise=True)
+    whats = [r["what"] for r in rows_table]
+    assert whats == [
+        "rows in", "dropped: extraction error", "dropped: too few entities", "augmentation variants added", "rows out",
+        "repaired (kept, in rows out): ungrounded entity removed",
+        "dropped artifact rows (kept aside, not in rows out)",
+        "repaired artifact rows (what repair removed from rows that are in rows out)",
+    ]  # fmt: skip
+    out = whats.index("rows out")
+    assert sum(r["count"] for r in rows_table[:out]) == rows_table[out]["count"] == result.main.num_rows
+    # Variants of a repaired document are cut from the repaired graph.
+    for v in result.main.to_pylist():
+        assert "Zorblax Quintavius" not in v["graph"]
+
+
+@st.composite
+def _labelled(draw: st.DrawFn) -> dict[str, Any]:
+    """A row whose teacher mostly names words of the text (some spelled otherwise, some
+    invented, some listed twice) and mostly relates its own entities."""
+    row = draw(_row)
+    names = draw(st.lists(_words, min_size=1, max_size=5))
+    entities = [{"text": n, "type": draw(_types)} for n in names]
+    ends = st.sampled_from(names + ["nobody", "0"]) if draw(st.integers(0, 3)) == 0 else st.sampled_from(names)
+    relations = draw(st.lists(st.fixed_dictionaries({"head": ends, "tail": ends, "type": _types}), max_size=4))
+    text = " ".join(draw(st.lists(st.sampled_from(names + ["and"]), max_size=6)))
+    return {**row, "text": text, "error": "", "gold": None, "entity_types": None, "relation_types": None,
+            "graph": json.dumps({"entities": entities, "relations": relations})}  # fmt: skip
+
+
+@settings(max_examples=80, deadline=None)
+@given(rows=st.lists(st.one_of(_labelled(), _row), max_size=20), variants=st.integers(0, 2), min_entities=st.integers(0, 2))
+def test_a_repaired_graph_is_grounded_and_nothing_is_lost(rows: list[dict[str, Any]], variants: int, min_entities: int) -> None:
+    rows = [{**row, "id": f"d{i}"} for i, row in enumerate(rows)]  # one row per document, as extract writes
+    cfg = FilterConfig(ungrounded="repair", min_chars=0, min_entities=min_entities, max_entities=4, augment={"variants": variants})
+    result = filter_graphs(cfg, table(rows))
+    s = result.summary
+    repaired = result.side["repaired"].to_pylist()
+    assert s["rows_in"] == len(rows) == s["kept"] + s["dropped"] == s["kept"] + result.side["dropped"].num_rows
+    assert sum(s["repaired"].values()) == len(repaired) <= s["kept"]
+    assert counts.balance(s, result.main.num_rows) == 0
+    assert s["repair_removed"] == {
+        "entities": sum(len(json.loads(r["removed"])["entities"]) for r in repaired),
+        "relations": sum(len(json.loads(r["removed"])["relations"]) for r in repaired),
+    }
+    by_id = {r["id"]: r for r in repaired}
+    for out in result.main.to_pylist():
+        graph = graph_from_obj(json.loads(out["graph"]))
+        haystack = normalise(out["text"])
+        texts = {e.text for e in graph.entities}
+        assert all(normalise(e.text) and normalise(e.text) in haystack for e in graph.entities)
+        assert all(r.head in texts and r.tail in texts for r in graph.relations)
+        if out["variant"] == 0 and out["id"] in by_id:
+            # Nothing lost: what was kept and what was removed make the teacher's graph.
+            row, removed = by_id[out["id"]], json.loads(by_id[out["id"]]["removed"])
+            original = graph_from_obj(json.loads(row["graph"]))
+            kept_e = [(e.text, e.type) for e in graph.entities] + [(e["text"], e["type"]) for e in removed["entities"]]
+            kept_r = [r.model_dump() for r in graph.relations] + removed["relations"]
+            assert sorted(kept_e) == sorted((e.text, e.type) for e in original.entities)
+            assert sorted(map(json.dumps, kept_r)) == sorted(json.dumps(r.model_dump()) for r in original.relations)
+            assert removed["entities"] and all(not normalise(e["text"]) or normalise(e["text"]) not in haystack for e in removed["entities"])

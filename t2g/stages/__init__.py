@@ -132,7 +132,7 @@ STAGES: dict[str, Stage] = _registry(
         "t2g.stages.filter:filter_graphs",
         "filter",
         (Input("table", "extract"),),
-        side=("dropped",),
+        side=("dropped", "repaired"),  # repaired: only with filter.ungrounded: repair
         sharding="rows",
         shard_size=lambda r: r.orchestration.filter_shard_size,
     ),

@@ -4,6 +4,27 @@ Checks run in a fixed order and the first failure is the recorded reason, so a d
 count means the same thing in every run. Every dropped row goes to the `dropped` side
 table with all its input columns, and always rows_in == kept + dropped.
 
+Ungrounded entities (`ungrounded`): an entity is grounded when its normalised text
+(t2g.metrics.normalise: NFKC, casefold, whitespace collapsed) is non-empty and occurs in
+the normalised document text. With "drop" (the default) one ungrounded entity drops the
+document. With "repair" every ungrounded entity is removed (each listing of it, whatever
+its type), with every relation whose head or tail is its text (relations name entities by
+text, as `Graph.dangling` reads them; an entity's id is not a reference), and the rest of
+the document goes through the remaining checks as if the teacher had answered so. A
+relation that named no entity before the repair is still a dangling relation and drops
+the document, as it does without repair. A repaired document that fails a later check is
+dropped under that check's reason, its detail saying "after repair" and what was removed.
+
+A repaired document is a kept document (so the counts still read rows in - each drop
+reason + variants = rows out), and its variants are cut from the repaired graph. Nothing
+repair removes is lost: each repaired document is a row of the `repaired` side table (only
+written when `ungrounded` is "repair"), with all its input columns (the teacher's whole
+graph among them), `reason`, `detail` (how many entities and relations went) and `removed`
+(a graph JSON of exactly what went). The summary counts them apart from drops:
+`repaired` ({reason: documents}), `repair_removed` ({entities, relations}) and
+`repaired_then_dropped` ({drop reason: documents}). The `dropped` table holds only dropped
+rows, so its row count stays the drop count.
+
 Augmentation teaches the student that the request matters: each kept example also
 comes back as variants asking for a subset of the types present plus types that were
 requested from the teacher but found absent, with the graph restricted to the new
@@ -23,7 +44,7 @@ from typing import Any, Iterator, Sequence
 import pyarrow as pa
 
 from t2g.config import AugmentConfig, FilterConfig
-from t2g.graph import Graph, graph_from_obj
+from t2g.graph import Entity, Graph, Relation, graph_from_obj
 from t2g.metrics import normalise
 from t2g.stage import StageResult
 
@@ -57,19 +78,41 @@ TOO_MANY_ENTITIES = "too many entities"
 TOO_FEW_RELATIONS = "too few relations"
 TOO_MANY_RELATIONS = "too many relations"
 
+# Repair reasons (filter.ungrounded: repair): the document is kept.
+UNGROUNDED_REMOVED = "ungrounded entity removed"
+
 BATCH_ROWS = 10_000
 
 
 class Rejected(Exception):
-    def __init__(self, reason: str, detail: str = ""):
+    def __init__(self, reason: str, detail: str = "", repaired: bool = False):
         super().__init__(reason)
-        self.reason, self.detail = reason, detail
+        self.reason, self.detail, self.repaired = reason, detail, repaired
+
+
+@dataclass(frozen=True)
+class Repair:
+    """What repair took out of a teacher's graph."""
+
+    entities: tuple[Entity, ...]
+    relations: tuple[Relation, ...]
+
+    def detail(self) -> str:
+        distinct = list(dict.fromkeys(e.text for e in self.entities))
+        names = "; ".join(distinct)
+        names = names if len(names) <= 200 else names[:199] + "…"
+        return (f"removed {_plural(len(self.entities), 'ungrounded entity', 'ungrounded entities')} ({names}) "
+                f"and {_plural(len(self.relations), 'relation', 'relations')} naming {'it' if len(distinct) == 1 else 'them'}")  # fmt: skip
+
+    def to_json(self) -> str:
+        return Graph(entities=list(self.entities), relations=list(self.relations)).model_dump_json(exclude_none=True)
 
 
 @dataclass(frozen=True)
 class Checked:
     graph: Graph
     gold: Graph | None
+    repair: Repair | None = None
 
 
 def filter_graphs(cfg: FilterConfig, table: pa.Table) -> StageResult:
@@ -79,10 +122,15 @@ def filter_graphs(cfg: FilterConfig, table: pa.Table) -> StageResult:
     main: MAIN_SCHEMA; the original of a document has `id == doc_id` and variant 0,
     variant k has id `<doc_id>~v<k>`. side["dropped"]: the input columns plus `reason`
     (categorical, one of the constants above) and `detail` (what exactly failed).
+    side["repaired"] (only with `ungrounded: repair`): the input columns of each kept
+    document that repair changed, plus `reason`, `detail` and `removed` (graph JSON).
     """
     out: dict[str, list[Any]] = {name: [] for name in MAIN_SCHEMA.names}
     dropped: list[dict[str, Any]] = []
+    repaired: list[dict[str, Any]] = []
     reasons: Counter[str] = Counter()
+    then_dropped: Counter[str] = Counter()
+    removed = {"entities": 0, "relations": 0}
     kept = variants = 0
 
     for row in _rows(table):
@@ -90,26 +138,35 @@ def filter_graphs(cfg: FilterConfig, table: pa.Table) -> StageResult:
             checked = check(row, cfg)
         except Rejected as why:
             reasons[why.reason] += 1
+            then_dropped[why.reason] += why.repaired
             dropped.append({**row, "reason": why.reason, "detail": why.detail})
             continue
         kept += 1
+        if checked.repair is not None:
+            fix = checked.repair
+            removed["entities"] += len(fix.entities)
+            removed["relations"] += len(fix.relations)
+            repaired.append({**row, "reason": UNGROUNDED_REMOVED, "detail": fix.detail(), "removed": fix.to_json()})
         for example in examples(row, checked, cfg.augment):
             variants += example["variant"] > 0
             for name, column in out.items():
                 column.append(example[name])
 
     dropped_schema = table.schema.append(pa.field("reason", pa.string())).append(pa.field("detail", pa.string()))
-    return StageResult(
-        main=pa.Table.from_pydict(out, schema=MAIN_SCHEMA),
-        side={"dropped": pa.Table.from_pylist(dropped, schema=dropped_schema)},
-        summary={
-            "rows_in": table.num_rows,
-            "kept": kept,
-            "dropped": len(dropped),
-            "variants": variants,
-            "reasons": dict(sorted(reasons.items())),
-        },
-    )
+    side = {"dropped": pa.Table.from_pylist(dropped, schema=dropped_schema)}
+    summary = {
+        "rows_in": table.num_rows,
+        "kept": kept,
+        "dropped": len(dropped),
+        "variants": variants,
+        "reasons": dict(sorted(reasons.items())),
+    }
+    if cfg.ungrounded == "repair":
+        side["repaired"] = pa.Table.from_pylist(repaired, schema=dropped_schema.append(pa.field("removed", pa.string())))
+        summary["repaired"] = {UNGROUNDED_REMOVED: len(repaired)} if repaired else {}
+        summary["repair_removed"] = removed
+        summary["repaired_then_dropped"] = {why: n for why, n in sorted(then_dropped.items()) if n}
+    return StageResult(main=pa.Table.from_pydict(out, schema=MAIN_SCHEMA), side=side, summary=summary)
 
 
 def _rows(table: pa.Table) -> Iterator[dict[str, Any]]:
@@ -135,10 +192,39 @@ def check(row: dict[str, Any], cfg: FilterConfig) -> Checked:
         raise Rejected(TOO_LONG, f"{len(text)} > {cfg.max_chars} chars")
 
     haystack = normalise(text)
-    for entity in graph.entities:
-        needle = normalise(entity.text)
-        if not needle or needle not in haystack:
-            raise Rejected(UNGROUNDED, entity.text)
+    ungrounded = [e for e in graph.entities if not grounded(e.text, haystack)]
+    if not ungrounded:
+        return Checked(_checked(row, graph, cfg), gold)
+    if cfg.ungrounded == "drop":
+        raise Rejected(UNGROUNDED, ungrounded[0].text)
+    graph, fix = without(graph, ungrounded)
+    try:
+        return Checked(_checked(row, graph, cfg), gold, fix)
+    except Rejected as why:
+        raise Rejected(why.reason, f"{why.detail} (after repair: {fix.detail()})", repaired=True) from None
+
+
+def grounded(name: str, haystack: str) -> bool:
+    """Whether an entity named `name` occurs in the text whose normalise() is `haystack`."""
+    needle = normalise(name)
+    return bool(needle) and needle in haystack
+
+
+def without(graph: Graph, entities: Sequence[Entity]) -> tuple[Graph, Repair]:
+    """`graph` less every entity listed with the text of one of `entities`, and less every
+    relation whose head or tail is such a text; and what was taken out."""
+    gone = {e.text for e in entities}
+    ents = [e for e in graph.entities if e.text in gone]
+    rels = [r for r in graph.relations if r.head in gone or r.tail in gone]
+    kept = Graph(
+        entities=[e for e in graph.entities if e.text not in gone],
+        relations=[r for r in graph.relations if r.head not in gone and r.tail not in gone],
+    )
+    return kept, Repair(tuple(ents), tuple(rels))
+
+
+def _checked(row: dict[str, Any], graph: Graph, cfg: FilterConfig) -> Graph:
+    """`graph` when it passes the checks after grounding; raises Rejected otherwise."""
     dangling = graph.dangling()
     if dangling:
         r = dangling[0]
@@ -158,7 +244,11 @@ def check(row: dict[str, Any], cfg: FilterConfig) -> Checked:
 
     _bounds(len(graph.entities), cfg.min_entities, cfg.max_entities, TOO_FEW_ENTITIES, TOO_MANY_ENTITIES)
     _bounds(len(graph.relations), cfg.min_relations, cfg.max_relations, TOO_FEW_RELATIONS, TOO_MANY_RELATIONS)
-    return Checked(graph, gold)
+    return graph
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
 def _graph(value: Any, reason: str) -> Graph:
