@@ -50,7 +50,7 @@ def run_recipe(config: str, store_uri: str, overrides: list[str], out: Path | No
     timings: dict[str, Any] = {}
     started = time.time()
     for node in plan(recipe):  # the recipe's graph, walked as the flows walk it (t2g.dag)
-        stage = node.stage
+        stage = node.name  # a later round's node (sft-2) keys and stores under its own name
         outcome = execute(stage, section(recipe, stage), {param: refs[up] for param, up in node.inputs}, store)
         refs[stage] = outcome.ref
         timings[stage] = {"seconds": round(outcome.seconds, 1), "hit": outcome.hit}
