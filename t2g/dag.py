@@ -222,7 +222,11 @@ def describe(nodes: Iterable[Node]) -> list[str]:
     node, the stage it runs)."""
     lines = []
     for n in nodes:
-        ins = ", ".join(f"{p}<-{up}" for p, up in n.inputs) or "-"
+        try:
+            sides = {i.param: i.side for i in registered(n.name).inputs if i.side}
+        except KeyError:  # a node of another registry
+            sides = {}
+        ins = ", ".join(f"{p}<-{up}" + (f"-{sides[p]}" if p in sides else "") for p, up in n.inputs) or "-"
         shard = f"{n.sharding} shards of {n.shard_size}" if n.shard_size else "one task"
         runs = f" (round {n.round}: runs {n.stage})" if n.name != n.stage else ""
         lines.append(f"{n.name:<10} inputs: {ins:<40} {shard:<22} {'gpu when there is one' if n.gpu else 'cpu'}{runs}")

@@ -107,6 +107,15 @@ def test_adding_rounds_moves_no_key_of_the_first_round():
     assert "start" not in config_dict(load_recipe(DEFAULT).sft)
 
 
+def test_tiny_r1_is_the_demo_plus_a_round_that_reuses_its_first():
+    r1, demo = load_recipe(REPO / "configs" / "tiny-r1.yaml"), load_recipe(DEFAULT)
+    assert names(plan(r1)) == [*ROUND_ONE, "sample-2", "sft-2", "grpo-2", "evaluate"]
+    r1_keys, demo_keys = keys(r1), keys(demo)
+    assert {n: r1_keys[n] for n in ROUND_ONE} == {n: demo_keys[n] for n in ROUND_ONE}  # a demo store serves round 1
+    out = CliRunner().invoke(app, ["dag", "--config", str(REPO / "configs" / "tiny-r1.yaml"), "--set", "sample.dropped=true"])
+    assert "dropped<-filter-dropped" in out.output  # a side artifact input says so
+
+
 def test_round_sections_merge_over_the_round_before():
     recipe = load_recipe(DEFAULT, overrides=["rounds=[{sample: {k: 3}, sft: {max_steps: 50, start: previous}}, {grpo: {max_steps: 5}}]"])
     assert section(recipe, "sft") is recipe.sft and section(recipe, "sft-2").max_steps == 50
