@@ -129,10 +129,35 @@ def closing_report(recipe: Recipe, refs: Mapping[str, Mapping[str, Any]]) -> str
         return ""
     store = open_store(recipe.store)
     md = store.read_file("evaluate", refs["evaluate"]["key"], "report.md").decode()
-    lines = ["", *data_lines(store, refs), md.strip(), "", f"report:      {refs['evaluate']['uri']}/report.md (and report.json; predictions in the parquet parts)"]
-    if "grpo" in refs:
-        lines.append(f"reward plot: {refs['grpo']['uri']}/rewards.png")
+    lines = ["", *data_lines(store, refs), *sample_lines(store, refs), md.strip(), "",
+             f"report:      {refs['evaluate']['uri']}/report.md (and report.json; predictions in the parquet parts)"]  # fmt: skip
+    for name, ref in refs.items():
+        if name == "grpo" or name.startswith("grpo-"):
+            lines.append(f"reward plot: {ref['uri']}/rewards.png" + (f" ({name})" if name != "grpo" else ""))
     return "\n".join(lines)
+
+
+def sample_lines(store, refs: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Per rejection-sampling node (`sample-2`, …): documents, answers, what was kept and,
+    where the documents carry gold, how often the kept answer beats the teacher's label."""
+    lines = []
+    for name, ref in refs.items():
+        if not name.startswith("sample-"):
+            continue
+        try:
+            s = store.manifest(ref["stage"], ref["key"]).get("summary") or {}
+        except Exception:  # a report never fails a finished run
+            continue
+        if "documents" not in s:
+            continue
+        line = (f"{name}: {s['documents']} documents x {s['samples'] // max(s['documents'], 1)} answers from "
+                f"the round before's {s.get('model')}: {s['accepted']} accepted ({100 * s['acceptance_rate']:.1f}%), "
+                f"mean best reward {s.get('mean_best_reward')}")  # fmt: skip
+        if g := s.get("vs_gold"):
+            line += (f"; against the gold, the kept answer beats the teacher's label on {g['closer']} of "
+                     f"{g['documents']} ({100 * g['closer'] / g['documents']:.1f}%), ties on {g['same']}")
+        lines.append(line + f" ({ref['uri']}/report.md)")
+    return [*lines, ""] if lines else []
 
 
 def data_lines(store, refs: Mapping[str, Mapping[str, Any]]) -> list[str]:

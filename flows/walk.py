@@ -32,14 +32,14 @@ def run_node(recipe: Recipe, node: Node, upstream: dict[str, dict[str, Any]]) ->
     if node.sharding == "rows":
         from flows.cpu_shards import run_row_sharded_stage  # on the recipe's task runner
 
-        return run_row_sharded_stage(recipe, node.stage, upstream, node.shard_size)
+        return run_row_sharded_stage(recipe, node.name, upstream, node.shard_size)
     if node.sharding == "llm":
-        return run_sharded(recipe, node.stage, upstream, node.shard_size)
-    return run_stage(recipe, node.stage, upstream)
+        return run_sharded(recipe, node.name, upstream, node.shard_size)
+    return run_stage(recipe, node.name, upstream)
 
 
 def walk(recipe: Recipe, nodes: Iterable[Node], given: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
-    """Run `nodes` in order; `given` holds artifacts the caller already has, by stage.
+    """Run `nodes` in order; `given` holds artifacts the caller already has, by node name.
     Returns the reference of every node run (with `hit`), and logs the stage table."""
     logger = get_run_logger()
     done = {stage: ArtifactRef.from_dict(ref).to_dict() for stage, ref in (given or {}).items()}
@@ -48,8 +48,8 @@ def walk(recipe: Recipe, nodes: Iterable[Node], given: Mapping[str, Mapping[str,
         upstream = {param: done[up] for param, up in node.inputs}
         ref = run_node(recipe, node, upstream)
         publish_outputs(recipe, ref)
-        logger.info("%s: %s, %d rows, %s", node.stage, "cache hit" if ref.get("hit") else "ran", ref["rows"], ref["uri"])
-        ran[node.stage] = ref
-        done[node.stage] = ArtifactRef.from_dict(ref).to_dict()
+        logger.info("%s: %s, %d rows, %s", node.name, "cache hit" if ref.get("hit") else "ran", ref["rows"], ref["uri"])
+        ran[node.name] = ref
+        done[node.name] = ArtifactRef.from_dict(ref).to_dict()
     logger.info("recipe %s:\n%s", recipe.name, "\n".join(stage_lines(ran)))
     return ran

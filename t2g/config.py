@@ -16,7 +16,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 from urllib.parse import urlparse
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
 
 TEACHER = "@teacher"  # extract.model and sft.model: the recipe's own tiny teacher (its `teacher` section)
 REASONER = "@reasoner"  # reason.model: the recipe's own tiny reasoner (its `reasoner` section)
@@ -392,6 +392,18 @@ class SftConfig(SupervisedSection):
     trust_remote_code: bool = False
     tiny: TinyModelConfig = TinyModelConfig()
     lora: LoraSettings | None = None
+    # Only a later round's SFT (`rounds`) has a model before it. Left out of the dump at
+    # its default, so the keys of recipes without rounds do not move.
+    start: Literal["base", "previous"] = Field(
+        "base", description="a later round: train from `model` as R1 did (base), or continue the round before's GRPO model"
+    )
+
+    @model_serializer(mode="wrap")
+    def _start_only_when_set(self, handler: Any) -> dict[str, Any]:
+        out = handler(self)
+        if self.start == "base":
+            out.pop("start", None)
+        return out
 
 
 class GrpoConfig(TrainSection):
@@ -430,6 +442,75 @@ class GrpoConfig(TrainSection):
                 "generation_batch_size, or batch_size x gradient_accumulation_steps): change one of them"
             )
         return self
+
+
+class SampleConfig(LLMSection):
+    """Rejection sampling (t2g.stages.sample): `k` answers per labelled document from the
+    round before's model, scored with the registered rewards against the teacher's label
+    and checked like the filter checks labels; the best one is kept when it reaches
+    `min_reward`. Runs in later rounds only (`rounds`); this section is their default."""
+
+    model: Literal["grpo", "sft"] = Field("grpo", description="which model of the round before answers")
+    backend: Literal["transformers", "vllm"] = "transformers"
+    k: int = Field(4, ge=1, le=64, description="answers sampled per document")
+    max_new_tokens: int = Field(256, ge=1)
+    temperature: float = Field(0.8, ge=0)
+    seed: int = 0
+    constrained: bool = Field(False, description="JSON-schema constrained sampling (never with thinking rows)")
+    splits: list[str] | None = Field(None, description="sample documents of these splits; null: every labelled split")
+    limit: int | None = Field(None, ge=1, description="sample at most this many documents (a fixed pseudo-random subset)")
+    dropped: bool = Field(False, description="also sample the documents the filter dropped (filter-dropped)")
+    rewards: list[str] = ["f1_entities", "f1_relations"]
+    reward_weights: list[float] | None = Field(None, description="one per reward; null: all 1")
+    min_reward: float = Field(0.8, ge=0, le=1, description="the weighted mean reward the best answer must reach")
+    consensus: float | None = Field(
+        None, gt=0, le=1, description="documents without a usable teacher label: keep the answer agreeing best "
+        "with the other samples (mean reward against them) when it reaches this; null: reject them"
+    )
+    checks: FilterConfig | None = Field(None, description="the label checks answers must pass; null: the recipe's filter section")
+
+    @model_validator(mode="after")
+    def _sampling(self) -> "SampleConfig":
+        if self.k > 1 and self.temperature == 0:
+            raise ValueError(f"k={self.k} answers at temperature 0 are {self.k} copies of one: raise temperature or set k: 1")
+        if self.reward_weights is not None and len(self.reward_weights) != len(self.rewards):
+            raise ValueError(f"reward_weights has {len(self.reward_weights)} values for {len(self.rewards)} rewards {self.rewards}")
+        if self.reward_weights is not None and sum(self.reward_weights) <= 0:
+            raise ValueError("reward_weights must have a positive sum")
+        return self
+
+
+class RoundConfig(Section):
+    """One round after the first: overrides of the round before's sections (the recipe's
+    own for round 2), merged key by key like `extends`. `{}` repeats the round before."""
+
+    sample: dict[str, Any] = {}
+    sft: dict[str, Any] = {}
+    grpo: dict[str, Any] = {}
+
+
+MAX_ROUNDS = 16  # rounds after the first
+
+
+def section_fields(model: BaseModel) -> dict[str, Any]:
+    """A section's field values as plain data, every field included (also those left out
+    of dumps, such as `launch`), so overrides merge into it and validate back."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, BaseModel):
+            return section_fields(value)
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return {name: plain(getattr(model, name)) for name in type(model).model_fields}
+
+
+def merged_round(base: Section, overrides: dict[str, Any]) -> Section:
+    """`base` with a round's `overrides` merged over it, validated as `base`'s class."""
+    return base if not overrides else type(base).model_validate(merge_sections(section_fields(base), overrides))
 
 
 class EvaluateConfig(Section):
@@ -493,8 +574,24 @@ class Recipe(Section):
     sft: SftConfig = SftConfig()
     grpo: GrpoConfig = GrpoConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    # Rejection sampling and further rounds (t2g.rounds): `sample` is every later round's
+    # default; each entry of `rounds` is one more round (sample, sft, grpo) after the first.
+    sample: SampleConfig = SampleConfig()
+    rounds: list[RoundConfig] = Field([], max_length=MAX_ROUNDS, description="rounds after the first, each overriding the one before")
     retries: RetryConfig = RetryConfig()
     orchestration: OrchestrationConfig = OrchestrationConfig()
+
+    def round_section(self, name: str, round: int) -> Section:
+        """Section `name` (sample, sft or grpo) as round `round` (2, 3, …) runs it: the
+        round before's (round 1: the recipe's own) with this round's overrides merged over
+        it. A sample section without `checks` takes the recipe's filter section."""
+        if not 2 <= round <= len(self.rounds) + 1:
+            raise ValueError(f"round {round}: this recipe has rounds 1 to {len(self.rounds) + 1}")
+        base = getattr(self, name) if round == 2 else self.round_section(name, round - 1)
+        merged = merged_round(base, getattr(self.rounds[round - 2], name))
+        if isinstance(merged, SampleConfig) and merged.checks is None:
+            merged = merged.model_copy(update={"checks": self.filter})
+        return merged
 
     @field_validator("store")
     @classmethod
@@ -505,6 +602,20 @@ class Recipe(Section):
     @classmethod
     def _cache_inside_its_root(cls, uri: str | None) -> str | None:
         return None if uri is None else check_store_uri(uri)
+
+    @model_validator(mode="after")
+    def _rounds_valid(self) -> "Recipe":
+        if self.sft.start != "base":
+            raise ValueError('sft.start: "previous" means the round before\'s model; set it in a later round (rounds[i].sft)')
+        for r in range(2, len(self.rounds) + 2):
+            for name in RoundConfig.model_fields:
+                try:
+                    self.round_section(name, r)
+                except ValidationError as exc:
+                    err = exc.errors()[0]
+                    where = ".".join(str(p) for p in err["loc"])
+                    raise ValueError(f"rounds.{r - 2}.{name}{'.' + where if where else ''}: {err['msg']} (round {r})") from None
+        return self
 
     @model_validator(mode="after")
     def _evaluate_split_held_out(self) -> "Recipe":

@@ -4,14 +4,20 @@ walk (`--until`, training from a given data artifact, evaluating a given model).
 
 Plain Python: the flows walk what `plan` returns, one cached task per node, and a test or
 a script can walk it the same way with t2g.runner.
+
+A recipe with `rounds` expands here: each later round r adds a node `<stage>-<r>` for every
+stage the registry repeats (t2g.rounds), with the round's merged section and its inputs
+wired by `Input.round`. Nodes are addressed by name everywhere (`--until sample-2`, the
+store, the task runs); `Node.stage` is the registry entry a node runs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping
 
-from t2g.stages import STAGES, Stage
+from t2g import rounds
+from t2g.stages import STAGES, Input, Stage, registered
 
 
 class DagError(ValueError):
@@ -20,60 +26,97 @@ class DagError(ValueError):
 
 @dataclass(frozen=True)
 class Node:
-    """One stage of a recipe's graph, with the inputs that are wired under that recipe."""
+    """One node of a recipe's graph, with the inputs that are wired under that recipe."""
 
-    stage: str
-    inputs: tuple[tuple[str, str], ...]  # (parameter, upstream stage), in declared order
+    stage: str  # the registry entry it runs
+    inputs: tuple[tuple[str, str], ...]  # (parameter, upstream node), in declared order
     optional: frozenset[str]  # parameters the stage can do without
     shard_size: int | None  # rows per shard; None: one task
     sharding: str | None  # "llm" or "rows" when shard_size is set
     gpu: bool
+    name: str = ""  # the node's name: the stage's, or `<stage>-<round>` in a later round
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", self.stage)
+
+    @property
+    def round(self) -> int:
+        return rounds.parse(self.name)[1]
 
     @property
     def upstream(self) -> tuple[str, ...]:
         return tuple(stage for _, stage in self.inputs)
 
 
-def section(recipe: Any, stage: str, registry: Mapping[str, Stage] = STAGES) -> Any:
-    """The recipe section that configures `stage` ({} for a stage without settings)."""
-    name = registry[stage].section
-    return {} if name is None else getattr(recipe, name)
+def section(recipe: Any, node: str, registry: Mapping[str, Stage] = STAGES) -> Any:
+    """The recipe section that configures node `node` ({} for a stage without settings):
+    the recipe's own, or in a later round the round's merged one (Recipe.round_section)."""
+    spec = registered(node, dict(registry))
+    if spec.section is None:
+        return {}
+    round = rounds.parse(node)[1] if node != spec.name else 1
+    return getattr(recipe, spec.section) if round == 1 else recipe.round_section(spec.section, round)
+
+
+def last_round(recipe: Any) -> int:
+    return 1 + len(getattr(recipe, "rounds", None) or ())
 
 
 def graph(recipe: Any, registry: Mapping[str, Stage] = STAGES) -> dict[str, Node]:
-    """Every stage the recipe configures (a stage whose section is null, such as the tiny
-    teacher without a `teacher` section, has no node), in an order that runs each after its
-    inputs; registry order breaks ties. Raises DagError naming what is missing."""
+    """Every node the recipe configures (a stage whose section is null, such as the tiny
+    teacher without a `teacher` section, has no node; a stage the registry repeats has one
+    per round), in an order that runs each after its inputs; round, then registry order,
+    breaks ties. Raises DagError naming what is missing."""
     nodes: dict[str, Node] = {}
-    for name, spec in registry.items():
-        cfg = {} if spec.section is None else getattr(recipe, spec.section, None)
-        if cfg is None:
-            continue
-        try:
-            spec.check_section(cfg)
-        except ValueError as exc:
-            raise DagError(f"{spec.section or name}.{exc}") from None
-        wired = spec.active_inputs(cfg)
-        size = spec.shards(recipe)
-        nodes[name] = Node(
-            stage=name,
-            inputs=tuple((i.param, i.stage) for i in wired),
-            optional=frozenset(i.param for i in wired if i.optional),
-            shard_size=size,
-            sharding=spec.sharding if size else None,
-            gpu=spec.gpu,
-        )
+    last = last_round(recipe)
+    for round in range(1, last + 1):
+        for name, spec in registry.items():
+            if not spec.in_round(round):
+                continue
+            if spec.section is not None and getattr(recipe, spec.section, None) is None:
+                continue
+            node = rounds.node_name(name, round)
+            cfg = section(recipe, node, registry)
+            try:
+                spec.check_section(cfg)
+            except ValueError as exc:
+                where = spec.section or name
+                raise DagError(f"{where}{'' if round == 1 else f' (round {round})'}.{exc}") from None
+            wired = [(param, up, i.optional) for i in spec.active_inputs(cfg) for param, up in _wire(i, round, last, registry)]
+            size = spec.shards(recipe)
+            nodes[node] = Node(
+                stage=name,
+                inputs=tuple((param, up) for param, up, _ in wired),
+                optional=frozenset(param for param, _, optional in wired if optional),
+                shard_size=size,
+                sharding=spec.sharding if size else None,
+                gpu=spec.gpu,
+                name=node,
+            )
     for node in nodes.values():
         for param, up in node.inputs:
-            if up not in registry:
-                raise DagError(f"stage {node.stage}: input {param} names {up!r}, which is not a registered stage")
             if up not in nodes and param not in node.optional:
+                stage = registered(up, dict(registry)).name
                 raise DagError(
-                    f"stage {node.stage} needs the {up} stage's artifact as {param!r}, but the recipe has no "
-                    f"`{registry[up].section}` section: add one"
+                    f"stage {node.name} needs the {stage} stage's artifact as {param!r}, but the recipe has no "
+                    f"`{registry[stage].section}` section: add one"
                 )
     _check_gpu_stages(recipe, registry)
     return {name: nodes[name] for name in _order(nodes)}
+
+
+def _wire(i: Input, round: int, last: int, registry: Mapping[str, Stage]) -> list[tuple[str, str]]:
+    """(parameter, upstream node) pairs of input `i` in a node of `round` (see Input.round)."""
+    up = registry.get(i.stage)
+    if up is None:
+        raise DagError(f"input {i.param} names {i.stage!r}, which is not a registered stage")
+    if i.round == "each":
+        return [(rounds.round_param(i.param, r), rounds.node_name(i.stage, r)) for r in range(1, last + 1) if up.in_round(r)]
+    r = round - 1 if i.round == "previous" else round
+    if up.rounds == "once":
+        return [(i.param, i.stage)] if i.round == "same" or round > 1 else []
+    return [(i.param, rounds.node_name(i.stage, r))] if r >= 1 and up.in_round(r) else []
 
 
 def _order(nodes: Mapping[str, Node]) -> list[str]:
@@ -94,7 +137,7 @@ def _order(nodes: Mapping[str, Node]) -> list[str]:
 
 def _check_gpu_stages(recipe: Any, registry: Mapping[str, Stage]) -> None:
     orchestration = getattr(recipe, "orchestration", None)
-    unknown = sorted(set(getattr(orchestration, "gpu_stages", ()) or ()) - set(registry))
+    unknown = sorted(set(getattr(orchestration, "gpu_stages", ()) or ()) - set(registry))  # a stage's later rounds too
     if unknown:
         raise DagError(f"orchestration.gpu_stages: {unknown} are not stages; choose from {', '.join(registry)}")
 
@@ -108,8 +151,8 @@ def plan(
 ) -> list[Node]:
     """The nodes to run, in order.
 
-    - `until`: only that stage and what it needs (its ancestors); None: every stage that
-      no other consumes (evaluate) and what those need: the whole graph.
+    - `until`: only that node (`sft`, `sample-2`) and what it needs (its ancestors); None:
+      every node that no other consumes (evaluate) and what those need: the whole graph.
     - `given`: stages whose artifacts the caller already has (train-only starts from a
       data artifact and its lineage): they are not run, and nothing above them is.
     - `follow_optional=False`: an optional input is wired only when its stage is given
@@ -118,9 +161,7 @@ def plan(
     g = graph(recipe, registry)
     given = set(given)
     if until is not None and until not in g:
-        known = ", ".join(g)
-        why = " (its recipe section is not set)" if until in registry else ""
-        raise DagError(f"until={until!r} is not a stage of this recipe{why}; choose one of {known}")
+        raise DagError(f"until={until!r} is not a stage of this recipe{_why_absent(recipe, until, registry)}; choose one of {', '.join(g)}")
     wanted: set[str] = set()
     consumed = {up for n in g.values() for up in n.upstream}
     todo = [until] if until is not None else [n for n in g if n not in consumed and n not in given]
@@ -139,9 +180,22 @@ def plan(
     return [_without_unmet_optional(g[n], wanted | given) for n in g if n in wanted]
 
 
+def _why_absent(recipe: Any, name: str, registry: Mapping[str, Stage]) -> str:
+    try:
+        spec = registered(name, dict(registry))
+    except KeyError:
+        return ""
+    round = 1 if name == spec.name else rounds.parse(name)[1]
+    if not spec.in_round(round):
+        return f" (it runs in later rounds only, as {rounds.node_name(name, 2)}, …: add `rounds`)"
+    if round > last_round(recipe):
+        return f" (the recipe has rounds 1 to {last_round(recipe)}: add entries to `rounds`)"
+    return " (its recipe section is not set)"
+
+
 def _without_unmet_optional(node: Node, available: set[str]) -> Node:
     inputs = tuple((p, up) for p, up in node.inputs if up in available or p not in node.optional)
-    return node if inputs == node.inputs else Node(node.stage, inputs, node.optional, node.shard_size, node.sharding, node.gpu)
+    return node if inputs == node.inputs else replace(node, inputs=inputs)
 
 
 def cached(recipe: Any, nodes: Iterable[Node], store: Any) -> dict[str, Any] | None:
@@ -156,18 +210,24 @@ def cached(recipe: Any, nodes: Iterable[Node], store: Any) -> dict[str, Any] | N
         upstream = {param: found[up] for param, up in node.inputs if up in found}
         if len(upstream) != len(node.inputs):
             return None  # an input from outside the plan: only a whole plan is checked here
-        ref = store.finished(node.stage, stage_key(node.stage, section(recipe, node.stage), upstream))
+        ref = store.finished(node.name, stage_key(node.name, section(recipe, node.name), upstream))
         if ref is None:
             return None
-        found[node.stage] = ref
+        found[node.name] = ref
     return found
 
 
 def describe(nodes: Iterable[Node]) -> list[str]:
-    """One line per node, for `t2g dag`: inputs, sharding, GPU."""
+    """One line per node, for `t2g dag`: inputs, sharding, GPU (and, for a later round's
+    node, the stage it runs)."""
     lines = []
     for n in nodes:
-        ins = ", ".join(f"{p}<-{up}" for p, up in n.inputs) or "-"
+        try:
+            sides = {i.param: i.side for i in registered(n.name).inputs if i.side}
+        except KeyError:  # a node of another registry
+            sides = {}
+        ins = ", ".join(f"{p}<-{up}" + (f"-{sides[p]}" if p in sides else "") for p, up in n.inputs) or "-"
         shard = f"{n.sharding} shards of {n.shard_size}" if n.shard_size else "one task"
-        lines.append(f"{n.stage:<10} inputs: {ins:<40} {shard:<22} {'gpu when there is one' if n.gpu else 'cpu'}")
+        runs = f" (round {n.round}: runs {n.stage})" if n.name != n.stage else ""
+        lines.append(f"{n.name:<10} inputs: {ins:<40} {shard:<22} {'gpu when there is one' if n.gpu else 'cpu'}{runs}")
     return lines

@@ -27,7 +27,7 @@ from pydantic import BaseModel
 
 import t2g
 from t2g.config import Recipe
-from t2g.stages import STAGES
+from t2g.stages import registered
 from t2g.store import ArtifactRef, Store
 
 TAIL_LINES = 40
@@ -39,11 +39,11 @@ class LaunchError(RuntimeError):
 
 def section_model(stage: str) -> type[BaseModel]:
     """The recipe section class a stage takes: the ranks rebuild its config from JSON."""
-    annotation = Recipe.model_fields[STAGES[stage].section].annotation
+    annotation = Recipe.model_fields[registered(stage).section].annotation
     for candidate in (annotation, *get_args(annotation)):  # `TeacherConfig | None` too
         if isinstance(candidate, type) and issubclass(candidate, BaseModel):
             return candidate
-    raise TypeError(f"stage {stage}: recipe section {STAGES[stage].section} is not a model")
+    raise TypeError(f"stage {stage}: recipe section {registered(stage).section} is not a model")
 
 
 # --- the runner's side -----------------------------------------------------------------
@@ -63,7 +63,7 @@ def accelerate_command(stage: str, config: BaseModel, upstream: Mapping[str, Art
         path = Path(settings.accelerate_config).expanduser()
         if not path.is_file():
             raise LaunchError(
-                f"{STAGES[stage].section}.launch.accelerate_config: {path} does not exist "
+                f"{registered(stage).section}.launch.accelerate_config: {path} does not exist "
                 f"(a relative path starts at the working directory, {Path.cwd()})"
             )
         cmd += ["--config_file", str(path.resolve())]

@@ -15,14 +15,22 @@ from typing import Sequence
 from t2g.distributed import is_main_process, rank, world_size
 from t2g.launch import LaunchError, section_model
 from t2g.runner import run_here, stage_key
-from t2g.stages import STAGES
+from t2g.stages import registered
 from t2g.store import ArtifactRef, Store
+
+
+def _node(name: str) -> str:
+    try:
+        registered(name)
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"{name!r} is no stage nor a later round's node of one") from None
+    return name
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m t2g.rank", description="one rank of a launched training stage")
     parser.add_argument("--store", required=True, help="the store's root URI")
-    parser.add_argument("--stage", required=True, choices=sorted(STAGES))
+    parser.add_argument("--stage", required=True, type=_node, help="the node: a stage, or a later round's (sft-2)")
     parser.add_argument("--key", required=True, help="the stage key the runner computed")
     parser.add_argument("--config-json", required=True, help="the stage's recipe section")
     parser.add_argument("--upstream-json", default="{}", help="the upstream artifact references, by parameter")

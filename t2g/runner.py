@@ -8,6 +8,9 @@ finished main artifact implies finished side artifacts.
 A training section with `launch` set runs under `accelerate launch` instead: every rank
 runs `run_here` (t2g/rank.py), only the main rank writes, and `execute` then finds
 the artifact like a finished one.
+
+`stage` is a node's name (t2g.dag): a stage's own, or a later round's `sft-2`, whose
+artifacts and key carry that name while it runs the registry entry it repeats.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from t2g.checkpoints import checkpoint_store
 from t2g.fingerprint import run_nonce
 from t2g.launch import LaunchError, launch
 from t2g.stage import cache_key
-from t2g.stages import STAGES
+from t2g.stages import registered
 from t2g.store import ArtifactRef, Store
 
 # A stage's inputs by parameter name. A plain list is also taken (scripts, tests): it is
@@ -51,23 +54,32 @@ def named(stage: str, config: Any, upstream: Upstream) -> dict[str, ArtifactRef]
     """`upstream` by parameter name (see Upstream)."""
     if isinstance(upstream, Mapping):
         return dict(upstream)
-    params = [i.param for i in STAGES[stage].active_inputs(config)]
+    params = [i.param for i in registered(stage).active_inputs(config)]
     if len(upstream) > len(params):
         raise ValueError(f"{stage} takes {len(params)} inputs ({', '.join(params) or 'none'}), got {len(upstream)}")
     return dict(zip(params, upstream))
 
 
-def load_input(store: Store, ref: ArtifactRef) -> pa.Table | Path:
-    """A table artifact as a table; a model artifact as a local folder to load it from."""
+def load_input(store: Store, ref: ArtifactRef, side: str | None = None) -> pa.Table | Path:
+    """A table artifact as a table; a model artifact as a local folder to load it from;
+    with `side`, the artifact's side table of that name (`filter-dropped`)."""
+    if side is not None:
+        return store.read(f"{ref.stage}-{side}", ref.key)
     if store.manifest(ref.stage, ref.key).get("kind") == "model":
         return store.materialize(ref.stage, ref.key)
     return store.read(ref.stage, ref.key)
 
 
+def load_inputs(stage: str, upstream: Mapping[str, ArtifactRef], store: Store) -> dict[str, pa.Table | Path]:
+    """Every input of `stage` by parameter, read as its registry entry says (main or side)."""
+    sides = {i.param: i.side for i in registered(stage).inputs if i.side}
+    return {param: load_input(store, ref, sides.get(param)) for param, ref in upstream.items()}
+
+
 def stage_key(stage: str, config: BaseModel | dict[str, Any], upstream: Upstream) -> str:
     inputs = named(stage, config, upstream)
     wiring = [f"{param}={ref.key}" for param, ref in sorted(inputs.items())] + external_wiring(stage, config)
-    return cache_key(stage, config_dict(config), wiring, STAGES[stage].code_version())
+    return cache_key(stage, config_dict(config), wiring, registered(stage).code_version())
 
 
 def external_wiring(stage: str, config: Any) -> list[str]:
@@ -77,13 +89,13 @@ def external_wiring(stage: str, config: Any) -> list[str]:
     no later run finds it."""
     return [
         f"external:{name}={fp if fp is not None else 'unpinned:' + run_nonce()}"
-        for name, fp in sorted(STAGES[stage].externals(config).items())
+        for name, fp in sorted(registered(stage).externals(config).items())
     ]
 
 
 def never_cached(stage: str, config: Any) -> list[str]:
     """Why the stage is never a cache hit under this section, one line per input."""
-    return [f"{name} has no pinned revision: never cached" for name, fp in sorted(STAGES[stage].externals(config).items()) if fp is None]
+    return [f"{name} has no pinned revision: never cached" for name, fp in sorted(registered(stage).externals(config).items()) if fp is None]
 
 
 def execute(stage: str, config: BaseModel, upstream: Upstream, store: Store) -> Outcome:
@@ -105,7 +117,7 @@ def finished(stage: str, key: str, store: Store, started: float, hit: bool = Tru
     if existing is None:
         return None
     manifest = store.manifest(stage, key)
-    side = {s: ref for s in STAGES[stage].side if (ref := store.ref(f"{stage}-{s}", key)) is not None}
+    side = {s: ref for s in registered(stage).side if (ref := store.ref(f"{stage}-{s}", key)) is not None}
     return Outcome(existing, hit, manifest.get("summary", {}), side, time.time() - started)
 
 
@@ -126,11 +138,11 @@ def run_here(
     """Run the stage in this process and write its artifacts. A launched stage's ranks
     other than the main one pass `write=False`: they train along and write nothing.
     `note` joins the summary (what the launch adds: how many processes trained)."""
-    spec = STAGES[stage]
+    spec = registered(stage)
     started = time.time()
     upstream = named(stage, config, upstream)
     key = stage_key(stage, config, upstream)
-    inputs = {param: load_input(store, ref) for param, ref in upstream.items()}
+    inputs = load_inputs(stage, upstream, store)
     # Training stages mirror their checkpoints to the store (a crashed worker's disk is
     # gone); through a context, not the config, so the key stays the same.
     with checkpoint_store(store) as checkpoints:
@@ -166,6 +178,6 @@ def manifest_meta(stage: str, config: Any, upstream: Mapping[str, ArtifactRef]) 
         "config": config_dict(config),
         "upstream": [u.to_dict() for u in upstream.values()],
         "inputs": {param: ref.key for param, ref in upstream.items()},
-        "code_version": STAGES[stage].code_version(),
+        "code_version": registered(stage).code_version(),
         "t2g_version": __version__,
     }

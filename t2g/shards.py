@@ -30,9 +30,9 @@ import pyarrow as pa
 from pydantic import BaseModel
 
 from t2g.llm.cache import as_reused
-from t2g.runner import Outcome, Upstream, external_wiring, load_input, manifest_meta, named, never_cached, stage_key
+from t2g.runner import Outcome, Upstream, external_wiring, load_inputs, manifest_meta, named, never_cached, stage_key
 from t2g.stage import cache_key
-from t2g.stages import STAGES
+from t2g.stages import registered
 from t2g.store import ArtifactRef, Store, table_digest
 
 
@@ -173,7 +173,7 @@ def _config(config: BaseModel | dict[str, Any]) -> dict[str, Any]:
 def cut_along(stage: str, config: Any, upstream: Upstream) -> tuple[str, ArtifactRef, dict[str, ArtifactRef]]:
     """The input a sharded stage is cut along (its first declared input), and the others."""
     inputs = named(stage, config, upstream)
-    param = STAGES[stage].inputs[0].param
+    param = registered(stage).inputs[0].param
     if param not in inputs:
         raise ValueError(f"sharded stage {stage} got no {param!r} input to cut into shards")
     return param, inputs[param], {p: ref for p, ref in inputs.items() if p != param}
@@ -181,7 +181,7 @@ def cut_along(stage: str, config: Any, upstream: Upstream) -> tuple[str, Artifac
 
 def shard_key(stage: str, config: BaseModel | dict[str, Any], shard_digest: str, others: dict[str, ArtifactRef]) -> str:
     wiring = [shard_digest, *(f"{p}={ref.key}" for p, ref in sorted(others.items())), *external_wiring(stage, config)]
-    return cache_key(shard_stage(stage), _config(config), wiring, STAGES[stage].code_version())
+    return cache_key(shard_stage(stage), _config(config), wiring, registered(stage).code_version())
 
 
 def plan(stage: str, config: Any, upstream: Upstream, store: Store, size: int) -> Plan:
@@ -226,9 +226,9 @@ def run_shard(stage: str, config: Any, shard: Shard, upstream: Upstream, store: 
     if store.finished(out_stage, shard.key) is not None:
         m = store.manifest(out_stage, shard.key)
         return ShardOutcome(shard, True, int(m["rows"]), m.get("summary", {}), time.time() - started)
-    spec = STAGES[stage]
+    spec = registered(stage)
     param, _, others = cut_along(stage, config, upstream)
-    inputs = {param: store.read(shard_input_stage(stage), shard.digest), **{p: load_input(store, u) for p, u in others.items()}}
+    inputs = {param: store.read(shard_input_stage(stage), shard.digest), **load_inputs(stage, others, store)}
     result = spec.load()(config, **inputs, **kwargs)
     if not isinstance(result.main, pa.Table):
         result.main = pa.concat_tables(list(result.main))
@@ -271,7 +271,7 @@ def merge(
     order (side artifacts first, the main manifest last, as t2g.runner.execute does).
     `reused`: keys of shards this run found finished; their requests count as cache hits."""
     started = time.time()
-    spec = STAGES[stage]
+    spec = registered(stage)
     key = stage_key(stage, config, upstream)
     existing = store.finished(stage, key)
     if existing is not None:

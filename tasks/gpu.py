@@ -12,9 +12,15 @@ import contextlib
 from typing import Iterator
 
 from t2g.config import Recipe
+from t2g.stages import registered
 
 
 def is_gpu_stage(recipe: Recipe, stage: str) -> bool:
+    """`stage` (a node: a later round's `sft-2` counts as `sft`) is one the recipe names."""
+    try:
+        stage = registered(stage).name
+    except KeyError:  # not a node of the registry: only its own name counts
+        pass
     return stage in recipe.orchestration.gpu_stages
 
 

@@ -29,7 +29,7 @@ from t2g.config import Recipe
 from t2g.dag import section
 from t2g.llm.cache import use_cache
 from t2g.runner import Outcome, execute, stage_key
-from t2g.stages import STAGES
+from t2g.stages import registered
 from t2g.store import ArtifactRef, StoreError
 from tasks.gpu import gpu_slot, stage_tags
 from tasks.results import json_only_result_storage
@@ -128,7 +128,8 @@ def _run(recipe: Recipe, stage: str, upstream: dict[str, dict[str, Any]]) -> dic
 
 @lru_cache(maxsize=None)
 def stage_task(stage: str) -> Task:
-    """The cached Prefect task of `stage` (one per stage name, so the UI groups its runs)."""
+    """The cached Prefect task of node `stage` (one per node name, so the UI groups its runs:
+    a later round's `sft-2` is its own task)."""
     return task(
         _run,
         name=stage,
@@ -138,7 +139,7 @@ def stage_task(stage: str) -> Task:
         result_serializer="json",
         # Under Prefect's print capture the trainers' dataset preparation floods the run
         # log with bytecode listings (and every progress print would be an API call).
-        log_prints=not STAGES[stage].model and stage != "evaluate",
+        log_prints=not registered(stage).model and registered(stage).name != "evaluate",
     )
 
 
@@ -158,7 +159,7 @@ def publish(stage: str, outcome: Outcome) -> dict[str, Any]:
     logger.info("%s %s (%d rows) in %.1f s", verb, outcome.ref.uri, outcome.ref.rows, outcome.seconds)
     if not outcome.hit:
         side = {name: ref.rows for name, ref in outcome.side.items()}
-        rows = counts.table(summary, outcome.ref.rows, side, STAGES[stage].row_wise)
+        rows = counts.table(summary, outcome.ref.rows, side, registered(stage).row_wise)
         create_table_artifact(rows, key=f"t2g-{stage}-counts", description=f"{stage}: rows in, each reason, rows out")
         lines = [f"## {stage}", "", f"- output: `{outcome.ref.uri}` ({outcome.ref.rows} rows)"]
         lines += [f"- {name}: `{ref.uri}` ({ref.rows} rows)" for name, ref in outcome.side.items()]

@@ -19,7 +19,7 @@ SMALL = [
     "collect.sources.1.n=80",
     "collect.sources.2.n=20",
 ]
-_LINE = re.compile(r"^\s+(\w+)\s+(\d+) rows\s+(hit|ran)\s+(\S+)$", re.M)
+_LINE = re.compile(r"^\s+([\w-]+)\s+(\d+) rows\s+(hit|ran)\s+(\S+)$", re.M)  # later rounds: sft-2
 
 
 @dataclass

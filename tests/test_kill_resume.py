@@ -1,19 +1,25 @@
 """SIGKILL the pipeline in the middle of a stage, rerun: finished stages are reused, the
 interrupted one completes, nothing half-written is ever visible, and the artifacts equal
-an uninterrupted run's."""
+an uninterrupted run's. A sampling stage killed mid-way keeps the answers it had: the
+rerun asks the model only for the others."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import time
 from pathlib import Path
 
+from collections import Counter
+
 from t2g.config import load_recipe
+from t2g.llm.cache import CHUNK
 from t2g.runner import execute
 from t2g.store import Store
 from tests.flowrun import SMALL, TINY, run_t2g, small_args, t2g_cmd
+from tests.test_pipeline_tiny import CUT
 
 # Big enough that collect writes two parts (10,000 rows each) with seconds in between.
 BIG = ["collect.sources.1.n=11000"]
@@ -26,9 +32,9 @@ def _half_written(store: Path) -> Path | None:
     return None
 
 
-def _run_and_kill(tmp_path: Path, env: dict[str, str], when) -> str:
+def _run_and_kill(tmp_path: Path, env: dict[str, str], when, args: list[str] | None = None) -> str:
     proc = subprocess.Popen(
-        [t2g_cmd(), *small_args(*BIG)],
+        [t2g_cmd(), *(args or small_args(*BIG))],
         cwd=tmp_path,
         env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
@@ -87,3 +93,46 @@ def test_sigkill_mid_stage_then_rerun(tmp_path, prefect_server):
         got = store.manifest(stage, final.stages[stage]["uri"].rsplit("/", 1)[1])
         want = ref_store.manifest(stage, outcome.ref.key)
         assert (got["key"], got["rows"], got["digest"]) == (want["key"], want["rows"], want["digest"]), stage
+
+
+# Round 2's sampling from an untrained student: 6 answers to each of ~115 documents, more
+# than one chunk of the LLM cache (each chunk is written as soon as it is answered). No
+# answer of an untrained model reaches min_reward 1, so every answer lands in the side table.
+SAMPLING = [*CUT, "sample={k: 6, max_new_tokens: 32, batch_size: 128, min_reward: 1.0}", "rounds=[{}]"]
+
+
+def _sample_args() -> list[str]:
+    args = ["run", "--config", str(TINY), "--until", "sample-2"]
+    for item in SAMPLING:
+        args += ["--set", item]
+    return args
+
+
+def _answers(store: Path) -> list[Path]:
+    return sorted(store.glob("_llm_cache/*/*.json"))
+
+
+def _first_chunk_answered(store: Path) -> str | None:
+    n = len(_answers(store))
+    return f"{n} answers cached" if n >= CHUNK and not list(store.glob("sample-2/*/_manifest.json")) else None
+
+
+def test_sigkill_mid_sampling_then_rerun_asks_only_for_the_rest(tmp_path, prefect_server):
+    env = prefect_server.env()
+    store_dir = tmp_path / ".t2g" / "store"
+    _run_and_kill(tmp_path, env, _first_chunk_answered, _sample_args())
+    kept = [json.loads(p.read_text())["result"]["text"] for p in _answers(store_dir)]
+    assert len(kept) >= CHUNK and not list(store_dir.glob("sample-2/*/_manifest.json"))
+
+    final = run_t2g(_sample_args(), tmp_path, env)
+    assert final.returncode == 0, final.output[-4000:]
+    assert final.stages["grpo"]["hit"] and not final.stages["sample-2"]["hit"], final.output[-3000:]
+    key = final.stages["sample-2"]["uri"].rsplit("/", 1)[1]
+    summary = Store(f"file://{store_dir}").manifest("sample-2", key)["summary"]
+    # Only the answers the killed run did not have were generated again.
+    assert (summary["llm"]["cache_hits"], summary["llm"]["cache_misses"]) == (len(kept), summary["samples"] - len(kept))
+    assert summary["samples"] == 6 * summary["documents"] > len(kept)
+    assert summary["documents"] == summary["accepted"] + summary["rejected"]
+    # ...and the kept ones are the answers the stage judged.
+    side = Store(f"file://{store_dir}").read("sample-2-rejected", key)
+    assert side.num_rows == summary["samples"] and not Counter(kept) - Counter(side.column("completion").to_pylist())

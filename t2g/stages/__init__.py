@@ -9,6 +9,11 @@ t2g.dag computes the graph of a recipe from these entries; the flows walk that g
 Adding a stage is one module with its function plus one entry here. The code version of a
 stage (part of its cache key) is derived from its module and every t2g module it imports
 (t2g.stage.code_version), so it needs no list kept by hand.
+
+Rounds (R1's rejection sampling, then SFT and RL again): a stage marked `rounds="every"`
+runs again in each later round of a recipe (`rounds`), one marked "later" in later rounds
+only; the node of round r > 1 is `<stage>-<r>` (t2g.rounds) and `registered` finds the
+entry it runs. An input says which round's artifact it takes (`Input.round`).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
+from t2g import rounds as _rounds
 from t2g.config import REASONER, TEACHER
 from t2g.stage import StageResult, code_version, import_closure
 
@@ -27,12 +33,20 @@ class Input:
 
     `when` (section config -> bool): the input exists only when it says so (extract takes
     the teacher only when extract.model is "@teacher"). `optional`: the stage also runs
-    without it (evaluate-only scores an SFT model that has no GRPO successor)."""
+    without it (evaluate-only scores an SFT model that has no GRPO successor). `side`: the
+    stage's side artifact of that name (`filter-dropped`) instead of its main one.
+
+    `round`, for an input from a stage that runs in several rounds: "same" takes the node
+    of this node's round (none in a round where that stage has no node: round 1's sft
+    takes no samples), "previous" the round before's (none in round 1), "each" every
+    round's, as `param`, `param_2`, … (t2g.rounds.round_param)."""
 
     param: str
     stage: str
     when: Callable[[Any], bool] | None = None
     optional: bool = False
+    side: str | None = None
+    round: Literal["same", "previous", "each"] = "same"
 
     def active(self, section: Any) -> bool:
         return self.when is None or bool(self.when(section))
@@ -64,6 +78,12 @@ class Stage:
     # file, folder or hub object the section names outside the store (t2g.fingerprint).
     # Fingerprints join the stage's key; None (an unpinned hub object) means never cached.
     external: str | None = None
+    # "once": a node in round 1 only; "every": also in each later round of the recipe, with
+    # the round's merged section (Recipe.round_section); "later": in later rounds only.
+    rounds: Literal["once", "every", "later"] = "once"
+
+    def in_round(self, round: int) -> bool:
+        return round == 1 if self.rounds == "once" else round > 1 if self.rounds == "later" else round >= 1
 
     def load(self) -> Callable[..., StageResult]:
         return _attr(self.function)
@@ -108,8 +128,24 @@ def _uses_reasoner(section: Any) -> bool:
     return bool(getattr(section, "thinking", False)) and getattr(section, "model", None) == REASONER
 
 
+def _from_base(section: Any) -> bool:
+    return getattr(section, "start", "base") == "base"
+
+
 def _registry(*stages: Stage) -> dict[str, Stage]:
     return {s.name: s for s in stages}
+
+
+def registered(name: str, registry: dict[str, Stage] | None = None) -> Stage:
+    """The registry entry node `name` runs: the stage of that name, or for a later
+    round's node (`sft-2`) the stage it repeats. KeyError when there is none."""
+    registry = STAGES if registry is None else registry
+    if name in registry:
+        return registry[name]
+    stage, round = _rounds.parse(name)
+    if stage in registry and round > 1 and registry[stage].in_round(round):
+        return registry[stage]
+    raise KeyError(name)
 
 
 STAGES: dict[str, Stage] = _registry(
@@ -154,11 +190,17 @@ STAGES: dict[str, Stage] = _registry(
         "sft",
         "t2g.stages.sft:sft",
         "sft",
-        (Input("reasoned", "reason"), Input("teacher", "teacher", when=_uses_teacher)),
+        (
+            Input("reasoned", "reason"),
+            Input("teacher", "teacher", when=lambda s: _uses_teacher(s) and _from_base(s)),
+            Input("samples", "sample"),  # a later round's accepted samples, added to the teacher's data
+            Input("start", "grpo", round="previous", when=lambda s: not _from_base(s)),
+        ),
         gpu=True,
         model=True,
         row_wise=False,
         external="t2g.fingerprint:sft_inputs",
+        rounds="every",
     ),
     Stage(
         "grpo",
@@ -170,12 +212,34 @@ STAGES: dict[str, Stage] = _registry(
         gpu=True,
         model=True,
         row_wise=False,
+        rounds="every",
+    ),
+    # Rejection sampling: the round before's model answers each labelled document k times;
+    # the best answer that passes the filter's checks and reaches min_reward is kept.
+    Stage(
+        "sample",
+        "t2g.stages.sample:sample",
+        "sample",
+        (
+            Input("examples", "reason"),
+            Input("model", "grpo", round="previous", when=lambda s: s.model == "grpo"),
+            Input("model", "sft", round="previous", when=lambda s: s.model == "sft"),
+            Input("dropped", "filter", side="dropped", when=lambda s: s.dropped),
+        ),
+        side=("rejected",),
+        check="t2g.rewards:check_section",
+        gpu=True,
+        rounds="later",
     ),
     Stage(
         "evaluate",
         "t2g.stages.evaluate:evaluate",
         "evaluate",
-        (Input("docs", "collect"), Input("sft_model", "sft"), Input("grpo_model", "grpo", optional=True)),
+        (
+            Input("docs", "collect"),
+            Input("sft_model", "sft", round="each"),
+            Input("grpo_model", "grpo", optional=True, round="each"),
+        ),
         gpu=True,
         row_wise=False,
         external="t2g.fingerprint:benchmark_inputs",

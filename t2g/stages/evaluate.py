@@ -7,7 +7,9 @@ valid-JSON rate says whether the model learnt the format). The report per model 
 answer is a row of the predictions table. Each model is also compared with the one
 before it in `models` (sft with base, grpo with sft): the F1 difference with a 95% paired
 bootstrap interval over the documents, in `report.json` under "comparisons" and below the
-table. Interchange JSONL benchmarks named in the recipe are scored the same way.
+table. Interchange JSONL benchmarks named in the recipe are scored the same way. A recipe
+with later rounds (`rounds`) adds each round's models after GRPO (`sft-2`, `grpo-2`, …),
+each compared with the one before it the same way.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from t2g.graph import graph_from_obj, json_schema, parse_completion
 from t2g.inference import Generator
 from t2g.metrics import paired_bootstrap
 from t2g.prompts import messages
+from t2g.rounds import later_models
 from t2g.stage import StageResult
 from t2g.training import TINY, TrainingError, load_model, load_tokenizer, read_base, rebuild_tiny, trained_to_think
 
@@ -63,8 +66,10 @@ def _record(rid: str, text: str, gold: dict, etypes: Sequence[str] | None, rtype
     return {"id": str(rid), "text": text, "entity_types": list(etypes), "relation_types": list(rtypes), **restricted}
 
 
-def load_models(names: Sequence[str], sft_dir: Path, grpo_dir: Path | None) -> dict[str, tuple[Any, Any]]:
-    """(model, tokenizer) per requested name; the base is what the SFT started from."""
+def load_models(names: Sequence[str], sft_dir: Path, grpo_dir: Path | None,
+                later: dict[str, Path] | None = None) -> dict[str, tuple[Any, Any]]:  # fmt: skip
+    """(model, tokenizer) per requested name; the base is what the SFT started from;
+    `later`: the later rounds' model folders by name (`sft-2`)."""
     out = {}
     for name in names:
         if name == "base":
@@ -78,7 +83,7 @@ def load_models(names: Sequence[str], sft_dir: Path, grpo_dir: Path | None) -> d
                 rev = base.get("revision")  # the hub revision sft trained from
                 out[name] = (load_model(base["model"], trust, rev), load_tokenizer(base["model"], trust, rev))
         else:
-            folder = sft_dir if name == "sft" else grpo_dir
+            folder = sft_dir if name == "sft" else grpo_dir if name == "grpo" else (later or {})[name]
             trust = bool((read_base(folder) or {}).get("trust_remote_code", False))
             out[name] = (load_model(folder, trust), load_tokenizer(folder, trust))
     return out
@@ -181,9 +186,10 @@ def table_rows(reports: dict[str, dict]) -> list[dict[str, Any]]:
     ]
 
 
-def evaluate(cfg: EvaluateConfig, docs: pa.Table, sft_model: Path, grpo_model: Path | None = None) -> StageResult:
+def evaluate(cfg: EvaluateConfig, docs: pa.Table, sft_model: Path, grpo_model: Path | None = None, **later: Path) -> StageResult:
     """Score the models `cfg.models` names; without a GRPO model (evaluate-only on an SFT
-    artifact) "grpo" is left out."""
+    artifact) "grpo" is left out. `later`: the later rounds' models (`sft_model_2`, …),
+    scored after the first round's ones that `cfg.models` names."""
     started = time.time()
     records = held_out(docs, cfg.split, cfg.limit)
     if not records:
@@ -201,8 +207,9 @@ def evaluate(cfg: EvaluateConfig, docs: pa.Table, sft_model: Path, grpo_model: P
     reports: dict[str, dict[str, dict]] = {name: {} for name in datasets}
     rows = []
     names = [m for m in cfg.models if m != "grpo" or grpo_model is not None]
-    folders = {"sft": sft_model, "grpo": grpo_model}  # the base never learnt to think
-    for model_name, (model, tokenizer) in load_models(names, sft_model, grpo_model).items():
+    rounds = later_models(later, [m for m in cfg.models if m != "base"])
+    folders = {"sft": sft_model, "grpo": grpo_model, **rounds}  # the base never learnt to think
+    for model_name, (model, tokenizer) in load_models(names + list(rounds), sft_model, grpo_model, rounds).items():
         gen = Generator(model, tokenizer)
         thinking = trained_to_think(folders.get(model_name))
         for ds, recs in datasets.items():

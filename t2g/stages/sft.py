@@ -10,6 +10,11 @@ of the section and the data, so a rerun after a crash resumes from the last one.
 input): on a CPU profile, a student trained from a fresh base on the few hundred
 documents the filter keeps of the teacher's labels never leaves the SFT plateau, while
 one continued from the teacher learns from them (docs/log.md).
+
+In a later round (`rounds`), `samples` are the round's accepted rejection samples
+(t2g.stages.sample), trained on together with the teacher's data, and with `start:
+previous` the student continues the round before's GRPO model (`start`) instead of
+starting again from `model` as R1 did.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from t2g.distributed import save_final
 from t2g.stage import StageResult
 from t2g.training import (
     BASE_FILE,
+    BASE_WEIGHTS,
     TINY,
     TrainingError,
     build_tiny_base,
@@ -74,17 +80,36 @@ def teacher_base(teacher: Path | None) -> dict:
     return {"model": TINY, "tiny": base["tiny"], "from": TEACHER}
 
 
-def sft(cfg: SftConfig, reasoned: pa.Table, teacher: Path | None = None) -> StageResult:
+def with_samples(reasoned: pa.Table, samples: pa.Table | None) -> pa.Table:
+    """The teacher's data plus a round's accepted samples (their columns in common)."""
+    if samples is None:
+        return reasoned
+    require_columns(samples, COLUMNS, "sft (samples)")
+    columns = [c for c in reasoned.column_names if c in samples.column_names]
+    return pa.concat_tables([reasoned.select(columns), samples.select(columns).cast(reasoned.select(columns).schema)])
+
+
+def sft(cfg: SftConfig, reasoned: pa.Table, teacher: Path | None = None, samples: pa.Table | None = None,
+        start: Path | None = None) -> StageResult:  # fmt: skip
     started = time.time()
     require_columns(reasoned, COLUMNS, "sft")
+    rows_in = reasoned.num_rows
+    reasoned = with_samples(reasoned, samples)
     require_rows(reasoned.num_rows, "sft", "examples")
-    if cfg.model not in (TINY, TEACHER):
+    if cfg.model not in (TINY, TEACHER) and start is None:
         check_model(cfg.model, "sft.model")
-    base = teacher_base(teacher) if cfg.model == TEACHER else None
+    base = teacher_base(teacher) if cfg.model == TEACHER and start is None else None
     exs = examples_from(reasoned)
-    # A student continued from a teacher resumes only that teacher's checkpoints.
-    work = work_dir(cfg, "sft", reasoned, *([model_fingerprint(teacher)] if cfg.model == TEACHER else []))
-    if cfg.model == TEACHER:
+    # A student continued from a teacher (or a model before it) resumes only that model's checkpoints.
+    before = start if start is not None else teacher if cfg.model == TEACHER else None
+    work = work_dir(cfg, "sft", reasoned, *([model_fingerprint(before)] if before is not None else []))
+    if start is not None:
+        check_model(str(start), "sft (the round before's model)")
+        base_dir = Path(start)
+        base = read_base(start) or {"model": str(start)}  # the first round's base: evaluation scores it
+        carried = base_dir / BASE_WEIGHTS
+        weights = carried if carried.is_file() else None
+    elif cfg.model == TEACHER:
         base_dir = Path(teacher)
         weights = base_dir / "model.safetensors"  # the trained teacher is this student's base
     elif cfg.model == TINY:
@@ -104,9 +129,10 @@ def sft(cfg: SftConfig, reasoned: pa.Table, teacher: Path | None = None) -> Stag
     summary = {
         "rows_in": reasoned.num_rows,
         "examples": len(exs),
+        **({"samples": samples.num_rows, "teacher_rows": rows_in} if samples is not None else {}),
         "steps": trainer.state.global_step,
         "resumed_from_step": resumed,
-        "base": cfg.model,
+        "base": cfg.model if start is None else "the round before's model",
         "lora": cfg.lora is not None,
         "thinking": thinks,
         **final_metrics(history),
