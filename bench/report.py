@@ -118,6 +118,39 @@ def _gpu(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _think(results: dict[str, Any]) -> list[str]:
+    """Thinking against non-thinking students (bench/think.py): mean F1 over the seeds and
+    each seed's thinking-minus-plain GRPO difference with its interval."""
+    think = results.get("think")
+    if not think or not think.get("seeds"):
+        return []
+    seeds = sorted(think["seeds"])
+    lines = [f"Thinking against non-thinking students (`python -m bench think`: configs/tiny-think.yaml against "
+             f"configs/tiny.yaml, same documents, teacher and optimizer steps; mean of seeds {', '.join(seeds)}):", "",
+             "| student | SFT entity / relation F1 | GRPO entity / relation F1 | valid JSON | format | think chars |",
+             "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+
+    def mean(mode: str, model: str, key: str) -> float | None:
+        vals = [think["seeds"][s][mode]["f1"][model].get(key) for s in seeds]
+        vals = [v for v in vals if v is not None]
+        return sum(vals) / len(vals) if vals else None
+
+    for mode, name in (("plain", "JSON only"), ("think", "`<think>` then JSON")):
+        fmt, chars = mean(mode, "grpo", "format_rate"), mean(mode, "grpo", "think_chars")
+        lines.append(f"| {name} | {mean(mode, 'sft', 'entities'):.3f} / {mean(mode, 'sft', 'relations'):.3f} | "
+                     f"{mean(mode, 'grpo', 'entities'):.3f} / {mean(mode, 'grpo', 'relations'):.3f} | "
+                     f"{mean(mode, 'grpo', 'valid_json_rate'):.3f} | {'n/a' if fmt is None else f'{fmt:.3f}'} | "
+                     f"{'n/a' if chars is None else f'{chars:.0f}'} |")  # fmt: skip
+    deltas = []
+    for s in seeds:
+        d = think["seeds"][s]["think - plain"]["grpo"]
+        e, r = d["entities"], d["relations"]
+        deltas.append(f"seed {s} {100 * e['delta']:+.1f} ({100 * e['low']:+.1f} to {100 * e['high']:+.1f}) / "
+                      f"{100 * r['delta']:+.1f} ({100 * r['low']:+.1f} to {100 * r['high']:+.1f})")  # fmt: skip
+    lines += ["", "Thinking minus JSON-only after GRPO, entity / relation F1 points (95% paired interval): " + "; ".join(deltas) + ".", ""]
+    return lines
+
+
 def render(results: dict[str, Any]) -> str:
     """The Markdown between the README's results markers, from bench/results.json."""
     lines = [
@@ -125,6 +158,7 @@ def render(results: dict[str, Any]) -> str:
         "",
         *_demo(results),
         *_cpu_rows(results),
+        *_think(results),
         *_gpu(results),
     ]
     return "\n".join(lines).rstrip("\n") + "\n"
