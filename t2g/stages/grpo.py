@@ -14,7 +14,6 @@ small student learns to answer no relations at all (docs/log.md, "GRPO on the ti
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import time
@@ -28,6 +27,7 @@ from t2g.config import GrpoConfig
 from t2g.distributed import save_final
 from t2g.prompts import messages
 from t2g.rewards import reward_funcs
+from t2g.plots import png_figure
 from t2g.stage import StageResult
 from t2g.training import (
     BASE_WEIGHTS,
@@ -130,27 +130,19 @@ def reward_curves(history: list[dict], names: list[str]) -> pa.Table:
 
 
 def plot_curves(curves: pa.Table) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display: render to bytes
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    data = curves.to_pylist()
-    for name in dict.fromkeys(r["reward"] for r in data):
-        points = [(r["step"], r["mean"]) for r in data if r["reward"] == name]
-        ax.plot(*zip(*points), marker="o", markersize=3, label=name, linewidth=2.5 if name == "total" else 1.2)
-    ax.set_xlabel("step")
-    ax.set_ylabel("mean reward")
-    ax.set_title("GRPO rewards")
-    ax.grid(alpha=0.3)
-    if data:
-        ax.legend(fontsize=8)
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    out: list[bytes] = []
+    with png_figure(out) as (fig, ax):
+        data = curves.to_pylist()
+        for name in dict.fromkeys(r["reward"] for r in data):
+            points = [(r["step"], r["mean"]) for r in data if r["reward"] == name]
+            ax.plot(*zip(*points), marker="o", markersize=3, label=name, linewidth=2.5 if name == "total" else 1.2)
+        ax.set_xlabel("step")
+        ax.set_ylabel("mean reward")
+        ax.set_title("GRPO rewards")
+        ax.grid(alpha=0.3)
+        if data:
+            ax.legend(fontsize=8)
+    return out[0]
 
 
 def grpo(cfg: GrpoConfig, reasoned: pa.Table, sft_model: Path) -> StageResult:

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import gc
 import hashlib
-import io
 import json
 import sys
 import time
@@ -54,6 +53,7 @@ from t2g.llm import cache as llm_cache
 from t2g.metrics import Counts, count, entity_set, relation_set
 from t2g.prompts import messages
 from t2g.rewards import reward_funcs
+from t2g.plots import png_figure
 from t2g.stage import StageResult
 from t2g.stages.filter import Rejected, check
 from t2g.stages.reason import target as thinking_target
@@ -445,24 +445,16 @@ def report(cfg: SampleConfig, s: dict[str, Any]) -> str:
 
 
 def plot(best: Sequence[float], every: Sequence[float], min_reward: float) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display: render to bytes
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    edges = [b / BINS for b in range(BINS + 1)]
-    if every:
-        ax.hist(every, bins=edges, alpha=0.5, label="every scored answer")
-    if best:
-        ax.hist(best, bins=edges, alpha=0.7, label="best answer per document")
-    ax.axvline(min_reward, color="black", linestyle="--", linewidth=1, label=f"min_reward {min_reward}")
-    ax.set_xlabel("weighted mean reward against the teacher's label")
-    ax.set_ylabel("count")
-    ax.set_title("Rejection sampling")
-    ax.legend(fontsize=8)
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    out: list[bytes] = []
+    with png_figure(out) as (fig, ax):
+        edges = [b / BINS for b in range(BINS + 1)]
+        if every:
+            ax.hist(every, bins=edges, alpha=0.5, label="every scored answer")
+        if best:
+            ax.hist(best, bins=edges, alpha=0.7, label="best answer per document")
+        ax.axvline(min_reward, color="black", linestyle="--", linewidth=1, label=f"min_reward {min_reward}")
+        ax.set_xlabel("weighted mean reward against the teacher's label")
+        ax.set_ylabel("count")
+        ax.set_title("Rejection sampling")
+        ax.legend(fontsize=8)
+    return out[0]
