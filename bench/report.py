@@ -108,13 +108,6 @@ def _gpu(results: dict[str, Any]) -> list[str]:
                          f"{t['t2g']['tokens_per_s']:.0f} tokens/s, against {t['seed_style']['tokens_per_s']:.0f} for "
                          f"batches of {t['seed_batch']} one after another ({t['tokens_per_s_ratio']:.1f}x).")  # fmt: skip
         lines.append("")
-    gpu = results.get("gpu_train")
-    if gpu and (tiny := gpu.get("tiny")):
-        f1 = tiny.get("f1", {}).get("grpo")
-        lines += [f"The tiny recipe on {gpu.get('device', 'a GPU')} (`bench/gpu_train.sh`"
-                  + (f", {tiny['profile'].split(':')[0]}" if tiny.get("profile") else "")
-                  + f"): {tiny['seconds']:.0f} s from an empty store"
-                  + (f", GRPO entity / relation F1 {f1['entities']:.3f} / {f1['relations']:.3f}." if f1 else "."), ""]  # fmt: skip
     return lines
 
 
@@ -151,6 +144,20 @@ def _think(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _r1(results: dict[str, Any]) -> list[str]:
+    """R1's second round (configs/tiny-r1.yaml): round two's GRPO against round one's."""
+    r1 = results.get("r1")
+    if not r1 or "grpo-2 - grpo" not in (r1.get("comparisons") or {}):
+        return []
+    f1, c, s = r1["f1"], r1["comparisons"]["grpo-2 - grpo"], r1["sample_2"]
+    pts = lambda d: f"{100 * d['delta']:+.1f} ({100 * d['low']:+.1f} to {100 * d['high']:+.1f})"  # noqa: E731
+    return [f"R1's second round (`configs/tiny-r1.yaml`, seed {r1['seed']} only, {r1['wall_s'] / 60:.0f} min): "
+            f"{s['accepted']} of {s['documents']} sampled documents accepted, the student's answer closer to the gold than "
+            f"its teacher's label on {s['vs_gold']['closer']} of them; GRPO-2 {f1['grpo-2']['entities']:.3f} / {f1['grpo-2']['relations']:.3f} "
+            f"against GRPO {f1['grpo']['entities']:.3f} / {f1['grpo']['relations']:.3f}, entity {pts(c['entities'])}, "
+            f"relation {pts(c['relations'])} points.", ""]  # fmt: skip
+
+
 def render(results: dict[str, Any]) -> str:
     """The Markdown between the README's results markers, from bench/results.json."""
     lines = [
@@ -159,6 +166,7 @@ def render(results: dict[str, Any]) -> str:
         *_demo(results),
         *_cpu_rows(results),
         *_think(results),
+        *_r1(results),
         *_gpu(results),
     ]
     return "\n".join(lines).rstrip("\n") + "\n"
