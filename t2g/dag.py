@@ -83,7 +83,7 @@ def graph(recipe: Any, registry: Mapping[str, Stage] = STAGES) -> dict[str, Node
             except ValueError as exc:
                 where = spec.section or name
                 raise DagError(f"{where}{'' if round == 1 else f' (round {round})'}.{exc}") from None
-            wired = [(param, up, i.optional) for i in spec.active_inputs(cfg) for param, up in _wire(i, round, last, registry)]
+            wired = [(param, up, i.optional) for i in spec.active_inputs(cfg) for param, up in _wire(node, i, round, last, registry)]
             size = spec.shards(recipe)
             nodes[node] = Node(
                 stage=name,
@@ -106,11 +106,11 @@ def graph(recipe: Any, registry: Mapping[str, Stage] = STAGES) -> dict[str, Node
     return {name: nodes[name] for name in _order(nodes)}
 
 
-def _wire(i: Input, round: int, last: int, registry: Mapping[str, Stage]) -> list[tuple[str, str]]:
-    """(parameter, upstream node) pairs of input `i` in a node of `round` (see Input.round)."""
+def _wire(node: str, i: Input, round: int, last: int, registry: Mapping[str, Stage]) -> list[tuple[str, str]]:
+    """(parameter, upstream node) pairs of input `i` of `node`, a node of `round` (see Input.round)."""
     up = registry.get(i.stage)
     if up is None:
-        raise DagError(f"input {i.param} names {i.stage!r}, which is not a registered stage")
+        raise DagError(f"stage {node}: input {i.param} names {i.stage!r}, which is not a registered stage")
     if i.round == "each":
         return [(rounds.round_param(i.param, r), rounds.node_name(i.stage, r)) for r in range(1, last + 1) if up.in_round(r)]
     r = round - 1 if i.round == "previous" else round
