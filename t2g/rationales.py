@@ -96,6 +96,7 @@ _SKIP_TYPE = ("{n} is {a} {t}, not asked.", "{n} is {a} {t}, which is not wanted
 _NO_FACT = ("One sentence names nothing.", "A sentence with no names.")
 _NONE_E = ("No {t} in the text.", "The text has no {t}.")
 _NONE_R = ("Nothing is {r}.", "No {r} is stated.")
+_NOTHING = ("Nothing in the text is asked for.", "The text names nothing of the requested types.")
 
 
 def _article(word: str) -> str:
@@ -144,6 +145,8 @@ def rationale(
     missing_r = [r for r in relation_types if r not in present_r]
     if missing_r:
         lines.append(rng.choice(_NONE_R).format(r=" or ".join(missing_r)))
+    if not lines:  # a distractor alone and an empty request: the thinking is never empty
+        lines.append(rng.choice(_NOTHING))
     out = " ".join(lines)
     # Template phrases and names never hold these; a rationale that did could quote JSON.
     return _FORBIDDEN.sub("", out)

@@ -51,6 +51,14 @@ def test_the_reason_check_would_catch_a_rationale_that_quoted_the_json():
     assert exc.value.reason == QUOTES_GRAPH
 
 
+def test_a_text_with_nothing_asked_still_gets_a_rationale():
+    # Found by the property test on a clean clone: a distractor alone and an empty request
+    # gave an empty thinking, which the reason stage rejects.
+    text = "Critics said the move came too late."
+    out = rationale(text, [], [], Graph())
+    assert out and thinking(Result(text=f"<think>{out}</think>", finish_reason="stop"), Graph().to_json(), 10_000) == out
+
+
 def test_types_the_text_lacks_are_said_to_be_absent():
     doc = next(d for d in DOCS if not any(e["type"] == "date" for e in d["entities"]))
     text = rationale(doc["text"], ["date"], ["launched_on"], _answer(doc, ["date"], ["launched_on"]))
