@@ -65,17 +65,23 @@ class Generator:
         answer to JSON valid under its schema."""
         import torch
 
-        out: list[Generated] = []
+        out: list[Generated | None] = [None] * len(chats)
         eos = self.tokenizer.eos_token_id
-        for start in range(0, len(chats), batch_size):
-            batch = chats[start : start + batch_size]
-            prompts = [self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in batch]
-            enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        prompts = [self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in chats]
+        # Similar lengths together: less padding, and a batch's answers tend to end together
+        # (a batch runs until its longest answer ends). Greedy answers do not depend on
+        # their batch; measured on the tiny profile's 287 test documents: the same answers,
+        # 25% less time (docs/log.md).
+        lengths = [len(ids) for ids in self.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+        order = sorted(range(len(chats)), key=lambda i: lengths[i])
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            enc = self.tokenizer([prompts[i] for i in rows], return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
             kwargs: dict[str, Any] = {}
             if schemas is not None:
                 from xgrammar.contrib.hf import LogitsProcessor
 
-                grammars = [self._grammar(s) for s in schemas[start : start + batch_size]]
+                grammars = [self._grammar(schemas[i]) for i in rows]
                 kwargs["logits_processor"] = [LogitsProcessor(grammars)]
             with torch.no_grad():
                 ids = self.model.generate(
@@ -86,12 +92,12 @@ class Generator:
                     pad_token_id=self.tokenizer.pad_token_id,
                     **kwargs,
                 )
-            for row in ids[:, enc["input_ids"].shape[1] :].tolist():
+            for i, row in zip(rows, ids[:, enc["input_ids"].shape[1] :].tolist()):
                 stop = eos in row
                 row = row[: row.index(eos)] if stop else row
                 text = self.tokenizer.decode(row, skip_special_tokens=True)
-                out.append(Generated(text, "stop" if stop else "length", len(row)))
-        return out
+                out[i] = Generated(text, "stop" if stop else "length", len(row))
+        return out  # type: ignore[return-value]
 
 
 def extract(

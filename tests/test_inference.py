@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from t2g.graph import json_schema, parse_completion
 from t2g.inference import Generator, extract
@@ -61,3 +62,18 @@ def test_cli_prints_interchange_jsonl(model, tmp_path):
     assert line["id"] == "a" and line["entity_types"] == ETYPES and "entities" in line and "relations" in line
     bad = subprocess.run([t2g, "extract", "--model", str(model), "--entity-types", "person"], capture_output=True, text=True)
     assert bad.returncode == 2 and "give a TEXT" in bad.stderr
+
+
+def test_answers_come_back_in_the_order_asked_whatever_the_batching(model):
+    # Generate sorts prompts by length to batch similar ones together; each answer must
+    # still land at its own chat's index.
+    gen = Generator.load(model)
+    with torch.no_grad():  # an untrained model answers every prompt alike; sharper weights do not
+        for p in gen.model.parameters():
+            p.mul_(8.0)
+    texts = ["Marin works for Zentek, which Talie founded in the north.", "Zentek.", "Talie hired Marin at Zentek.", "Bo."]
+    chats = [messages(t, ETYPES, RTYPES) for t in texts]
+    alone = [gen.generate([c], max_new_tokens=12, batch_size=1)[0].text for c in chats]
+    assert len(set(alone)) > 1, "the answers must differ for the order to be tested"
+    together = [a.text for a in gen.generate(chats, max_new_tokens=12, batch_size=2)]
+    assert together == alone
