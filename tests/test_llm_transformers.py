@@ -61,3 +61,37 @@ def test_too_long_prompts_are_counted_not_fatal(tiny_model_dir, rule):
         assert long_res.truncated and not long_res.error and long_res.prompt_tokens == 64
         jsonschema.validate(json.loads(long_res.text), schema)
     assert not short_res.error and not short_res.truncated
+
+
+def test_generation_runs_on_one_thread_whatever_thread_asks(tiny_model_dir):
+    # Shards are threads sharing one backend: their batches must not overlap, and must all
+    # run on one thread (torch's CPU kernels slow down when the calling thread changes).
+    import threading
+    import time
+
+    backend = get_backend("transformers", _settings(tiny_model_dir))
+    real, calls, guard = backend.lm.generate, [], threading.Lock()
+
+    def generate(*args, **kwargs):
+        start = time.perf_counter()
+        time.sleep(0.05)  # room for another shard's batch to start, were it allowed
+        try:
+            return real(*args, **kwargs)
+        finally:
+            with guard:
+                calls.append((threading.get_ident(), start, time.perf_counter()))
+
+    backend.lm.generate = generate
+    try:
+        reqs = [Request(messages=messages("Marin works for Zentek.", ["person"], []), sampling=Sampling(max_new_tokens=4))] * 3
+        shards = [threading.Thread(target=backend.generate, args=(reqs,)) for _ in range(3)]
+        for t in shards:
+            t.start()
+        for t in shards:
+            t.join()
+    finally:
+        backend.lm.generate = real
+    assert len(calls) == 3
+    assert len({ident for ident, _, _ in calls}) == 1
+    spans = sorted((s, e) for _, s, e in calls)
+    assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:]))
