@@ -31,6 +31,25 @@ SMOKE = recipes.gold("bench-cache-smoke", seed=20, pool=40)
 _SUMMARY = re.compile(r"^recipe \S+: (\d+) stages in [\d.]+ s \((\d+) cache hits[^)]*\)$", re.M)
 
 
+# Prefect's console lines: "01:48:15.228 | INFO    | Task run 'teacher [tiny]' - Finished in state Completed()".
+_LINE = re.compile(r"^(\d\d):(\d\d):(\d\d\.\d+) \| \w+ +\| (?:Task run '(\S+)[^']*' - Finished in state|Flow run '[^']*' - Beginning flow run)", re.M)
+
+
+def stage_walls(log: str) -> dict[str, float]:
+    """Seconds from the end of the stage before (or the flow's start) to the end of each
+    stage's last task run (an extract shard, say), from the run's console log."""
+    walls: dict[str, float] = {}
+    last = None
+    for h, m, sec, stage in _LINE.findall(log):
+        t = int(h) * 3600 + int(m) * 60 + float(sec)
+        if last is not None and t < last:
+            t += 24 * 3600  # past midnight
+        if stage and last is not None:
+            walls[stage] = round(walls.get(stage, 0.0) + t - last, 1)
+        last = t
+    return walls
+
+
 def _run(config: Path, until: str | None, cwd: Path, env: dict[str, str]) -> tuple[float, str]:
     t2g = str(Path(sys.executable).with_name("t2g"))
     args = [t2g, "run", "--config", str(config)] + (["--until", until] if until else [])
@@ -38,7 +57,7 @@ def _run(config: Path, until: str | None, cwd: Path, env: dict[str, str]) -> tup
     proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-4000:]}")
-    return time.perf_counter() - started, proc.stdout
+    return time.perf_counter() - started, proc.stdout + proc.stderr
 
 
 def run(smoke: bool = False) -> dict[str, Any]:
@@ -47,7 +66,7 @@ def run(smoke: bool = False) -> dict[str, Any]:
         config, until = (recipes.write(SMOKE, tmp), "filter") if smoke else (DEFAULT_RECIPE, UNTIL)
         env = {**os.environ, "PREFECT_HOME": f"{tmp}/prefect", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
         env.pop("PREFECT_API_URL", None)  # Prefect's ephemeral API, as `make demo`
-        first_s, _ = _run(config, until, tmp, env)
+        first_s, first_out = _run(config, until, tmp, env)
         second_s, out = _run(config, until, tmp, env)
     found = _SUMMARY.search(out)
     if found is None:
@@ -58,6 +77,7 @@ def run(smoke: bool = False) -> dict[str, Any]:
         "until": until or "evaluate",
         "first_s": round(first_s, 1),
         "cached_rerun_s": round(second_s, 1),
+        "first_stages_s": stage_walls(first_out),
         "stages": stages,
         "cache_hits": hits,
         "goal_s": GOAL_S,
