@@ -23,7 +23,7 @@ from t2g.config import Recipe
 from t2g.dag import section
 from t2g.llm.cache import use_cache
 from tasks.gpu import gpu_slot
-from tasks.stage_task import options, publish, refs, t2g_logs_to_run
+from tasks.stage_task import options, prefect_key, publish, refs, t2g_logs_to_run
 from tasks.storage import open_llm_cache, open_store
 
 
@@ -53,7 +53,7 @@ def shard_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str 
         done = open_store(recipe.store).finished(sh.shard_stage(parameters["stage"]), shard.key) is not None
     except Exception:
         return None
-    return f"t2g-{parameters['stage']}-shard-{shard.key}" if done else None
+    return prefect_key(recipe, f"{parameters['stage']}-shard", shard.key) if done else None
 
 
 @task(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import logging
 import re
 import threading
@@ -67,6 +68,13 @@ def options(t: Task, recipe: Recipe, stage: str, *tags: str) -> Task:
     )
 
 
+def prefect_key(recipe: Recipe, name: str, key: str) -> str:
+    """The Prefect cache key of an artifact in the recipe's store. The store is part of
+    it: Prefect returns the first run's recorded reference, and a run on another store
+    holding the same artifact (a copy, a local and an S3 store) must get its own."""
+    return f"t2g-{name}-{key}-{hashlib.sha256(recipe.store.encode()).hexdigest()[:12]}"
+
+
 def cache_key_fn(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
     stage = parameters["stage"]
     recipe: Recipe = parameters["recipe"]
@@ -75,7 +83,7 @@ def cache_key_fn(context: TaskRunContext, parameters: dict[str, Any]) -> str | N
         done = open_store(recipe.store).finished(stage, key) is not None  # verified: a corrupt one is recomputed
     except (StoreError, ValueError):
         return None
-    return f"t2g-{stage}-{key}" if done else None
+    return prefect_key(recipe, stage, key) if done else None
 
 
 class _ToRunLog(logging.Handler):

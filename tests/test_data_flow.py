@@ -109,3 +109,20 @@ def test_s3_credentials_from_a_prefect_block(tmp_path, prefect_server, seaweedfs
     assert run.returncode == 0, run.output
     assert run.stages["collect"]["uri"].startswith("s3://t2g-block/run/collect/")
     assert creds["AWS_SECRET_ACCESS_KEY"] not in run.output
+
+
+def test_a_copy_of_the_store_gets_references_to_itself_from_prefect_cache_hits(tmp_path, prefect_server):
+    # One Prefect API, two stores holding the same artifacts (a copy; a local and an S3
+    # store): a cache hit must name the store the run was given, not the first run's.
+    import shutil
+
+    env = prefect_server.env()
+    first_store, second_store = tmp_path / "a", tmp_path / "b"
+    for _ in range(2):  # the second run's hits are what Prefect records under the cache keys
+        first = run_t2g([*small_args(), "--store", f"file://{first_store}", "--orchestrate"], tmp_path, env)
+        assert first.returncode == 0, first.output
+    shutil.copytree(first_store, second_store)
+    second = run_t2g([*small_args(), "--store", f"file://{second_store}", "--orchestrate"], tmp_path, env)
+    assert second.returncode == 0, second.output
+    assert second.stages and all(s["hit"] for s in second.stages.values()), second.output
+    assert all(s["uri"].startswith(f"file://{second_store}/") for s in second.stages.values()), second.stages
