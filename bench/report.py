@@ -144,18 +144,41 @@ def _think(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _pts(d: dict[str, float]) -> str:
+    return f"{100 * d['delta']:+.1f} ({100 * d['low']:+.1f} to {100 * d['high']:+.1f})"
+
+
 def _r1(results: dict[str, Any]) -> list[str]:
-    """R1's second round (configs/tiny-r1.yaml): round two's GRPO against round one's."""
+    """R1's second round (configs/tiny-r1.yaml): round two's GRPO against round one's, per seed."""
     r1 = results.get("r1")
-    if not r1 or "grpo-2 - grpo" not in (r1.get("comparisons") or {}):
+    if not r1 or not r1.get("seeds"):
         return []
-    f1, c, s = r1["f1"], r1["comparisons"]["grpo-2 - grpo"], r1["sample_2"]
-    pts = lambda d: f"{100 * d['delta']:+.1f} ({100 * d['low']:+.1f} to {100 * d['high']:+.1f})"  # noqa: E731
-    return [f"R1's second round (`configs/tiny-r1.yaml`, seed {r1['seed']} only, {r1['wall_s'] / 60:.0f} min): "
-            f"{s['accepted']} of {s['documents']} sampled documents accepted, the student's answer closer to the gold than "
-            f"its teacher's label on {s['vs_gold']['closer']} of them; GRPO-2 {f1['grpo-2']['entities']:.3f} / {f1['grpo-2']['relations']:.3f} "
-            f"against GRPO {f1['grpo']['entities']:.3f} / {f1['grpo']['relations']:.3f}, entity {pts(c['entities'])}, "
-            f"relation {pts(c['relations'])} points.", ""]  # fmt: skip
+    seeds = sorted(r1["seeds"], key=int)
+    per = [r1["seeds"][k] for k in seeds]
+    mean = r1["mean"]
+    accepted = ", ".join(str(e["sample_2"]["accepted"]) for e in per)
+    closer = ", ".join(f"{e['sample_2']['vs_gold']['closer']}/{e['sample_2']['vs_gold']['further']}" for e in per)
+    rel = "; ".join(f"{_pts(e['comparisons']['grpo-2 - grpo']['relations'])}" for e in per)
+    return [f"R1's second round (`configs/tiny-r1.yaml`, student seeds {', '.join(seeds)}): {accepted} of "
+            f"{per[0]['sample_2']['documents']} sampled documents accepted; the student's answer closer/further from the "
+            f"gold than its teacher's label on {closer} of them; GRPO-2 {mean['grpo-2']['entities']:.3f} / "
+            f"{mean['grpo-2']['relations']:.3f} against GRPO {mean['grpo']['entities']:.3f} / {mean['grpo']['relations']:.3f} "
+            f"(means); GRPO-2 minus GRPO, relation F1 points per seed: {rel}: "
+            f"{'meets' if r1.get('meets_goal') else 'short of'} the goal of +3.", ""]  # fmt: skip
+
+
+def _repair(results: dict[str, Any]) -> list[str]:
+    """The filter's repair mode (filter.ungrounded=repair) against drop, on the same teacher labels."""
+    rep = results.get("repair")
+    if not rep:
+        return []
+    y, s0 = rep["yield"], rep["seeds"]["0"]
+    d = s0["repair - drop"]["grpo"]
+    return [f"Repairing labels instead of dropping them (`filter.ungrounded: repair`, seed 0) keeps {y['repair']['documents']} "
+            f"documents instead of {y['drop']['documents']}, but the student learns the gaps: GRPO "
+            f"{s0['f1']['repair']['grpo']['entities']:.3f} / {s0['f1']['repair']['grpo']['relations']:.3f} against "
+            f"{s0['f1']['drop']['grpo']['entities']:.3f} / {s0['f1']['drop']['grpo']['relations']:.3f}, entity "
+            f"{_pts(d['entities'])}, relation {_pts(d['relations'])} points.", ""]  # fmt: skip
 
 
 def render(results: dict[str, Any]) -> str:
@@ -167,6 +190,7 @@ def render(results: dict[str, Any]) -> str:
         *_cpu_rows(results),
         *_think(results),
         *_r1(results),
+        *_repair(results),
         *_gpu(results),
     ]
     return "\n".join(lines).rstrip("\n") + "\n"
