@@ -84,12 +84,14 @@ def test_planted_pickle_record_is_refused_and_recomputed(tmp_path, prefect_serve
     args = small_args(until="collect")
     first = run_t2g(args, tmp_path, env)
     assert first.returncode == 0, first.output
-    # The exact record Prefect reads for collect's cache key (tasks/stage_task.py offers
-    # `t2g-<stage>-<store key>` once the store holds the artifact; the key is the file name).
+    # The exact record Prefect reads for collect's cache key (tasks/stage_task.prefect_key:
+    # `t2g-<stage>-<store key>-<store digest>`, offered once the store holds the artifact;
+    # the key is the file name). A run through Prefect with the artifact in the store writes it.
+    primed = run_t2g([*args, "--orchestrate"], tmp_path, env)
+    assert primed.returncode == 0, primed.output
     key = first.stages["collect"]["uri"].rsplit("/", 1)[1]
-    record_path = results / f"t2g-collect-{key}"
+    (record_path,) = results.glob(f"t2g-collect-{key}-*")
     marker = tmp_path / "pwned"
-    results.mkdir(parents=True, exist_ok=True)
     record_path.write_bytes(_pickle_record(marker))
 
     # --orchestrate: through Prefect although the store holds everything (a rerun with
@@ -97,7 +99,7 @@ def test_planted_pickle_record_is_refused_and_recomputed(tmp_path, prefect_serve
     second = run_t2g([*args, "--orchestrate"], tmp_path, env)
     assert second.returncode == 0, second.output
     assert not marker.exists(), "the planted pickle record was deserialised"
-    assert f"refused result record t2g-collect-{key}" in second.output and "serializer 'pickle'" in second.output, second.output
+    assert f"refused result record {record_path.name}" in second.output and "serializer 'pickle'" in second.output, second.output
     # Recomputed, not served from Prefect's cache: the task body ran and found the
     # finished artifact in the store, and a clean JSON record replaced the planted one.
     assert "cache hit: reused" in second.output, second.output
