@@ -159,7 +159,8 @@ def _r1(results: dict[str, Any]) -> list[str]:
     accepted = ", ".join(str(e["sample_2"]["accepted"]) for e in per)
     closer = ", ".join(f"{e['sample_2']['vs_gold']['closer']}/{e['sample_2']['vs_gold']['further']}" for e in per)
     rel = "; ".join(f"{_pts(e['comparisons']['grpo-2 - grpo']['relations'])}" for e in per)
-    return [f"R1's second round (`configs/tiny-r1.yaml`, student seeds {', '.join(seeds)}): {accepted} of "
+    took = f", {r1['empty_store_s'] / 60:.0f} min from an empty store" if r1.get("empty_store_s") else ""
+    return [f"R1's second round (`configs/tiny-r1.yaml`, student seeds {', '.join(seeds)}{took}): {accepted} of "
             f"{per[0]['sample_2']['documents']} sampled documents accepted; the student's answer closer/further from the "
             f"gold than its teacher's label on {closer} of them; GRPO-2 {mean['grpo-2']['entities']:.3f} / "
             f"{mean['grpo-2']['relations']:.3f} against GRPO {mean['grpo']['entities']:.3f} / {mean['grpo']['relations']:.3f} "
