@@ -58,6 +58,7 @@ class TextSource(_Source):
 
     kind: Literal["text"]
     path: str
+    follow_symlinks: bool = Field(False, description="a folder's symlinks are read, if they lead inside the folder")
 
 
 class HFSource(_Source):

@@ -12,7 +12,7 @@ from typing import Callable, Iterator
 from t2g.config import AnnotatedSource, HFSource, JsonlSource, ParquetSource, Source, TextSource, ToyworldSource
 from t2g.sources.annotated import read_annotated
 from t2g.sources.base import Row, SourceError
-from t2g.sources.files import read_jsonl, read_parquet, read_text
+from t2g.sources.files import DEFAULT_MAX_CHARS, read_jsonl, read_parquet, read_text
 from t2g.sources.hf import read_hf
 from t2g.sources.toyworld import read_toyworld
 
@@ -28,10 +28,13 @@ READERS: dict[type, Callable[..., Iterator[Row]]] = {
 }
 
 
-def read_source(src: Source) -> Iterator[Row]:
-    """Rows of one configured source, at most `src.limit` of them (bad rows count)."""
+def read_source(src: Source, max_chars: int = DEFAULT_MAX_CHARS) -> Iterator[Row]:
+    """Rows of one configured source, at most `src.limit` of them (bad rows count).
+
+    `max_chars` (collect's) bounds what is read: a folder's file too large to hold a
+    document of that length is not read, a line far longer is not held whole."""
     reader = READERS.get(type(src))
     if reader is None:
         raise TypeError(f"no reader for source kind {type(src).__name__}")
-    rows = reader(src)
+    rows = reader(src, max_chars)
     return rows if src.limit is None else islice(rows, src.limit)

@@ -11,7 +11,6 @@ from this document, when the annotation says which were asked for.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from t2g.config import AnnotatedSource
@@ -21,25 +20,22 @@ from t2g.sources.base import (
     INVALID_TYPES,
     MISSING_GOLD,
     Row,
-    SourceError,
     is_storable,
     rejected,
     text_problem,
 )
-from t2g.sources.files import json_lines
+from t2g.sources.files import DEFAULT_MAX_CHARS, existing_file, json_lines
 
 # "entities.3.text" -> "entities.*.text": one reason per kind of defect, not per position,
 # so the summary counts group (the quarantined record still shows which item it was).
 _LIST_INDEX = re.compile(r"\.\d+(?=[.:])")
 
 
-def read_annotated(src: AnnotatedSource) -> Iterator[Row]:
-    path = Path(src.path)
-    if not path.is_file():
-        raise SourceError(src.name, src.path, "no such file" if not path.exists() else "not a file")
+def read_annotated(src: AnnotatedSource, max_chars: int = DEFAULT_MAX_CHARS) -> Iterator[Row]:
+    path = existing_file(src.name, src.path)
 
     def rows() -> Iterator[Row]:
-        for line_no, obj in json_lines(src.name, path):
+        for line_no, obj in json_lines(src.name, path, max_chars):
             if isinstance(obj, Row):
                 yield obj
             else:

@@ -9,6 +9,7 @@ be read at all raises `SourceError`.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -24,6 +25,8 @@ EMPTY_TEXT = "empty text"
 MISSING_GOLD = "missing gold"
 INVALID_GOLD = "invalid gold"  # followed by graph_from_obj's reason
 INVALID_TYPES = "invalid requested types"
+TOO_LONG = "too long"  # more than collect.max_chars characters (or bytes enough to hold more)
+LINE_TOO_LONG = "line too long"  # a line longer than line_bytes(max_chars): never read whole
 
 RAW_LIMIT = 2_000
 
@@ -106,9 +109,10 @@ def decode_line(line: bytes) -> str | None:
 
 
 def show_raw(value: Any) -> str:
-    """The offending value for the quarantine: readable, storable, bounded."""
+    """The offending value for the quarantine: readable, storable, bounded (RAW_LIMIT
+    characters) and redacted (`redact`): an excerpt to find the record by, not a copy."""
     if isinstance(value, bytes):
-        text = value.decode("utf-8", errors="replace")
+        text = value[: 4 * RAW_LIMIT].decode("utf-8", errors="replace")
     elif isinstance(value, str):
         text = value
     else:
@@ -116,6 +120,31 @@ def show_raw(value: Any) -> str:
             text = json.dumps(value, ensure_ascii=True, default=repr)
         except (ValueError, RecursionError):
             text = repr(value)
+    # Cut before redacting (a long line costs nothing more), and again after: a secret cut
+    # in half still has its name before it, so its visible part is redacted too.
+    text = redact(text[: RAW_LIMIT + 1])
     if not is_storable(text):
         text = text.encode("utf-8", errors="backslashreplace").decode("utf-8")
     return text if len(text) <= RAW_LIMIT else text[:RAW_LIMIT] + "…"
+
+
+REDACTED = "<redacted>"
+# Obvious secrets, as they appear in environment files, shell lines, JSON and URLs. Not a
+# secret scanner: the promise is that a quarantined excerpt does not repeat a credential
+# written the usual way, and data that is not a data file never reaches the quarantine.
+_SECRET_NAME = r"[A-Za-z0-9_.-]*(?:key|secret|token|passw(?:or)?d|pwd|credentials?|auth)[A-Za-z0-9_.-]*"
+_SECRETS = [
+    # NAME=value, NAME: value, "name": "value", name='value' (the name says it is secret)
+    (re.compile(rf"(?i)({_SECRET_NAME}[\"']?\s*[:=]\s*[\"']?)[^\s\"'\x00,;&]+"), rf"\1{REDACTED}"),
+    (re.compile(r"(?i)\b(bearer|basic|token)(\s+)[A-Za-z0-9._~+/=-]{8,}"), rf"\1\2{REDACTED}"),
+    (re.compile(r"(://)[^/\s:@]+:[^/\s@]+@"), rf"\1{REDACTED}@"),  # user:password@host
+    (re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), REDACTED),  # AWS access key ids
+    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)", re.S), REDACTED),
+]
+
+
+def redact(text: str) -> str:
+    """`text` with the values of obvious secrets replaced by REDACTED."""
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text

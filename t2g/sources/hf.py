@@ -4,13 +4,19 @@ dataset is read at `revision` when the recipe pins one (else it is never a cache
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterator
 
 from t2g.config import HFSource
 from t2g.sources.base import Row, SourceError, text_row
+from t2g.sources.datafiles import check_patterns, checked_path
 
 
-def read_hf(src: HFSource) -> Iterator[Row]:
+def read_hf(src: HFSource, max_chars: int | None = None) -> Iterator[Row]:
+    # Local files only: a hub name is not a path, and the hub is not /proc.
+    if Path(src.dataset).expanduser().exists():
+        checked_path(src.name, "dataset", src.dataset)
+    check_patterns(src.name, "data_files", src.data_files or [])
     # Imported here: `datasets` is slow to import and only this source needs it.
     import datasets
 

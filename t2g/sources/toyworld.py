@@ -9,7 +9,7 @@ from t2g.sources.annotated import interchange_row
 from t2g.sources.base import Row
 
 
-def read_toyworld(src: ToyworldSource) -> Iterator[Row]:
+def read_toyworld(src: ToyworldSource, max_chars: int | None = None) -> Iterator[Row]:
     from t2g import toyworld
 
     # A split tag the toy world knows ("train", "validation", "test") also selects its

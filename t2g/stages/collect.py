@@ -8,7 +8,13 @@ duplicate) goes to the `quarantine` side table with its reason, and always
     rows_in == rows_out + quarantined.
 
 Duplicates: exact ones share an id; near ones are found with MinHash over word shingles
-and LSH (datasketch). The first document seen wins, sources taken in recipe order.
+and LSH (datasketch). The first document seen wins, sources taken in recipe order. A
+source's own id (`id_field`, an annotated document's id) names one document: a second
+row of the same source under an id already kept, with a different text, is quarantined
+as "duplicate id, different text" (the same text is an exact duplicate).
+
+Every row first goes through t2g.sources.clean (one rule for control characters in every
+source; `meta` stored as strict JSON).
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ import pyarrow as pa
 from t2g.config import CollectConfig, Source
 from t2g.metrics import normalise
 from t2g.sources import Row, read_source
-from t2g.sources.base import EMPTY_TEXT, show_raw
+from t2g.sources.base import EMPTY_TEXT, TOO_LONG, show_raw
+from t2g.sources.clean import meta_json, scrub, strict_json
 from t2g.stage import StageResult
 
 MAIN_SCHEMA = pa.schema(
@@ -53,9 +60,10 @@ QUARANTINE_SCHEMA = pa.schema(
 
 CHUNK_ROWS = 10_000
 
-TOO_LONG = "too long"
 EXACT_DUPLICATE = "exact duplicate"
 NEAR_DUPLICATE = "near duplicate"
+DUPLICATE_ID = "duplicate id, different text"
+__all__ = ["TOO_LONG", "EXACT_DUPLICATE", "NEAR_DUPLICATE", "DUPLICATE_ID", "collect", "doc_id"]
 
 
 def doc_id(text: str) -> str:
@@ -78,7 +86,7 @@ def collect(cfg: CollectConfig) -> StageResult:
     (until then they are empty): consume `main` fully first, then read `side` and
     `summary`, as the store does when it writes `main` before the side tables.
     """
-    opened = [(src, read_source(src)) for src in cfg.sources]
+    opened = [(src, read_source(src, cfg.max_chars)) for src in cfg.sources]
     side: dict[str, pa.Table] = {}
     summary: dict[str, Any] = {}
     return StageResult(main=_documents(cfg, opened, side, summary), side=side, summary=summary)
@@ -105,9 +113,11 @@ def _documents(
     for src, rows in opened:
         tally = Counter()
         reasons: Counter[str] = Counter()
+        ids: dict[str, str] = {}  # this source's own ids -> the kept document's id
         for row in rows:
             tally["rows_in"] += 1
-            reason, duplicate_of, key = _check(row, cfg.max_chars, seen, near)
+            row = scrub(row)
+            reason, duplicate_of, key = _check(row, cfg.max_chars, seen, near, ids)
             if reason is not None:
                 reasons[reason] += 1
                 raw = row.raw if row.problem else row.text
@@ -118,7 +128,7 @@ def _documents(
                 text=row.text,
                 source=src.name,
                 split=src.split,
-                meta=json.dumps(row.meta, sort_keys=True, default=str),
+                meta=meta_json(row.meta),
                 gold=row.gold,
                 entity_types=row.entity_types,
                 relation_types=row.relation_types,
@@ -151,10 +161,13 @@ def _documents(
     )
 
 
-def _check(row: Row, max_chars: int, seen: set[str], near: "NearDuplicates | None") -> tuple[str | None, str | None, str]:
+def _check(
+    row: Row, max_chars: int, seen: set[str], near: "NearDuplicates | None", ids: dict[str, str]
+) -> tuple[str | None, str | None, str]:
     """(reason to quarantine or None, id of the kept document it duplicates, its own id).
 
-    Marks a kept document as seen, so the first of a set of duplicates wins."""
+    Marks a kept document as seen (and its source id in `ids`), so the first of a set of
+    duplicates wins."""
     if row.problem is not None:
         return row.problem, None, ""
     assert row.text is not None
@@ -166,12 +179,24 @@ def _check(row: Row, max_chars: int, seen: set[str], near: "NearDuplicates | Non
     key = _digest(norm)
     if key in seen:
         return EXACT_DUPLICATE, key, key
+    source_id = _source_id(row)
+    if source_id is not None and source_id in ids:
+        return DUPLICATE_ID, ids[source_id], key
     if near is not None:
         original = near.find_or_add(key, norm)
         if original is not None:
             return NEAR_DUPLICATE, original, key
     seen.add(key)
+    if source_id is not None:
+        ids[source_id] = key
     return None, None, key
+
+
+def _source_id(row: Row) -> str | None:
+    """The source's own id of a row as a comparable string; None when it has none (a
+    missing or NaN id names nothing)."""
+    value = strict_json(row.meta.get("id"))
+    return None if value is None else json.dumps(value, sort_keys=True, default=str)
 
 
 class NearDuplicates:
