@@ -46,6 +46,7 @@ from t2g.config import (
     SftConfig,
     TextSource,
 )
+from t2g.sources.datafiles import folder_entries, system_problem
 
 TINY = "tiny"  # sft.model built from the config (t2g.training.TINY; that module loads trainers)
 SMALL = 1 << 20  # files up to this size are digested whole in a model folder
@@ -173,8 +174,25 @@ def collect_inputs(cfg: CollectConfig) -> dict[str, str | None]:
         if isinstance(src, HFSource):
             out[f"source {src.name}: hf dataset {src.dataset}"] = dataset_identity(src)
         elif isinstance(src, (JsonlSource, ParquetSource, TextSource, AnnotatedSource)):
-            out[f"source {src.name}: {src.kind} {src.path}"] = path_fingerprint(src.path)
+            out[f"source {src.name}: {src.kind} {src.path}"] = source_fingerprint(src)
     return out
+
+
+def source_fingerprint(src: JsonlSource | ParquetSource | TextSource | AnnotatedSource) -> str:
+    """A file source's content, reading only what the source may read (t2g.sources.datafiles):
+    a system path is not read at all (the stage refuses it), and a text folder's symlinks
+    and special files count by their path and reason, as collect counts them, instead of by
+    what they point at. For a folder of plain files this is `data_digest`."""
+    if system_problem(src.path):
+        return "refused: " + src.path
+    folder = Path(src.path).expanduser()
+    if not (isinstance(src, TextSource) and folder.is_dir()):
+        return path_fingerprint(src.path)
+    h = hashlib.sha256()
+    for entry in folder_entries(folder, src.follow_symlinks, suffix=""):
+        part = remembered_digest(Path(entry.real)) if entry.problem is None else "not read: " + entry.problem
+        h.update(entry.path.relative_to(folder).as_posix().encode() + b"\0" + part.encode() + b"\0")
+    return h.hexdigest()
 
 
 def benchmark_inputs(cfg: EvaluateConfig) -> dict[str, str | None]:

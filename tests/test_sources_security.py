@@ -176,6 +176,27 @@ def test_a_huge_line_is_not_read_whole(tmp_path: Path) -> None:
     assert bad["reason"] == "line too long" and len(bad["raw"]) <= RAW_LIMIT + 1
 
 
+def test_the_cache_key_reads_what_the_source_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The collect stage's key digests a folder's files; it opens no symlink's target
+    (by default) and no system file."""
+    from t2g import fingerprint
+
+    folder = _folder(tmp_path)
+    opened: list[str] = []
+    real_digest = fingerprint.file_digest
+    monkeypatch.setattr(fingerprint, "file_digest", lambda p: opened.append(os.path.realpath(p)) or real_digest(p))
+    for follow in (False, True):
+        cfg = CollectConfig(sources=[{"kind": "text", "name": "f", "path": str(folder), "follow_symlinks": follow},
+                                     {"kind": "jsonl", "name": "j", "path": "/proc/self/environ"}])
+        before = fingerprint.collect_inputs(cfg)
+        assert opened and all(p.startswith(os.path.realpath(folder) + "/") for p in opened), opened
+        (folder / "inside.txt").unlink()
+        (folder / "inside.txt").symlink_to(folder / ("a.txt" if follow else "sub/b.txt"))
+        after = fingerprint.collect_inputs(cfg)
+        # A followed link is read, so its target is part of the key; one not followed is not.
+        assert (after != before) == follow
+
+
 # --- item 1: single-file sources never read system files ---------------------------------
 
 
