@@ -501,7 +501,7 @@ class Store:
         except KeyError:
             raise corrupt("missing") from None
         try:
-            table = pq.read_table(io.BytesIO(data))
+            table = pq.read_table(pa.BufferReader(arrow_owned(data)))
         except (pa.ArrowException, OSError) as exc:
             raise corrupt(f"unreadable Parquet ({len(data)} bytes): {exc}") from exc
         if table.num_rows != part["rows"]:
@@ -905,6 +905,21 @@ def _file_digest(path: Path) -> str:
 
 
 # -- table digest -------------------------------------------------------------------------
+
+
+def arrow_owned(data: bytes) -> pa.Buffer:
+    """`data` copied into memory Arrow allocated, holding no Python object.
+
+    Why: Arrow reads and decodes on its own native threads. Handed a Python object (a
+    BytesIO, or bytes wrapped by `py_buffer`), such a thread takes the GIL to read it or
+    to drop the last reference, and when that happens while the interpreter is exiting it
+    aborts the process (exit 134: "terminate called without an active exception", or
+    "PyGILState_Release ... finalizing"), after a run that succeeded. An all-hit `t2g run`
+    ends right after reading artifacts, so it is where this showed. One copy of a part is
+    cheap next to decoding it. tests/test_sources_security.py reproduces the abort."""
+    out = pa.BufferOutputStream()
+    out.write(data)
+    return out.getvalue()
 
 
 def table_digest(table: pa.Table) -> str:
