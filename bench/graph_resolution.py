@@ -1,7 +1,8 @@
 """Entity resolution on the toy world with identities, gold mentions given (isolates resolution
 from extraction): B-cubed of t2g's tiers against exact matching, side by side; merges across
 types; the shared-surname pair; edges against gold facts. Then resolve's throughput and peak RSS
-on 100,000 short documents' gold mentions, in a fresh child process.
+on 100,000 short documents' gold mentions, in a fresh child process (wall time and the
+process's CPU time: on a shared machine the wall clock says more about the neighbours).
 
     python -m bench graph_resolution          # T2G_GRAPH_RES_DOCS=20000 for a quicker look
     python -m bench --smoke graph_resolution  # 150 documents, 2,000 for the throughput
@@ -82,12 +83,14 @@ mentions, relations = identities.gold_tables(docs)
 del docs
 gen_s = time.perf_counter() - t
 rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-t = time.perf_counter()
+t, c = time.perf_counter(), time.process_time()
 graph = resolve(mentions, relations)
-s = time.perf_counter() - t
+s, cpu = time.perf_counter() - t, time.process_time() - c
 print(json.dumps({"documents": n, "mentions": mentions.num_rows, "relations": relations.num_rows,
                   "nodes": graph.nodes.num_rows, "edges": graph.edges.num_rows, "resolve_s": round(s, 2),
                   "mentions_per_s": round(mentions.num_rows / s), "documents_per_s": round(n / s),
+                  "resolve_cpu_s": round(cpu, 2), "mentions_per_cpu_s": round(mentions.num_rows / cpu),
+                  "documents_per_cpu_s": round(n / cpu),
                   "generate_s": round(gen_s, 2), "rss_before_resolve_mb": round(rss_before, 1),
                   "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
 """
