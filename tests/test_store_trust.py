@@ -195,9 +195,13 @@ def _strip_digests_and_forge(store: Store, stage: str, key: str) -> None:
     the part with other rows (same count)."""
     m = json.loads(store._backend.get(_manifest_rel(store, stage, key)))
     _edit(store, stage, key, lambda m: [m.pop("digest_format", None), m.pop("format", None)] + [p.pop("sha256") for p in m["parts"]])
+    rel = f"{store._dir(stage, key)}/{m['parts'][0]['name']}"
+    table = pq.read_table(io.BytesIO(store._backend.get(rel)))
+    texts = table.column("text").to_pylist()
+    table = table.set_column(table.schema.get_field_index("text"), "text", pa.array(["forged", *texts[1:]], table.schema.field("text").type))
     buf = io.BytesIO()
-    pq.write_table(_table(3, 100), buf)
-    store._backend.put(f"{store._dir(stage, key)}/{m['parts'][0]['name']}", buf.getvalue())
+    pq.write_table(table, buf)  # the same rows count and schema, other content
+    store._backend.put(rel, buf.getvalue())
 
 
 def test_a_manifest_without_digests_is_corrupt(store, caplog):
@@ -236,3 +240,22 @@ def test_a_manifest_written_by_the_previous_code_is_recomputed_once(tmp_path):
     assert store.finished("collect", "k") is None
     store.write("collect", "k", [_table(3)])
     assert store.finished("collect", "k") is not None and store.verify("collect", "k") == []
+
+
+def test_a_run_recomputes_a_forged_artifact_without_digests(tmp_path, caplog):
+    """Through the stage runner: the forged collect artifact is quarantined and rerun, and
+    the rerun's content digest is the original one."""
+    from t2g.config import load_recipe
+    from t2g.runner import execute
+    from tests.flowrun import SMALL, TINY
+
+    store = Store(f"file://{tmp_path}/store")
+    recipe = load_recipe(TINY, overrides=SMALL)
+    first = execute("collect", recipe.collect, [], store)
+    digest = store.manifest("collect", first.ref.key)["digest"]
+    _strip_digests_and_forge(store, "collect", first.ref.key)
+    with caplog.at_level(logging.WARNING, logger="t2g.store"):
+        again = execute("collect", recipe.collect, [], store)
+    assert not again.hit and again.ref == first.ref
+    assert store.manifest("collect", first.ref.key)["digest"] == digest and store.verify("collect", first.ref.key) == []
+    assert any("no format version" in r.getMessage() and "_quarantine/collect/" in r.getMessage() for r in caplog.records)
