@@ -15,6 +15,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from t2g.store import MANIFEST, MANIFEST_FORMAT, ArtifactCorrupt, Store
@@ -231,6 +233,26 @@ def test_a_missing_older_or_unknown_format_is_corrupt(tmp_path, version):
     assert store.finished("collect", "k") is None and not store.has("collect", "k")
 
 
+DROPS = {
+    "a part's sha256": lambda m: m["parts"][0].pop("sha256"),
+    "a part's digest": lambda m: m["parts"][0].update(digest=None),
+    "a file's sha256": lambda m: m["files"].update({"report.json": ""}),
+    "the attempt": lambda m: m.pop("attempt"),
+    "the schema": lambda m: m.pop("schema"),
+}
+
+
+@pytest.mark.parametrize("drop", DROPS)
+def test_the_current_format_needs_every_digest(tmp_path, drop):
+    """`format` alone is not enough: a manifest of the current format that lacks a digest
+    (or what ties its names to the writer) is corrupt too."""
+    store = Store(f"file://{tmp_path}/store")
+    store.write("collect", "k", [_table(3)], files={"report.json": b"{}"})
+    _edit(store, "collect", "k", DROPS[drop])
+    with pytest.raises(ArtifactCorrupt, match=r"_manifest\.json: "):
+        store.manifest("collect", "k")
+
+
 def test_a_manifest_written_by_the_previous_code_is_recomputed_once(tmp_path):
     """A store written before format versions: each artifact is corrupt once (quarantined,
     recomputed), then its rewrite is a plain cache hit."""
@@ -259,3 +281,63 @@ def test_a_run_recomputes_a_forged_artifact_without_digests(tmp_path, caplog):
     assert not again.hit and again.ref == first.ref
     assert store.manifest("collect", first.ref.key)["digest"] == digest and store.verify("collect", first.ref.key) == []
     assert any("no format version" in r.getMessage() and "_quarantine/collect/" in r.getMessage() for r in caplog.records)
+
+
+# -- property: no single edit of a manifest makes gc delete what the artifact owned -------------
+
+
+def _paths(node, prefix=()):
+    """Every path (keys and indices) in a JSON value, leaves and containers alike."""
+    yield prefix
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _paths(v, (*prefix, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _paths(v, (*prefix, i))
+
+
+@st.composite
+def _edits(draw, m):
+    path = draw(st.sampled_from([p for p in _paths(m) if p]))
+    parent = m
+    for step in path[:-1]:
+        parent = parent[step]
+    value = parent[path[-1]]
+    ops = ["replace"] + (["delete"] if isinstance(parent, dict) else []) + (["one char"] if isinstance(value, str) and value else [])
+    op = draw(st.sampled_from(ops))
+    if op == "delete":
+        return path, op, None
+    if op == "one char":
+        i = draw(st.integers(0, len(value) - 1))
+        return path, op, value[:i] + draw(st.sampled_from("0a1fz_.-/").filter(lambda c: c != value[i])) + value[i + 1 :]
+    return path, op, draw(st.none() | st.booleans() | st.integers(-2, 5) | st.text("0af-/._", max_size=20) | st.just([]) | st.just({}))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_no_single_manifest_edit_lets_gc_delete_what_the_artifact_owned(tmp_path_factory, data):
+    tmp = tmp_path_factory.mktemp("edit")
+    store = Store(f"file://{tmp}/store")
+    _model(store, tmp, parts=2)
+    owned = _names(store)
+    stray = store.writer("sft", "m")  # garbage a sound manifest lets gc remove
+    stray.add(_table(1))
+    rel = _manifest_rel(store, "sft", "m")
+    m = json.loads(store._backend.get(rel))
+    path, op, value = data.draw(_edits(m))
+    parent = m
+    for step in path[:-1]:
+        parent = parent[step]
+    if op == "delete":
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = value
+    store._backend.put(rel, json.dumps(m).encode())
+
+    dry = store.gc(grace_s=0, dry_run=True)
+    report = store.gc(grace_s=0)
+    assert owned <= _names(store), (path, op, value, report)
+    assert dry.removed == report.removed and dry.skipped == report.skipped
+    if store.verify("sft", "m"):  # the edit broke the manifest: gc left the whole artifact alone
+        assert report.skipped and report.removed == [], (path, op, value)
