@@ -5,7 +5,8 @@ Layout: `<root>/<stage>/<key>/part-<attempt>-NNNNN.parquet`, extra files under
 does not exist: readers never see it. Paths whose first segment starts with "_" (no stage
 name can) hold loose files that are not artifacts, e.g. training checkpoints.
 
-What is read is what was written. The manifest lists each part with its row count,
+What is read is what was written. The manifest (its format version and shape are checked
+first, `t2g/manifest.py`) lists each part with its row count,
 `table_digest` (of its rows) and sha256 (of its bytes), each extra file with its sha256,
 and the artifact's total rows and digest. Every read recomputes them: a flipped byte, a
 truncated or rewritten part, a missing part or an edited manifest raises `ArtifactCorrupt`
@@ -22,7 +23,8 @@ writers compute the same key from the same inputs, so either manifest is a valid
 (a model trained twice may differ in its bytes: each manifest still lists only its own
 attempt's files, so a reader never mixes the two).
 What the losers leave behind is removed by `Store.gc` once older than its grace period
-(which must exceed the longest write), as are folders without a manifest and `.tmp` files.
+(which must exceed the longest write), as are folders without a manifest and `.tmp` files;
+gc deletes inside an artifact's folder only on the word of a manifest that verifies whole.
 
 Failures: a storage error that a retry may cure (network, service down) is a `StoreError`;
 one that it cannot (disk full, quota, permission denied, read-only file system, a missing
