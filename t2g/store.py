@@ -59,8 +59,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-# MANIFEST and MANIFEST_FORMAT are imported from here too (tests, tools)
-from t2g.manifest import DIGEST_FORMAT, FILE_NAME, MANIFEST, MANIFEST_FORMAT, RESERVED, files_dir, owns, part_name  # noqa: F401
+from t2g.manifest import DIGEST_FORMAT, FILE_NAME, MANIFEST, MANIFEST_FORMAT, RESERVED, files_dir, owns, part_name
 from t2g.manifest import problems as manifest_problems
 
 QUARANTINE = "_quarantine"

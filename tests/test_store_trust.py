@@ -341,3 +341,15 @@ def test_no_single_manifest_edit_lets_gc_delete_what_the_artifact_owned(tmp_path
     assert dry.removed == report.removed and dry.skipped == report.skipped
     if store.verify("sft", "m"):  # the edit broke the manifest: gc left the whole artifact alone
         assert report.skipped and report.removed == [], (path, op, value)
+
+
+def test_metadata_cannot_set_what_the_writer_vouches_for(tmp_path):
+    """A stage's metadata lands in the manifest beside the writer's fields: it may not
+    replace them (before: `meta={"parts": []}` wrote a manifest that disowned its parts)."""
+    store = Store(f"file://{tmp_path}/store")
+    for field in ("parts", "format", "files_dir"):
+        with pytest.raises(ValueError, match=f"may not set {field}"):
+            store.write("collect", "k", [_table(2)], meta={field: []})
+    assert not store.has("collect", "k")
+    store.write("collect", "k", [_table(2)], meta={"summary": {"rows": 2}})
+    assert store.manifest("collect", "k")["summary"] == {"rows": 2}
