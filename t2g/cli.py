@@ -129,14 +129,20 @@ def store_gc(
     grace_hours: float = typer.Option(24.0, "--grace-hours", help="keep anything younger (must exceed the longest write)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="list what would be removed, remove nothing"),
 ) -> None:
-    """Remove parts and files no manifest lists, folders without a manifest and .tmp leftovers."""
+    """Remove parts and files no verified manifest owns, folders without a manifest and .tmp
+    leftovers; skip (and name) every artifact whose manifest fails verification: exit 1 then."""
     from t2g.store import Store
 
     report = Store(store).gc(grace_s=grace_hours * 3600, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     for uri in report.removed:
         typer.echo(f"{verb} {uri}")
+    for line in report.skipped:
+        typer.echo(f"skipped: {line}")
     typer.echo(f"{verb} {len(report.removed)} file(s); kept {len(report.kept_fresh)} younger than {grace_hours:g} h")
+    if report.skipped:
+        typer.echo(f"{len(report.skipped)} artifact(s) left alone: their manifest fails verification (see `t2g store verify`)", err=True)
+        raise typer.Exit(1)
 
 
 cache_app = typer.Typer(no_args_is_help=True, help="Inspect and prune the LLM response cache (the store's _llm_cache/).")

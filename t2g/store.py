@@ -5,7 +5,8 @@ Layout: `<root>/<stage>/<key>/part-<attempt>-NNNNN.parquet`, extra files under
 does not exist: readers never see it. Paths whose first segment starts with "_" (no stage
 name can) hold loose files that are not artifacts, e.g. training checkpoints.
 
-What is read is what was written. The manifest lists each part with its row count,
+What is read is what was written. The manifest (its format version and shape are checked
+first, `t2g/manifest.py`) lists each part with its row count,
 `table_digest` (of its rows) and sha256 (of its bytes), each extra file with its sha256,
 and the artifact's total rows and digest. Every read recomputes them: a flipped byte, a
 truncated or rewritten part, a missing part or an edited manifest raises `ArtifactCorrupt`
@@ -22,7 +23,8 @@ writers compute the same key from the same inputs, so either manifest is a valid
 (a model trained twice may differ in its bytes: each manifest still lists only its own
 attempt's files, so a reader never mixes the two).
 What the losers leave behind is removed by `Store.gc` once older than its grace period
-(which must exceed the longest write), as are folders without a manifest and `.tmp` files.
+(which must exceed the longest write), as are folders without a manifest and `.tmp` files;
+gc deletes inside an artifact's folder only on the word of a manifest that verifies whole.
 
 Failures: a storage error that a retry may cure (network, service down) is a `StoreError`;
 one that it cannot (disk full, quota, permission denied, read-only file system, a missing
@@ -57,11 +59,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-MANIFEST = "_manifest.json"
+from t2g.manifest import DIGEST_FORMAT, FILE_NAME, MANIFEST, MANIFEST_FORMAT, RESERVED, files_dir, owns, part_name
+from t2g.manifest import problems as manifest_problems
+
 QUARANTINE = "_quarantine"
-DIGEST_FORMAT = 2  # manifests written with `table_digest`; older ones carry an unverifiable digest
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_FILE = FILE_NAME
 _SEGMENT = re.compile(r"^[A-Za-z0-9_.-]{1,255}$")
 _TMP = re.compile(r"^\..+\.tmp-[0-9a-f-]+$")
 
@@ -107,6 +110,8 @@ class ArtifactRef:
 class GcReport:
     removed: list[str] = field(default_factory=list)  # URIs removed (or, dry run, that would be)
     kept_fresh: list[str] = field(default_factory=list)  # unlisted but younger than the grace period
+    # "<stage>/<key>: manifest fails verification: <why>": left alone whole
+    skipped: list[str] = field(default_factory=list)
     dry_run: bool = False
 
 
@@ -469,9 +474,9 @@ class Store:
             raw = self._call("read", rel, self._backend.get, rel)
         except KeyError:
             raise ArtifactMissing(f"{stage}/{key}") from None
-        problems = _manifest_problems(raw)
-        if problems:
-            raise ArtifactCorrupt(f"artifact {self.uri(stage, key)}: {MANIFEST}: {problems[0]}")
+        found = manifest_problems(raw, stage, key)
+        if found:
+            raise ArtifactCorrupt(f"artifact {self.uri(stage, key)}: {MANIFEST}: {found[0]}")
         return json.loads(raw)
 
     def has(self, stage: str, key: str) -> bool:
@@ -506,13 +511,13 @@ class Store:
             raise corrupt(f"unreadable Parquet ({len(data)} bytes): {exc}") from exc
         if table.num_rows != part["rows"]:
             raise corrupt(f"{table.num_rows} rows, the manifest says {part['rows']}")
-        if m.get("digest_format") == DIGEST_FORMAT:
-            got = table_digest(table)
-            if got != part["digest"]:
-                raise corrupt(f"digest mismatch (read {got[:12]}, manifest {str(part['digest'])[:12]})")
+        # Both digests are always there: `manifest` refuses one without them (format 3).
+        got = table_digest(table)
+        if got != part["digest"]:
+            raise corrupt(f"digest mismatch (read {got[:12]}, manifest {str(part['digest'])[:12]})")
         # The same rows from other bytes: a flip in statistics or padding, say. Harmless
         # today, but the file is not what was written.
-        if "sha256" in part and hashlib.sha256(data).hexdigest() != part["sha256"]:
+        if hashlib.sha256(data).hexdigest() != part["sha256"]:
             raise corrupt("bytes differ from those written (sha256 mismatch), though the rows read the same")
         return table
 
@@ -533,8 +538,7 @@ class Store:
     def _file_rel(self, stage: str, key: str, m: dict[str, Any], name: str) -> str:
         if name not in m.get("files", {}):
             raise ArtifactMissing(f"{stage}/{key} has no file {name!r}")
-        folder = m.get("files_dir")  # absent in manifests older than attempt folders
-        return f"{self._dir(stage, key)}/{f'{folder}/' if folder else ''}{_file_name(name)}"
+        return f"{self._dir(stage, key)}/{m['files_dir']}/{_file_name(name)}"
 
     def read_file(self, stage: str, key: str, name: str) -> bytes:
         """An extra file of a finished artifact, checked against its manifest digest."""
@@ -572,7 +576,7 @@ class Store:
         a partial one is redone."""
         m = self.manifest(stage, key)
         base = self._dir(stage, key)
-        folder = f"{base}/{m['files_dir']}" if m.get("files_dir") else base
+        folder = f"{base}/{m['files_dir']}"
         local = self._backend.local_path(folder)
         if local is None:
             parsed = urlparse(self.root)
@@ -600,6 +604,10 @@ class Store:
             m = self.manifest(stage, key)
         except ArtifactCorrupt as exc:
             return [str(exc)]
+        return self._verify_manifest(stage, key, m)
+
+    def _verify_manifest(self, stage: str, key: str, m: dict[str, Any]) -> list[str]:
+        """Every problem of the artifact as the checked manifest `m` describes it."""
         problems = []
         for part in m["parts"]:
             try:
@@ -664,53 +672,75 @@ class Store:
         return sorted(out)
 
     def gc(self, grace_s: float = 86400, dry_run: bool = False) -> GcReport:
-        """Remove what no manifest lists, once older than `grace_s` (file mtime, S3
+        """Remove what no verified manifest owns, once older than `grace_s` (file mtime, S3
         LastModified): parts and files of attempts that lost a race or died, folders
-        without a manifest, and `.tmp` leftovers anywhere but in quarantine. Listed parts
-        and files are never removed. `grace_s` must exceed the longest write: a writer's
-        parts are unlisted until its manifest lands."""
+        without a manifest, and `.tmp` leftovers anywhere but in quarantine. `grace_s`
+        must exceed the longest write: a writer's parts are unlisted until its manifest lands.
+
+        Nothing is deleted on a manifest's word unless it verifies: an artifact whose
+        manifest fails verification (unreadable, no or another format version, an edited
+        name, a missing or altered part or file) is skipped whole and named in
+        `report.skipped`, since a damaged manifest no longer says what it owns. A manifest
+        is verified (every part and file read) only when its folder holds something old to
+        remove; `verify` checks the rest. A dry run plans exactly as the real run does."""
         report = GcReport(dry_run=dry_run)
+        doomed = self._gc_plan(grace_s, report)
+        for name in doomed:
+            if not dry_run:
+                self._call("delete", name, self._backend.delete, name)
+            report.removed.append(self._backend.uri(name))
+        return report
+
+    def _gc_plan(self, grace_s: float, report: GcReport) -> list[str]:
+        """The paths gc removes; fills `report.kept_fresh` and `report.skipped`."""
         now = time.time()
-        entries = self._call("list", ".", self._backend.list_tree_times, "")
-        listed: dict[str, set[str]] = {}  # artifact folder -> the paths its manifest lists
-        for name, _ in entries:
-            segments = name.split("/")
-            if len(segments) == 3 and segments[2] == MANIFEST and not segments[0].startswith("_"):
-                listed[f"{segments[0]}/{segments[1]}"] = self._listed(segments[0], segments[1])
-        for name, mtime in entries:
+        doomed: list[str] = []
+
+        def judge(name: str, mtime: float) -> None:
+            if now - mtime < grace_s:
+                report.kept_fresh.append(self._backend.uri(name))
+            else:
+                doomed.append(name)
+
+        folders: dict[str, list[tuple[str, float]]] = {}  # artifact folder -> (path inside it, mtime)
+        for name, mtime in self._call("list", ".", self._backend.list_tree_times, ""):
             segments = name.split("/")
             if segments[0] == QUARANTINE:
                 continue
-            if segments[0].startswith("_"):
-                removable = bool(_TMP.fullmatch(segments[-1]))  # loose files: only .tmp leftovers
-            elif len(segments) < 3:
-                removable = bool(_TMP.fullmatch(segments[-1]))
-            else:
-                folder, inner = "/".join(segments[:2]), "/".join(segments[2:])
-                removable = inner != MANIFEST and inner not in listed.get(folder, set())
-            if not removable:
+            if segments[0].startswith("_") or len(segments) < 3:  # loose files: only .tmp leftovers
+                if _TMP.fullmatch(segments[-1]):
+                    judge(name, mtime)
                 continue
-            uri = self._backend.uri(name)
-            if now - mtime < grace_s:
-                report.kept_fresh.append(uri)
+            folders.setdefault("/".join(segments[:2]), []).append(("/".join(segments[2:]), mtime))
+        for folder, inside in sorted(folders.items()):
+            if MANIFEST not in {inner for inner, _ in inside}:
+                for inner, mtime in inside:  # no manifest: an attempt that died before it
+                    judge(f"{folder}/{inner}", mtime)
                 continue
-            if not dry_run:
-                self._call("delete", name, self._backend.delete, name)
-            report.removed.append(uri)
-        return report
+            stage, key = folder.split("/")
+            problem, unowned = self._unowned(stage, key, inside, now - grace_s)
+            if problem:
+                report.skipped.append(f"{folder}: {problem}")
+                continue
+            for inner, mtime in unowned:
+                judge(f"{folder}/{inner}", mtime)
+        return doomed
 
-    def _listed(self, stage: str, key: str) -> set[str]:
-        """The paths (relative to the artifact folder) its manifest lists; every path in
-        the folder when the manifest is unreadable, so gc never removes what it cannot judge."""
-        base = self._dir(stage, key) if _NAME.fullmatch(stage) and _NAME.fullmatch(key) else f"{stage}/{key}"
+    def _unowned(self, stage: str, key: str, inside: list[tuple[str, float]], cutoff: float) -> tuple[str, list]:
+        """(why gc must leave the artifact alone, or ""; the paths in its folder its
+        manifest does not own). The manifest is verified whole when something old would go."""
         try:
-            m = json.loads(self._call("read", base, self._backend.get, f"{base}/{MANIFEST}"))
-            folder = m.get("files_dir")
-            return {p["name"] for p in m["parts"]} | {f"{folder}/{n}" if folder else n for n in m.get("files", {})}
-        except KeyError:
-            return set()  # removed meanwhile: nothing is listed
-        except (ValueError, TypeError):
-            return set(self._call("list", base, self._backend.list_tree, base))
+            m = self.manifest(stage, key)  # a folder name that is not a store name fails here too
+        except ArtifactMissing:
+            return "manifest gone while gc looked (quarantined or replaced): left for the next gc", []
+        except ValueError as exc:  # ArtifactCorrupt included
+            return f"manifest fails verification: {exc}", []
+        unowned = [(inner, mtime) for inner, mtime in inside if not owns(m, inner)]
+        if any(mtime <= cutoff for _, mtime in unowned):
+            found = self._verify_manifest(stage, key, m)  # the manifest judged, not a newer one
+            if found:
+                return f"manifest fails verification: {'; '.join(found)}", []
+        return "", unowned
 
     # -- writing ----------------------------------------------------------------------
 
@@ -793,7 +823,7 @@ class ArtifactWriter:
         self.store, self.stage, self.key, self.schema = store, stage, key, schema
         self.base = store._dir(stage, key)
         self.attempt = uuid.uuid4().hex[:12]
-        self.files_dir = f"files/{self.attempt}"
+        self.files_dir = files_dir(self.attempt)
         self.parts: list[dict[str, Any]] = []
         self.rows = 0
         self.digest = hashlib.sha256()
@@ -805,7 +835,7 @@ class ArtifactWriter:
             self.schema = table.schema
         elif not table.schema.equals(self.schema, check_metadata=False):
             table = table.cast(self.schema)
-        name = f"part-{self.attempt}-{len(self.parts):05d}.parquet"
+        name = part_name(self.attempt, len(self.parts))
         buf = io.BytesIO()
         pq.write_table(table, buf, compression="zstd")
         rel = f"{self.base}/{name}"
@@ -827,12 +857,16 @@ class ArtifactWriter:
 
     def commit(self, meta: dict[str, Any] | None = None, files: dict[str, bytes] | None = None) -> ArtifactRef:
         backend, call = self.store._backend, self.store._call
+        clash = sorted(RESERVED & set(meta or {}))
+        if clash:  # the writer's own fields are what readers check: a caller may not set them
+            raise ValueError(f"manifest metadata may not set {', '.join(clash)}: the writer sets them")
         extra = dict(self.files)
         for name, data in (files or {}).items():
             rel = f"{self.base}/{self.files_dir}/{_file_name(name)}"
             call("write", rel, backend.put, rel, data)
             extra[name] = hashlib.sha256(data).hexdigest()
         manifest = {
+            "format": MANIFEST_FORMAT,
             "stage": self.stage,
             "key": self.key,
             "rows": self.rows,
@@ -850,35 +884,6 @@ class ArtifactWriter:
         rel = f"{self.base}/{MANIFEST}"
         call("write", rel, backend.put, rel, json.dumps(manifest, indent=1, default=str).encode())
         return ArtifactRef(uri=self.store.uri(self.stage, self.key), stage=self.stage, key=self.key, rows=self.rows)
-
-
-def _manifest_problems(raw: bytes) -> list[str]:
-    """What is wrong with a manifest by itself: not JSON, a wrong shape, or totals that
-    disagree with its parts (reading no part)."""
-    try:
-        m = json.loads(raw)
-    except ValueError as exc:
-        return [f"not valid JSON ({exc})"]
-    if not isinstance(m, dict) or not isinstance(m.get("parts"), list) or not isinstance(m.get("files", {}), dict):
-        return ["not a manifest (no part list)"]
-    parts = m["parts"]
-    for p in parts:
-        if not (isinstance(p, dict) and isinstance(p.get("name"), str) and type(p.get("rows")) is int
-                and isinstance(p.get("digest"), str)):  # fmt: skip
-            return [f"malformed part entry {p!r}"[:200]]
-        if not _FILE.fullmatch(p["name"]) or p["name"] == MANIFEST:
-            return [f"part name {p['name']!r} is not allowed"[:200]]
-    if not all(_FILE.fullmatch(str(n)) and n != MANIFEST for n in m.get("files", {})):
-        return ["a file name is not allowed"]
-    if m.get("files_dir") is not None and not re.fullmatch(r"files/[0-9a-f]{1,32}", str(m["files_dir"])):
-        return [f"files_dir {m['files_dir']!r} is not allowed"[:200]]
-    total = sum(p["rows"] for p in parts)
-    if m.get("rows") != total:
-        return [f"rows {m.get('rows')!r} disagree with its parts' {total}"]
-    whole = hashlib.sha256("".join(p["digest"] for p in parts).encode()).hexdigest()
-    if m.get("digest") != whole:
-        return [f"digest {str(m.get('digest'))[:12]} disagrees with its parts' {whole[:12]}"]
-    return []
 
 
 def _loose_path(rel: str) -> str:
