@@ -80,20 +80,26 @@ def check_run(
 ) -> Path:
     """The recipe path a deployment's run may load, or a RecipeError naming the parameter
     and how the operator allows it. Reads no file: the error never holds file content."""
-    from t2g.config import check_deployment_overrides, check_recipe_path
+    from t2g.config import RecipeError, check_deployment_overrides, check_recipe_path
 
     roots = recipe_roots(cwd)
     own = policy.parameters.get("config")
     if own is not None and str(config) == str(own):  # the deployment's own recipe, wherever it is
         roots.append((Path(cwd or Path.cwd()) / str(own)).resolve().parent)
-    path = check_recipe_path(config, roots)
+    try:
+        path = check_recipe_path(config, roots)
+    except RecipeError as exc:
+        raise _refuse("config", str(exc), f"Put the recipe under {roots[0]} or a folder named in {RECIPE_DIRS_ENV} on the worker.") from None
     if store is not None and store != policy.parameters.get("store") and "store" not in policy.allow:
         raise _refuse(
             "store", "a run may not choose where its artifacts go (and which credentials reach them)",
             "Set `store` in the deployment itself, or allow it with the deployment tag t2g-allow:store.",
         )  # fmt: skip
     given = set(policy.parameters.get("overrides") or [])
-    check_deployment_overrides([o for o in overrides or [] if o not in given], policy.allow)
+    try:
+        check_deployment_overrides([o for o in overrides or [] if o not in given], policy.allow)
+    except RecipeError as exc:
+        raise _refuse("overrides", str(exc), "The operator allows a field with the deployment tag t2g-allow:<field>.") from None
     if index is not None and index != policy.parameters.get("index") and not INDEX_NAME.fullmatch(index):
         raise _refuse("index", "must be a plain name (letters, digits, _ . - and {date}), not a path", "Pick another name.")
     return path

@@ -322,7 +322,7 @@ def status_cmd(home: Path = _HOME, as_json: bool = typer.Option(False, "--json")
         for name, ok in info["alive"].items():
             typer.echo(f"  {name:<20} {'up' if ok else 'DOWN'}")
         if info["healthy"]:
-            typer.echo(f"  {'auth':<20} {'ok' if info['authorized'] else 'REFUSED (' + info['auth_file'] + ')'}")
+            typer.echo(f"  {'auth':<20} {'ok' if info['authorized'] else 'REFUSED (' + str(info.get('auth_file')) + ')'}")
     if not (info["healthy"] and info["authorized"] and all(info["alive"].values())):
         raise typer.Exit(1)
 
