@@ -86,8 +86,8 @@ def check_run(
     own = policy.parameters.get("config")
     if own is not None and str(config) == str(own):  # the deployment's own recipe, wherever it is
         roots.append((Path(cwd or Path.cwd()) / str(own)).resolve().parent)
-    try:
-        path = check_recipe_path(config, roots)
+    try:  # from the working directory the flow runs in (the repository root: the pull step)
+        path = check_recipe_path(Path(cwd or Path.cwd()) / str(config), roots)
     except RecipeError as exc:
         raise _refuse("config", str(exc), f"Put the recipe under {roots[0]} or a folder named in {RECIPE_DIRS_ENV} on the worker.") from None
     if store is not None and store != policy.parameters.get("store") and "store" not in policy.allow:
