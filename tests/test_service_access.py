@@ -185,3 +185,15 @@ def test_stack_auth_file_is_owner_only_and_fresh(tmp_path):
     assert auth_file(tmp_path).stat().st_mode & 0o777 == 0o600
     assert read_auth(tmp_path) == first and first.startswith("t2g:") and len(first) > 40
     assert new_auth(tmp_path) != first and auth_file(tmp_path).stat().st_mode & 0o777 == 0o600
+
+
+def test_a_flow_run_that_is_not_a_deployments_has_no_policy(prefect_api):
+    """`t2g run` and flows called from Python run unchecked: the flow run has no deployment
+    (asked of the real server the suite shares)."""
+    from prefect import flow
+
+    @flow
+    def probe():
+        return access.deployment_policy(), access.guard("/anywhere/recipe.yaml", store="file:///x")
+
+    assert probe() == (None, "/anywhere/recipe.yaml")
