@@ -6,8 +6,10 @@
 set -euo pipefail
 cd /opt/t2g
 
-prefect work-pool create t2g-local --type process --overwrite
-prefect work-pool create t2g-gpu --type process --overwrite
+# The locked template: a flow run's job variables cannot change the command or the
+# environment its process gets (docs/service.md, "Access model").
+prefect work-pool create t2g-local --type process --overwrite --base-job-template deployments/work-pools/process-locked.json
+prefect work-pool create t2g-gpu --type process --overwrite --base-job-template deployments/work-pools/process-locked.json
 prefect global-concurrency-limit create gpu --limit "${T2G_GPU_SLOTS:-1}" \
   || prefect global-concurrency-limit update gpu --limit "${T2G_GPU_SLOTS:-1}"
 

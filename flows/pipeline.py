@@ -6,7 +6,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from flows import report
+from flows import access, report
 from flows.naming import run_name
 from flows.walk import resolve, walk
 from t2g.config import dated_store, utc_now
@@ -25,7 +25,8 @@ def pipeline(
     With `index` ("{date}" becomes the run's UTC date), `<store>/_runs/<index>.json`
     records what the run produced."""
     started = utc_now()  # the one clock reading of the run: the store's and the index's {date}
-    recipe = resolve(config, store, overrides, now=started)
+    # A deployment's run: parameters come from an API caller (flows/access.py says what they may change).
+    recipe = resolve(access.guard(config, store, overrides, index), store, overrides, now=started)
     refs = walk(recipe, plan(recipe, until))
     # The run report (UI artifact `t2g-run-report`): inputs, artifact URIs, counts, F1, plots.
     report.publish(recipe, refs, config, overrides)

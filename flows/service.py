@@ -14,6 +14,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from flows import access
 from flows.data import DATA_END
 from flows.naming import run_name
 from flows.walk import resolve, walk
@@ -56,7 +57,7 @@ def lineage(store: Store, ref: ArtifactRef) -> dict[str, ArtifactRef]:
 def train_from_data(config: str, data: str, store: str | None = None, overrides: list[str] | None = None,
                     until: str | None = None) -> dict[str, dict[str, Any]]:  # fmt: skip
     """Train (sft → grpo → evaluate) from a finished `reason` artifact's URI."""
-    recipe = resolve(config, store, overrides)
+    recipe = resolve(access.guard(config, store, overrides), store, overrides)
     st = open_store(recipe.store)
     ref = artifact_ref(st, recipe.store, data)
     if ref.stage != DATA_END:
@@ -76,9 +77,10 @@ def evaluate_model(config: str, model: str, benchmark: str, store: str | None = 
                    overrides: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
     """Score a trained model (an `sft` or `grpo` artifact URI) on an interchange JSONL benchmark
     (and the held-out split of the documents it was trained from)."""
+    checked = access.guard(config, store, overrides, benchmark=benchmark)  # a deployment's run: a data file only
     if not Path(benchmark).is_file():
         raise FileNotFoundError(f"benchmark {benchmark} does not exist (relative paths start at the repository root)")
-    recipe = resolve(config, store, overrides)
+    recipe = resolve(checked, store, overrides)
     st = open_store(recipe.store)
     ref = artifact_ref(st, recipe.store, model)
     if ref.stage not in ("sft", "grpo"):

@@ -9,17 +9,29 @@ Each process is started in its own session (`start_new_session=True`): it leads 
 process group, so `down` stops it and everything it spawned (flow-run subprocesses) with
 one signal to the group, and SIGTERM reaches it even when `up` ran from a
 non-interactive shell (no job control). PIDs are kept in `<home>/stack.json`.
+
+The API asks for Prefect's basic auth (docs/service.md, "Access model"): `up` generates a
+fresh string per stack into `<home>/auth` (mode 0600, the home itself 0700: its SQLite
+database holds every run's parameters and logs), hands it to the server
+(PREFECT_SERVER_API_AUTH_STRING) and to the workers, `prefect deploy` and the setup client
+(PREFECT_API_AUTH_STRING). A client of the stack takes it from `t2g stack env`. The work
+pools get a base job template that a run cannot use to change the flow-run command or
+environment (deployments/work-pools/process-locked.json).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import secrets
+import shlex
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any, Optional
@@ -28,6 +40,8 @@ import typer
 
 REPO = Path(__file__).resolve().parents[1]
 PREFECT_FILE = "deployments/prefect.yaml"
+LOCKED_TEMPLATE = REPO / "deployments" / "work-pools" / "process-locked.json"
+AUTH_USER = "t2g"
 QUIET = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
 
 stack_app = typer.Typer(help="The embedded Prefect stack: server, work pool, worker, deployments.", no_args_is_help=True)
@@ -68,6 +82,45 @@ def alive(pid: int) -> bool:
     return b"prefect" in cmdline and stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
+def auth_file(home: Path) -> Path:
+    return home / "auth"
+
+
+def new_auth(home: Path) -> str:
+    """A fresh `t2g:<random>` string in `<home>/auth`, readable by its owner only (created
+    0600, never world-readable for an instant; an older file is replaced, not reopened)."""
+    auth = f"{AUTH_USER}:{secrets.token_urlsafe(32)}"
+    tmp = auth_file(home).with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(auth + "\n")
+    tmp.replace(auth_file(home))
+    return auth
+
+
+def read_auth(home: Path) -> str | None:
+    try:
+        return auth_file(home.resolve()).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def authorized(api_url: str, auth: str | None) -> int:
+    """The HTTP status of an API call (reading the server's settings) made with `auth`; 0
+    when the server does not answer."""
+    request = urllib.request.Request(f"{api_url}/admin/version")
+    if auth:
+        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
 def healthy(api_url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{api_url}/health", timeout=2) as r:
@@ -99,25 +152,26 @@ def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
         )  # fmt: skip
 
 
-def _setup(api_url: str, pools: list[str], gpu_limit: str, gpu_slots: int) -> None:
-    """Create the process work pools and the global concurrency limit (idempotent)."""
+def _setup(api_url: str, auth: str, pools: list[str], gpu_limit: str, gpu_slots: int) -> None:
+    """Create the process work pools (locked template) and the global concurrency limit (idempotent)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import (
         GlobalConcurrencyLimitCreate,
         GlobalConcurrencyLimitUpdate,
         WorkPoolCreate,
+        WorkPoolUpdate,
     )
     from prefect.exceptions import ObjectAlreadyExists
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-    from prefect.workers.process import ProcessWorker
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY, PREFECT_API_URL, temporary_settings
 
-    with temporary_settings(updates={PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+    template = json.loads(LOCKED_TEMPLATE.read_text())
+    settings = {PREFECT_API_URL: api_url, PREFECT_API_AUTH_STRING: auth}
+    with temporary_settings(updates=settings, restore_defaults={PREFECT_API_KEY}), get_client(sync_client=True) as client:
         for name in pools:
-            template = ProcessWorker.get_default_base_job_template()
             try:
                 client.create_work_pool(WorkPoolCreate(name=name, type="process", base_job_template=template))
             except ObjectAlreadyExists:
-                pass
+                client.update_work_pool(name, WorkPoolUpdate(base_job_template=template))
         try:
             client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=gpu_limit, limit=gpu_slots))
         except ObjectAlreadyExists:
@@ -137,16 +191,21 @@ def up(home: Path, port: int, config: Path, ui: bool = True, timeout: float = 24
         down(home)
     port = port or _free_port()
     api_url, ui_url = f"http://127.0.0.1:{port}/api", f"http://127.0.0.1:{port}"
+    home.mkdir(parents=True, exist_ok=True)
+    home.chmod(0o700)  # the server's database and logs hold run parameters: owner only
+    auth = new_auth(home)
     # The UI asks the server (GET /ui-settings) which API to call; unset, the server
     # answers with the default port 4200, so a UI on any other port shows no data.
     base = {**os.environ, **QUIET, "PREFECT_HOME": str(home / "prefect"), "PREFECT_UI_API_URL": api_url, "PREFECT_UI_URL": ui_url}
-    base.pop("PREFECT_API_URL", None)
-    client_env = {**base, "PREFECT_API_URL": api_url}
+    for name in ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_API_AUTH_STRING", "PREFECT_SERVER_API_AUTH_STRING"):
+        base.pop(name, None)  # an API key would win over the auth string and get a 401
+    server_env = {**base, "PREFECT_SERVER_API_AUTH_STRING": auth}
+    client_env = {**base, "PREFECT_API_URL": api_url, "PREFECT_API_AUTH_STRING": auth}
     logs = home / "logs"
     pids: dict[str, Any] = {}
     state = {"api_url": api_url, "ui_url": ui_url, "home": str(home), "pids": pids,
-             "pools": sorted({orch.pools.cpu, orch.pools.gpu}), "logs": str(logs)}  # fmt: skip
-    home.mkdir(parents=True, exist_ok=True)
+             "pools": sorted({orch.pools.cpu, orch.pools.gpu}), "logs": str(logs),
+             "auth_file": str(auth_file(home))}  # fmt: skip
 
     def save() -> None:
         tmp = state_file(home).with_suffix(".tmp")
@@ -154,7 +213,7 @@ def up(home: Path, port: int, config: Path, ui: bool = True, timeout: float = 24
         tmp.replace(state_file(home))
 
     server_args = [_prefect(), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    server = _spawn(server_args + ([] if ui else ["--no-ui"]), base, logs / "server.log")
+    server = _spawn(server_args + ([] if ui else ["--no-ui"]), server_env, logs / "server.log")
     pids["server"] = server.pid
     save()  # from here on `down` can clean up whatever `up` leaves if it fails
     try:
@@ -165,7 +224,7 @@ def up(home: Path, port: int, config: Path, ui: bool = True, timeout: float = 24
             if time.time() > deadline:
                 raise RuntimeError(f"prefect server did not answer on {api_url} in {timeout:.0f} s; see {logs / 'server.log'}")
             time.sleep(0.5)
-        _setup(api_url, state["pools"], orch.gpu_limit, orch.gpu_slots)
+        _setup(api_url, auth, state["pools"], orch.gpu_limit, orch.gpu_slots)
         # Workers first: they boot while the deployments register. A local server is cheap
         # to poll, so a run starts within seconds of `prefect deployment run`.
         worker_env = {**client_env, "PREFECT_WORKER_QUERY_SECONDS": client_env.get("PREFECT_WORKER_QUERY_SECONDS", "3")}
@@ -204,6 +263,7 @@ def down(home: Path) -> list[str]:
         stop_group(state["pids"]["server"])
         stopped.append(f"server ({state['pids']['server']})")
     state_file(home).unlink(missing_ok=True)
+    auth_file(home).unlink(missing_ok=True)  # the next stack gets a new one
     return stopped
 
 
@@ -212,7 +272,11 @@ def status(home: Path) -> dict[str, Any] | None:
     if state is None:
         return None
     procs = {"server": state["pids"]["server"], **{f"worker {p}": pid for p, pid in (state["pids"].get("workers") or {}).items()}}
-    return {**state, "alive": {name: alive(pid) for name, pid in procs.items()}, "healthy": healthy(state["api_url"])}
+    up = healthy(state["api_url"])
+    # Whether the stack's own auth string opens the API (a server without it would answer 200 to anyone).
+    code = authorized(state["api_url"], read_auth(home)) if up else 0
+    return {**state, "alive": {name: alive(pid) for name, pid in procs.items()}, "healthy": up,
+            "authorized": code == 200}  # fmt: skip
 
 
 _HOME = typer.Option(Path(".t2g"), "--home", help="where the stack keeps its Prefect home, logs and stack.json")
@@ -232,7 +296,8 @@ def up_cmd(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1)
     typer.echo(f"stack up: UI {state['ui_url']}  API {state['api_url']}")
-    typer.echo(f"  export PREFECT_API_URL={state['api_url']}")
+    typer.echo(f"  the API asks for the stack's auth string ({state['auth_file']}, owner only); clients:")
+    typer.echo(f"  eval \"$(t2g stack env --home {shlex.quote(str(home))})\"")
     typer.echo(f"  pools {', '.join(state['pools'])}; logs in {state['logs']}; `t2g stack down` stops it")
 
 
@@ -245,7 +310,7 @@ def down_cmd(home: Path = _HOME) -> None:
 
 @stack_app.command("status")
 def status_cmd(home: Path = _HOME, as_json: bool = typer.Option(False, "--json")) -> None:
-    """Show the stack's URLs and whether each process is alive; exit 1 if any is not."""
+    """Show the stack's URLs, whether each process is alive and the auth string opens the API; exit 1 if not."""
     info = status(home)
     if info is None:
         typer.echo("no stack (t2g stack up starts one)")
@@ -256,8 +321,22 @@ def status_cmd(home: Path = _HOME, as_json: bool = typer.Option(False, "--json")
         typer.echo(f"UI {info['ui_url']}  API {info['api_url']}  {'healthy' if info['healthy'] else 'NOT ANSWERING'}")
         for name, ok in info["alive"].items():
             typer.echo(f"  {name:<20} {'up' if ok else 'DOWN'}")
-    if not (info["healthy"] and all(info["alive"].values())):
+        if info["healthy"]:
+            typer.echo(f"  {'auth':<20} {'ok' if info['authorized'] else 'REFUSED (' + str(info.get('auth_file')) + ')'}")
+    if not (info["healthy"] and info["authorized"] and all(info["alive"].values())):
         raise typer.Exit(1)
+
+
+@stack_app.command("env")
+def env_cmd(home: Path = _HOME) -> None:
+    """Print the exports a client of the stack needs: eval "$(t2g stack env)"."""
+    state, auth = read_state(home.resolve()), read_auth(home)
+    if state is None or auth is None:
+        typer.echo("no stack (t2g stack up starts one)", err=True)
+        raise typer.Exit(3)
+    typer.echo(f"export PREFECT_API_URL={shlex.quote(state['api_url'])}")
+    typer.echo(f"export PREFECT_API_AUTH_STRING={shlex.quote(auth)}")
+    typer.echo("unset PREFECT_API_KEY  # an API key would win over the auth string (401)")
 
 
 def main(argv: Optional[list[str]] = None) -> None:  # `python -m flows.stack up`

@@ -8,9 +8,7 @@ parse their value as YAML and are validated exactly like the file.
 from __future__ import annotations
 
 import datetime
-import os
 import re
-import stat
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, ClassVar, Literal, Union
 from urllib.parse import urlparse
@@ -18,12 +16,24 @@ from urllib.parse import urlparse
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
 
+# Re-exported: t2g.config stays the one place recipes come from.
+from t2g.recipe_input import (  # noqa: F401
+    MAX_DEPTH,
+    MAX_NODES,
+    MAX_OVERRIDE_KEYS,
+    MAX_RECIPE_BYTES,
+    RecipeError,
+    check_deployment_overrides,
+    check_recipe_path,
+    load_yaml,
+    parse_override,
+    read_recipe_text,
+    shown,
+    yaml_error,
+)
+
 TEACHER = "@teacher"  # extract.model and sft.model: the recipe's own tiny teacher (its `teacher` section)
 REASONER = "@reasoner"  # reason.model: the recipe's own tiny reasoner (its `reasoner` section)
-
-
-class RecipeError(ValueError):
-    """A recipe that cannot run; the message names the file and the field to change."""
 
 
 class Section(BaseModel):
@@ -150,12 +160,52 @@ class LLMSection(Section):
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     # openai-compatible servers
     base_url: str | None = None
-    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the key")
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="environment variable holding the key: NAME_API_KEY, not a store's, cloud's or orchestrator's"
+    )
     api_key_block: str | None = Field(None, description="Prefect Secret block holding the key (wins over api_key_env)")
     max_in_flight: int = Field(32, ge=1)
     timeout_s: float = Field(300.0, gt=0, description="per request")
     max_retries: int = Field(6, ge=0, description="on 429/5xx/connection errors/timeouts; a 400 is never retried")
     backoff_s: float = Field(1.0, ge=0, description="first delay, doubling, with full jitter")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _a_model_server_key(cls, name: str) -> str:
+        return check_api_key_env(name)
+
+
+# The variable `api_key_env` names is sent, as `Authorization: Bearer <value>`, to
+# `base_url`, which the recipe also names: it must be a variable exported for a model
+# server and nothing else. So it has the shape NAME_API_KEY (OPENAI_API_KEY,
+# TEACHER_API_KEY, VLLM_API_KEY), and is not in the namespace of a credential the worker
+# holds for something else: the store (AWS_, S3_, MINIO_), the orchestrator (PREFECT_ —
+# PREFECT_API_KEY is Prefect Cloud's —, POSTGRES_, PG, DASK_, RAY_), t2g itself (T2G_),
+# a cloud (AZURE_, GOOGLE_, GCP_, GCLOUD_), a code host (GITHUB_, GH_) or the model hub
+# (HF_, HUGGING_FACE_: HF_TOKEN also downloads gated models and can push; give a hosted
+# teacher an inference-only token in its own variable, e.g. TEACHER_API_KEY).
+API_KEY_ENV_PATTERN = re.compile(r"[A-Z][A-Z0-9_]*_API_KEY")
+CREDENTIAL_PREFIXES = (
+    "AWS_", "S3_", "MINIO_", "PREFECT_", "POSTGRES_", "PG", "DASK_", "RAY_", "T2G_",
+    "AZURE_", "GOOGLE_", "GCP_", "GCLOUD_", "GITHUB_", "GH_", "HF_", "HUGGING_FACE_",
+)  # fmt: skip
+
+
+def check_api_key_env(name: str) -> str:
+    """`name` when it may name a model server's key (see API_KEY_ENV_PATTERN); else a
+    ValueError saying what to name instead."""
+    denied = next((p for p in CREDENTIAL_PREFIXES if name.startswith(p)), None)
+    if denied:
+        raise ValueError(
+            f"{shown(name)}: {denied}* variables hold the store's, the orchestrator's, a cloud's or a hub's credentials, "
+            "never sent to a model server; export the model server's key as e.g. TEACHER_API_KEY"
+        )
+    if not API_KEY_ENV_PATTERN.fullmatch(name):
+        raise ValueError(
+            f"{shown(name)} is not a model server's key variable: name one like TEACHER_API_KEY "
+            "(capitals, digits and _, ending in _API_KEY), exported for the model server alone"
+        )
+    return name
 
 
 class ExtractConfig(LLMSection):
@@ -647,12 +697,6 @@ class Recipe(Section):
         return self
 
 
-# A recipe is a few KB; anything near this is the wrong file (or a device that never ends).
-MAX_RECIPE_BYTES = 1 << 20
-# Nesting of any YAML value, in a file or a --set value. The deepest recipe field is four
-# levels down; PyYAML recurses a few frames per level, and a 600-deep list overflows the stack.
-MAX_DEPTH = 64
-MAX_OVERRIDE_KEYS = 16  # dotted keys in one --set
 MAX_EXTENDS = 16  # files in one extends chain
 
 
@@ -680,9 +724,9 @@ def _read_recipe(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
     if len(chain) >= MAX_EXTENDS:
         raise RecipeError(f"{name}: more than {MAX_EXTENDS} files in one extends chain; extend a file nearer the base")
     try:
-        data = _load_yaml(_read_text(path, name))
+        data = load_yaml(read_recipe_text(path, name))
     except yaml.YAMLError as exc:
-        raise RecipeError(f"{name} is not valid YAML: {_yaml_problem(exc)}") from None
+        raise yaml_error(name, exc) from None
     if not isinstance(data, dict):
         raise RecipeError(f"{name} must be a mapping of sections, got {type(data).__name__}")
     parent = data.pop("extends", None)
@@ -695,105 +739,6 @@ def _read_recipe(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
     if parent_path.resolve() in {p.resolve() for p in (*chain, path)}:
         raise RecipeError(f"{name}: extends {parent} leads back to itself")
     return merge_sections(_read_recipe(parent_path, (*chain, path)), data)
-
-
-def _read_text(path: Path, name: str) -> str:
-    """The text of a regular file of at most MAX_RECIPE_BYTES. A directory, FIFO or device
-    named by `extends:` (or on the command line) is refused before it is opened: reading
-    /dev/zero never ends and opening a FIFO waits for a writer."""
-    try:
-        mode = os.stat(path).st_mode
-        if not stat.S_ISREG(mode):
-            raise RecipeError(f"{name} is {_file_kind(mode)}, not a file: name a recipe YAML file")
-        # O_NONBLOCK: were a FIFO swapped in after the stat, opening it still returns at
-        # once, and the fstat below refuses it.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise RecipeError(f"{name} does not exist") from None
-    except OSError as exc:
-        raise RecipeError(f"{name} cannot be read: {exc.strerror or type(exc).__name__}") from None
-    with os.fdopen(fd, "rb") as f:
-        mode = os.fstat(f.fileno()).st_mode
-        if not stat.S_ISREG(mode):
-            raise RecipeError(f"{name} is {_file_kind(mode)}, not a file: name a recipe YAML file")
-        raw = f.read(MAX_RECIPE_BYTES + 1)
-    if len(raw) > MAX_RECIPE_BYTES:
-        raise RecipeError(f"{name} is larger than {MAX_RECIPE_BYTES >> 20} MiB: a recipe is a few KB of YAML; is it the right file?")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise RecipeError(f"{name} is not UTF-8 text (byte {exc.start})") from None
-
-
-def _file_kind(mode: int) -> str:
-    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))  # fmt: skip
-    return next((kind for test, kind in kinds if test(mode)), "not a regular file")
-
-
-class _BoundedLoader(yaml.SafeLoader):
-    """safe_load that refuses values nested deeper than MAX_DEPTH while composing them,
-    before PyYAML's own recursion can overflow the stack."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        self._depth += 1
-        try:
-            if self._depth > MAX_DEPTH:
-                mark = self.peek_event().start_mark
-                raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels", mark)
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-    def construct_object(self, node: Any, deep: bool = False) -> Any:
-        # PyYAML's scalar constructors fail in their own ways on odd values (`2020-13-01`
-        # is a ValueError, `!!timestamp x` an AttributeError): one error kind, with a place.
-        try:
-            return super().construct_object(node, deep)
-        except (yaml.YAMLError, RecursionError):
-            raise
-        except Exception as exc:
-            problem = f"a value YAML cannot build ({type(exc).__name__}: {exc})"
-            raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from None
-
-
-def _load_yaml(text: str) -> Any:
-    """The YAML value of `text`; every failure is a yaml.YAMLError."""
-    loader = _BoundedLoader(text)
-    try:
-        return loader.get_single_data()
-    except yaml.YAMLError:
-        raise
-    except RecursionError:
-        raise yaml.YAMLError(f"nested deeper than {MAX_DEPTH} levels") from None
-    except Exception as exc:  # what construct_object does not see (collections built later)
-        raise yaml.YAMLError(f"a value YAML cannot build ({type(exc).__name__}: {exc})") from None
-    finally:
-        loader.dispose()
-
-
-# Quoted text in PyYAML's messages is the file's own; kept only when it is YAML's: a token
-# name such as '<block end>' or one punctuation character such as ':'.
-_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
-_YAMLS_OWN = re.compile(r"""'(?:<[\w ]+>|[^\w\s])'""")
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    """Where and what went wrong, never the text there: PyYAML's own message quotes the
-    offending line, which for a file that is no recipe (`extends: ~/.aws/credentials`)
-    prints its contents."""
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    if isinstance(exc, yaml.reader.ReaderError):
-        where, problem = f"character {exc.position + 1}: ", exc.reason
-    else:
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or str(exc)
-    problem = _QUOTED.sub(lambda m: m[0] if _YAMLS_OWN.fullmatch(m[0]) else "…", problem)
-    return where + problem.splitlines()[0][:200]
 
 
 def merge_sections(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -821,14 +766,23 @@ def dated_store(store: str, now: datetime.datetime | None = None) -> str:
     return store.replace("{date}", (now or utc_now()).strftime("%Y-%m-%d"))
 
 
+# Lines of a validation error: a file with thousands of unknown keys gets the first few.
+MAX_ERRORS_SHOWN = 10
+
+
 def validate_recipe(data: dict[str, Any], source: str = "recipe") -> Recipe:
+    """The Recipe of `data`; a RecipeError names each wrong field, in a bounded excerpt
+    (a key or a value quoted in it is cut to a few dozen characters)."""
     try:
         return Recipe.model_validate(data)
     except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
         lines = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            lines.append(f"  {where}: {err['msg']}")
+        for err in errors[:MAX_ERRORS_SHOWN]:
+            where = shown(".".join(str(p) for p in err["loc"])) or "(top level)"
+            lines.append(f"  {where}: {shown(err['msg'], 200)}")
+        if len(errors) > MAX_ERRORS_SHOWN:
+            lines.append(f"  … and {len(errors) - MAX_ERRORS_SHOWN} more")
         raise RecipeError(f"{source} is not a valid recipe:\n" + "\n".join(lines)) from None
 
 
@@ -859,17 +813,8 @@ def check_store_uri(store: str) -> str:
 def apply_override(data: dict[str, Any], item: str) -> None:
     """Apply `section.key=value` (value parsed as YAML) to a raw recipe mapping. Raises
     only RecipeError, naming the field and not echoing the value (it may be huge)."""
-    dotted, sep, raw = item.partition("=")
-    if not sep or not dotted.strip():
-        raise RecipeError(f"override {_shown(item)} must look like section.key=value")
-    keys = dotted.strip().split(".")
-    if len(keys) > MAX_OVERRIDE_KEYS:
-        raise RecipeError(f"override {_shown(dotted)}: {len(keys)} dotted keys, no recipe field is deeper than {MAX_OVERRIDE_KEYS}")
+    keys, value = parse_override(item)
     field = _shown(".".join(keys))
-    try:
-        value = _load_yaml(raw)
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"override {field}: value is not valid YAML: {_yaml_problem(exc)}") from None
     node: Any = data
     for i, key in enumerate(keys[:-1]):
         if isinstance(node, list):
@@ -887,10 +832,7 @@ def apply_override(data: dict[str, Any], item: str) -> None:
         raise RecipeError(f"override {field}: {_shown('.'.join(keys[:-1]))} is not a section")
 
 
-def _shown(text: str, limit: int = 80) -> str:
-    """Operator input as one short line of an error message."""
-    text = text if len(text) <= limit else text[:limit] + "…"
-    return text if text.isprintable() else repr(text)
+_shown = shown
 
 
 def _index(node: list, key: str, keys: list[str]) -> int:

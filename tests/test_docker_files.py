@@ -137,3 +137,72 @@ def test_compose_points_store_and_results_at_minio_and_reserves_the_gpu(compose)
 def test_init_script_is_valid_bash():
     run = subprocess.run(["bash", "-n", str(DOCKER / "prefect-init.sh")], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
+
+
+# --- secrets: generated per stack, never shipped ------------------------------------------
+
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|AUTH_STRING|_AUTH\b|TOKEN", re.I)
+REQUIRED = re.compile(r"\$\{(\w+):\?[^}]+\}")
+
+
+def _docker_texts() -> dict[str, str]:
+    return {p.name: p.read_text() for p in DOCKER.iterdir() if p.is_file() and p.name != ".env"}
+
+
+def test_no_default_password_anywhere_in_docker():
+    """Every secret in compose is `${VAR:?message}`: compose refuses to start without it, and
+    no file in docker/ holds a password a stack could run on."""
+    for name, text in _docker_texts().items():
+        for var, default in re.findall(r"\$\{(\w+):?-([^}]*)\}", text):
+            assert not SECRET_NAME.search(var) or default == "", f"{name}: ${{{var}}} defaults to {default!r}"
+        for literal in ("t2g-admin-secret", "prefect:prefect@", "minioadmin", "POSTGRES_PASSWORD: prefect"):
+            assert literal not in text, f"{name} ships the password {literal!r}"
+
+
+def test_every_secret_compose_uses_is_required_and_generated(compose):
+    script = (DOCKER / "init-secrets.sh").read_text()
+    generated = set(re.findall(r"^add (\w+) ", script, re.M))
+    for name, svc in compose["services"].items():
+        for key, value in _env(svc).items():
+            if SECRET_NAME.search(key) and key != "HF_TOKEN":  # the user's own Hugging Face token, optional
+                found = REQUIRED.findall(str(value))
+                assert found, f"{name}: {key}={value!r} is not a required variable"
+                assert set(found) <= generated, f"{name}: {key} needs {found}, which init-secrets.sh does not write"
+    # The server asks for the auth string its clients are given.
+    services = compose["services"]
+    server = _env(services["prefect-server"])["PREFECT_SERVER_API_AUTH_STRING"]
+    for name in ("prefect-init", "worker-cpu", "worker-gpu"):
+        assert _env(services[name])["PREFECT_API_AUTH_STRING"] == server
+    assert "postgresql+asyncpg://prefect:${POSTGRES_PASSWORD:?" in _env(services["prefect-server"])["PREFECT_API_DATABASE_CONNECTION_URL"]
+
+
+def test_init_secrets_writes_random_values_owner_only_and_keeps_them(tmp_path):
+    script = DOCKER / "init-secrets.sh"
+
+    def values(path: Path) -> dict[str, str]:
+        return dict(line.split("=", 1) for line in path.read_text().splitlines())
+
+    first, second = tmp_path / "a.env", tmp_path / "b.env"
+    for path in (first, second):
+        run = subprocess.run(["bash", str(script), str(path)], capture_output=True, text=True, timeout=30)
+        assert run.returncode == 0, run.stderr
+        assert path.stat().st_mode & 0o777 == 0o600
+    a, b = values(first), values(second)
+    assert {"MINIO_ROOT_PASSWORD", "POSTGRES_PASSWORD", "T2G_PREFECT_AUTH"} <= set(a)
+    for key in ("MINIO_ROOT_PASSWORD", "POSTGRES_PASSWORD", "T2G_PREFECT_AUTH"):
+        assert a[key] != b[key] and len(a[key].removeprefix("t2g:")) >= 32, key
+        assert re.fullmatch(r"[A-Za-z0-9:]+", a[key])  # safe inside the PostgreSQL DSN
+    assert re.fullmatch(r"t2g:\w+", a["T2G_PREFECT_AUTH"])  # user:password, as Prefect's basic auth wants
+    # Rerun: the volumes were initialised with these passwords, so they stay.
+    subprocess.run(["bash", str(script), str(first)], check=True, capture_output=True, timeout=30)
+    assert values(first) == a
+
+
+def test_compose_pools_use_the_locked_template():
+    script = (DOCKER / "prefect-init.sh").read_text()
+    for pool in ("t2g-local", "t2g-gpu"):
+        line = next(l for l in script.splitlines() if f"work-pool create {pool} " in l)
+        assert "--base-job-template deployments/work-pools/process-locked.json" in line
+    assert (REPO / "deployments/work-pools/process-locked.json").is_file()
+    ignored = (REPO / ".dockerignore").read_text().split()
+    assert "docker/.env" in ignored and "docker/.env" in (REPO / ".gitignore").read_text().split()

@@ -201,7 +201,7 @@ def test_every_recipe_section_naming_a_model_has_trust_remote_code_off_by_defaul
 
 SECRET = "SENTINEL-aws-9f3c1e7d5b"
 API_KEY = "SENTINEL-api-2b8e6a4c0d"
-TEACHER_KEY, TEACHER_KEY_ENV = "SENTINEL-teacher-7c4a19e2f6", "T2G_TEST_TEACHER_KEY"
+TEACHER_KEY, TEACHER_KEY_ENV = "SENTINEL-teacher-7c4a19e2f6", "TEST_TEACHER_API_KEY"  # a model server key: NAME_API_KEY (t2g.config.check_api_key_env)
 
 _DUMP_PREFECT = """
 import json

@@ -1,7 +1,11 @@
 """End to end as a service: `t2g stack up` (a real Prefect server on a free port with a fresh
 PREFECT_HOME, the process pool, the `gpu` limit, `prefect deploy --all`, a worker), then
 `prefect deployment run 't2g-pipeline/full' --watch` on a cut-down tiny recipe, bad input
-at submission and at start, and `t2g stack down` stopping every process by PID."""
+at submission and at start, and `t2g stack down` stopping every process by PID.
+
+The stack's API asks for its basic auth string (owner-only file); a deployment's run may not
+redirect endpoints, credentials or the store, nor load a file that is not a recipe
+(docs/service.md, "Access model")."""
 
 from __future__ import annotations
 
@@ -32,11 +36,15 @@ def _flow_run_id(output: str) -> str:
     return found[1]
 
 
+AUTH: dict[str, str] = {}  # api_url -> the stack's auth string, filled by the fixture
+
+
 def _client_calls(api_url: str, fn):
     from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
-    with temporary_settings(updates={PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+    settings = {PREFECT_API_URL: api_url, PREFECT_API_AUTH_STRING: AUTH.get(api_url)}
+    with temporary_settings(updates=settings), get_client(sync_client=True) as client:
         return fn(client)
 
 
@@ -45,6 +53,13 @@ def _logs(api_url: str, flow_run_id: str) -> str:
 
     flt = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
     return "\n".join(log.message for log in _client_calls(api_url, lambda c: c.read_logs(log_filter=flt)))
+
+
+def _final(api_url: str, flow_run_id: str, timeout: float = 120):
+    deadline = time.time() + timeout
+    while not (state := _client_calls(api_url, lambda c: c.read_flow_run(flow_run_id)).state).is_final() and time.time() < deadline:
+        time.sleep(1)
+    return state
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +72,10 @@ def stack(tmp_path_factory):
         assert up.returncode == 0, up.output + "\n" + "\n".join(
             p.read_text()[-3000:] for p in (home / "logs").glob("*.log")
         )
-        yield {"home": home, "state": state, "env": {**QUIET, "PREFECT_API_URL": state["api_url"], "PREFECT_HOME": str(home / "prefect")}}
+        auth = (home / "auth").read_text().strip()
+        AUTH[state["api_url"]] = auth
+        env = {**QUIET, "PREFECT_API_URL": state["api_url"], "PREFECT_HOME": str(home / "prefect"), "PREFECT_API_AUTH_STRING": auth}
+        yield {"home": home, "state": state, "env": env, "auth": auth}
     finally:
         down = run_t2g(["stack", "down", "--home", str(home)], home, env, timeout=120)
         assert down.returncode == 0, down.output
@@ -74,12 +92,39 @@ def test_deployed_pipeline_completes_and_bad_input_fails_fast(stack, tmp_path):
     status = run_t2g(["stack", "status", "--home", str(stack["home"]), "--json"], tmp_path, {}, timeout=60)
     assert status.returncode == 0, status.output
     assert json.loads(status.output)["alive"] == {"server": True, "worker t2g-local": True}
+    assert json.loads(status.output)["authorized"] is True
 
-    # A recipe that does not exist: submitted first, it fails while the good run goes on.
-    missing = _prefect(["deployment", "run", "t2g-pipeline/full", "--param", "config=configs/nope.yaml"], env, timeout=120)
-    assert missing.returncode == 0, missing.stdout + missing.stderr
-    missing_id = _flow_run_id(missing.stdout)
+    # Submitted first, these fail while the good run goes on: a recipe that does not exist,
+    # a file that is not a recipe (its content must not reach the run's log), and an
+    # override that would send the worker's credentials to the caller's URL.
+    shadow = tmp_path / "shadow.yaml"
+    shadow.write_text("root:$6$SHADOWMARKER$x:19000:0:99999:7:::\n")
+    evil = ["extract.backend=openai", "extract.base_url=http://127.0.0.1:9/v1", "extract.api_key_env=AWS_SECRET_ACCESS_KEY"]
+    bad = {}
+    for name, params in (("missing", ["config=configs/nope.yaml"]), ("shadow", [f"config={shadow}"]),
+                         ("evil", [f"overrides={json.dumps(evil)}"]), ("store", [f"store=file://{tmp_path / 'not-yours'}"])):  # fmt: skip
+        submitted = _prefect(["deployment", "run", "t2g-pipeline/full", *(a for p in params for a in ("--param", p))], env, timeout=120)
+        assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+        bad[name] = _flow_run_id(submitted.stdout)
 
+    # They fail as soon as they start, saying why, echoing no file.
+    for name, flow_run_id in bad.items():
+        assert _final(api, flow_run_id).is_failed(), name
+    assert "configs/nope.yaml" in _logs(api, bad["missing"])
+    shadow_log = _logs(api, bad["shadow"])
+    assert "deployment run refused: config" in shadow_log and "SHADOWMARKER" not in shadow_log, shadow_log
+    assert "deployment run refused: overrides" in _logs(api, bad["evil"]) and "extract.base_url" in _logs(api, bad["evil"])
+    assert "deployment run refused: store" in _logs(api, bad["store"])
+    assert not (tmp_path / "not-yours").exists()
+
+    # The operator lets this deployment write where the test says (a deployment tag, not a run parameter).
+    def allow_store(client):
+        from prefect.client.schemas.actions import DeploymentUpdate
+
+        full = client.read_deployment_by_name("t2g-pipeline/full")
+        client.update_deployment(full.id, DeploymentUpdate(tags=[*full.tags, "t2g-allow:store"]))
+
+    _client_calls(api, allow_store)
     store = tmp_path / "store"
     run = _prefect(
         ["deployment", "run", "t2g-pipeline/full", "--param", "config=configs/tiny-gold.yaml", "--param", "until=filter",
@@ -113,12 +158,29 @@ def test_deployed_pipeline_completes_and_bad_input_fails_fast(stack, tmp_path):
     # Bad input: a parameter the flow does not take is refused at submission ...
     bogus = _prefect(["deployment", "run", "t2g-pipeline/full", "--param", "bogus=1"], env, timeout=120)
     assert bogus.returncode != 0 and "bogus" in bogus.stdout + bogus.stderr
-    # ... and a recipe that does not exist failed as soon as its run started, saying so.
-    deadline = time.time() + 120
-    while not (state := _client_calls(api, lambda c: c.read_flow_run(missing_id)).state).is_final() and time.time() < deadline:
-        time.sleep(1)
-    assert state.is_failed(), state
-    assert "recipe configs/nope.yaml does not exist" in _logs(api, missing_id)
+
+
+def test_the_api_asks_for_the_stacks_auth_string(stack, tmp_path):
+    """Prefect's basic auth is on: the stack's string (owner-only file, the stack's home
+    owner-only too) opens the API; no string or a wrong one gets 401; `t2g stack env` hands
+    clients what they need; the pools run the locked template."""
+    from flows.stack import authorized
+
+    home, api, auth = stack["home"], stack["state"]["api_url"], stack["auth"]
+    assert (home / "auth").stat().st_mode & 0o777 == 0o600 and home.stat().st_mode & 0o777 == 0o700
+    assert auth not in (home / "stack.json").read_text()
+    assert authorized(api, auth) == 200
+    assert authorized(api, None) == 401 and authorized(api, "t2g:wrong") == 401 and authorized(api, "t2g") == 401
+    without = {k: v for k, v in stack["env"].items() if k != "PREFECT_API_AUTH_STRING"}
+    refused = _prefect(["deployment", "run", "t2g-pipeline/full"], {**without, "PREFECT_API_AUTH_STRING": ""}, timeout=120)
+    said = refused.stdout + refused.stderr
+    assert refused.returncode != 0 and ("401" in said or "Unauthorized" in said), said
+    exports = run_t2g(["stack", "env", "--home", str(home)], tmp_path, {}, timeout=60)
+    assert exports.returncode == 0 and f"export PREFECT_API_AUTH_STRING={auth}" in exports.output
+    assert f"export PREFECT_API_URL={api}" in exports.output
+    locked = json.loads((REPO / "deployments" / "work-pools" / "process-locked.json").read_text())
+    pool = _client_calls(api, lambda c: c.read_work_pool("t2g-local"))
+    assert pool.base_job_template == locked
 
 
 def test_status_and_down_handle_a_stack_whose_processes_are_gone(tmp_path):
