@@ -34,7 +34,8 @@ def run(
 
     When the store already holds every stage's artifact (keys come from the recipe alone),
     the run says so and ends without starting Prefect: there is nothing to orchestrate."""
-    from t2g.config import RecipeError, load_recipe
+    from t2g.config import RecipeError
+    from t2g.kg.config import load_recipe
     from t2g.dag import DagError, cached, plan
 
     try:  # fail on a bad recipe or graph before Prefect starts anything

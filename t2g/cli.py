@@ -89,7 +89,8 @@ def dag(
     overrides: list[str] = typer.Option([], "--set", help="override a recipe field: section.key=value (YAML value)"),
 ) -> None:
     """Print the recipe's graph: each stage in run order with its inputs, sharding and device."""
-    from t2g.config import RecipeError, load_recipe
+    from t2g.config import RecipeError
+    from t2g.kg.config import load_recipe
     from t2g.dag import DagError, describe, plan
 
     try:

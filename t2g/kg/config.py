@@ -1,0 +1,120 @@
+"""The recipe sections of the corpus-graph stages (chunk, graph, resolve, export) and the
+recipe that may carry them.
+
+They live here, not in t2g.config, on purpose: t2g.config is part of every existing
+stage's code version (t2g.stage.import_closure), so a section added there would change
+the cache key of every artifact of every recipe. A recipe that names none of these
+sections loads as the plain `Recipe` (nothing about it changes); one that names any of
+them loads as `GraphRecipe`, which adds the four optional sections (null: no node, as the
+registry treats every optional section).
+"""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from t2g.config import LLMSection, Recipe, RecipeError, Section, _read_recipe, apply_override, dated_store
+
+GRPO = "@grpo"  # graph.model: the GRPO model the same recipe trains (round 1's)
+GRAPH_SECTIONS = ("chunk", "graph", "resolve", "export")
+FORMATS = ("graphml", "neo4j", "html", "embedded")
+
+
+class ChunkConfig(Section):
+    """Token-aware windows of each document (t2g.kg.chunking), with character offsets."""
+
+    splits: list[str] | None = Field(["corpus"], description="chunk documents of these collect splits; null: all")
+    max_tokens: int = Field(256, ge=8, description="tokens per window, at most")
+    overlap_tokens: int = Field(32, ge=0, description="tokens shared by consecutive windows")
+    tokenizer: str | None = Field(
+        None, description="a model folder or hub name whose tokenizer counts tokens; null: whitespace-separated words"
+    )
+
+    @model_validator(mode="after")
+    def _overlap_below_window(self) -> "ChunkConfig":
+        if self.overlap_tokens >= self.max_tokens:
+            raise ValueError(f"overlap_tokens ({self.overlap_tokens}) must be below max_tokens ({self.max_tokens})")
+        return self
+
+
+class GraphConfig(LLMSection):
+    """Graph extraction over chunks with any t2g.llm backend: the LLM settings are
+    extract's (LLMSection); `model` may also be "@grpo"."""
+
+    backend: Literal["transformers", "vllm", "openai"] = "transformers"
+    entity_types: list[str] = Field(min_length=1)
+    relation_types: list[str] = []
+    seed: int = 0
+    shard_size: int = Field(256, ge=1, description="chunks per cached LLM shard")
+    constrained: bool = Field(True, description="ask for the graph JSON schema (constrained decoding where the backend has it)")
+
+    @model_validator(mode="after")
+    def _model_named(self) -> "GraphConfig":
+        if not self.model:
+            raise ValueError(f'model: name a model folder, hub name, served model or "{GRPO}" (the recipe\'s GRPO model)')
+        return self
+
+
+class ResolveConfig(Section):
+    """Entity resolution (t2g.kg.resolve): exact, alias rules, fuzzy; never across types."""
+
+    fuzzy_threshold: float = Field(0.85, gt=0, le=1, description="character n-gram similarity at or above which names merge")
+
+
+class ExportConfig(Section):
+    formats: list[Literal["graphml", "neo4j", "html", "embedded"]] = Field(
+        ["graphml", "neo4j", "html"], min_length=1, description="files written into the export artifact"
+    )
+
+
+class GraphRecipe(Recipe):
+    """A recipe with the corpus-graph stages. Without `chunk` and the others set it runs
+    exactly as a Recipe does."""
+
+    chunk: ChunkConfig | None = None
+    graph: GraphConfig | None = None
+    resolve: ResolveConfig | None = None
+    export: ExportConfig | None = None
+
+    @model_validator(mode="after")
+    def _corpus_split_exists(self) -> "GraphRecipe":
+        if self.chunk is not None and self.chunk.splits is not None:
+            have = {s.split for s in self.collect.sources}
+            if not have & set(self.chunk.splits):
+                raise ValueError(
+                    f"chunk.splits {self.chunk.splits} names no split of collect.sources (they have {sorted(have)}): "
+                    "tag the corpus source with one of them (split: corpus) or change chunk.splits"
+                )
+        return self
+
+
+def load_recipe(
+    path: str | Path, overrides: list[str] | None = None, store: str | None = None, now: datetime.datetime | None = None
+) -> Recipe:
+    """t2g.config.load_recipe, validated as a GraphRecipe when the recipe names a graph
+    section (after extends and overrides), else as the plain Recipe."""
+    path = Path(path)
+    data = _read_recipe(path, ())
+    for item in overrides or []:
+        apply_override(data, item)
+    if store:
+        data["store"] = store
+    if isinstance(data.get("store"), str):
+        data["store"] = dated_store(data["store"], now)
+    return validate(data, source=str(path))
+
+
+def validate(data: dict[str, Any], source: str = "recipe") -> Recipe:
+    graph = any(data.get(name) is not None for name in GRAPH_SECTIONS)
+    if not graph:  # `chunk: null` and the like: the plain recipe, which has no such keys
+        data = {k: v for k, v in data.items() if k not in GRAPH_SECTIONS}
+    cls = GraphRecipe if graph else Recipe
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()]
+        raise RecipeError(f"{source} is not a valid recipe:\n" + "\n".join(lines)) from None
