@@ -1,0 +1,1 @@
+"""The corpus knowledge graph: chunking, grounding, entity resolution, exports."""
