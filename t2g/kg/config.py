@@ -17,17 +17,23 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from t2g.config import LLMSection, Recipe, RecipeError, Section, _read_recipe, apply_override, dated_store
+from t2g.config import CollectConfig, LLMSection, Recipe, RecipeError, Section, _read_recipe, apply_override, dated_store
 
 GRPO = "@grpo"  # graph.model: the GRPO model the same recipe trains (round 1's)
-GRAPH_SECTIONS = ("chunk", "graph", "resolve", "export")
+GRAPH_SECTIONS = ("corpus", "chunk", "graph", "resolve", "export")
 FORMATS = ("graphml", "neo4j", "html", "embedded")
 
 
 class ChunkConfig(Section):
-    """Token-aware windows of each document (t2g.kg.chunking), with character offsets."""
+    """Token-aware windows of each document (t2g.kg.chunking), with character offsets.
 
-    splits: list[str] | None = Field(["corpus"], description="chunk documents of these collect splits; null: all")
+    The documents are the recipe's `corpus` section's (a collect of its own: appending a
+    graph to a training recipe then leaves the training recipe's collect, and everything
+    trained from it, cached), or with `documents: collect` the training collect's,
+    restricted to `splits`."""
+
+    documents: Literal["corpus", "collect"] = Field("corpus", description="which collect's documents: the corpus section's or the recipe's")
+    splits: list[str] | None = Field(None, description="chunk only documents of these splits; null: all")
     max_tokens: int = Field(256, ge=8, description="tokens per window, at most")
     overlap_tokens: int = Field(32, ge=0, description="tokens shared by consecutive windows")
     tokenizer: str | None = Field(
@@ -75,6 +81,7 @@ class GraphRecipe(Recipe):
     """A recipe with the corpus-graph stages. Without `chunk` and the others set it runs
     exactly as a Recipe does."""
 
+    corpus: CollectConfig | None = None
     chunk: ChunkConfig | None = None
     graph: GraphConfig | None = None
     resolve: ResolveConfig | None = None
@@ -82,12 +89,18 @@ class GraphRecipe(Recipe):
 
     @model_validator(mode="after")
     def _corpus_split_exists(self) -> "GraphRecipe":
-        if self.chunk is not None and self.chunk.splits is not None:
-            have = {s.split for s in self.collect.sources}
+        if self.chunk is None:
+            return self
+        which = self.corpus if self.chunk.documents == "corpus" else self.collect
+        if which is None:
+            raise ValueError("chunk.documents is corpus but the recipe has no corpus section: add one (see configs/tiny-graph.yaml) "
+                             "or set chunk.documents: collect")
+        if self.chunk.splits is not None:
+            have = {s.split for s in which.sources}
             if not have & set(self.chunk.splits):
                 raise ValueError(
-                    f"chunk.splits {self.chunk.splits} names no split of collect.sources (they have {sorted(have)}): "
-                    "tag the corpus source with one of them (split: corpus) or change chunk.splits"
+                    f"chunk.splits {self.chunk.splits} names no split of {self.chunk.documents}.sources (they have "
+                    f"{sorted(have)}): tag a source with one of them (split: corpus) or change chunk.splits"
                 )
         return self
 

@@ -251,7 +251,17 @@ STAGES: dict[str, Stage] = _registry(
     # The corpus graph (docs/graph.md): optional sections (t2g.kg.config), so a recipe
     # without them has none of these nodes. Documents of collect's corpus split -> chunks
     # -> grounded mentions and relations -> nodes and edges -> files for graph tools.
-    Stage("chunk", "t2g.stages.chunk:chunk", "chunk", (Input("docs", "collect"),), row_wise=False),
+    Stage("corpus", "t2g.stages.corpus:corpus", "corpus", side=("quarantine",), external="t2g.fingerprint:collect_inputs"),
+    Stage(
+        "chunk",
+        "t2g.stages.chunk:chunk",
+        "chunk",
+        (
+            Input("docs", "corpus", when=lambda s: s.documents == "corpus"),
+            Input("docs", "collect", when=lambda s: s.documents == "collect"),
+        ),
+        row_wise=False,
+    ),
     Stage(
         "graph_extract",
         "t2g.stages.graph_extract:graph_extract",

@@ -9,20 +9,15 @@ from typing import Callable
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from t2g.kg.chunking import chunk_table
+from t2g.kg.chunking import chunk_table, words
 from t2g.kg.config import ChunkConfig
 from t2g.stage import StageResult
-
-
-def word_count(text: str) -> int:
-    """The default token count: whitespace-separated words (no model needed)."""
-    return len(text.split())
 
 
 def counter(tokenizer: str | None) -> Callable[[str], int]:
     """How tokens are counted: a tokenizer's encoding length, or words."""
     if tokenizer is None:
-        return word_count
+        return words  # no model needed
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tokenizer)
