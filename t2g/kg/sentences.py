@@ -7,7 +7,8 @@ The regex rule: a sentence ends after `.`, `!` or `?` (plus closing quotes or br
 whitespace follows and the next character opens a sentence (an upper-case letter, a digit or
 an opening quote). It does not end after a common abbreviation (Mr., Dr., Inc., e.g., ...) or a
 single capital initial ("J. Smith"), so a person's name is never cut in two. pysbd (PyPI) knows
-far more abbreviations and languages; `pysbd_splitter()` uses it when installed.
+far more abbreviations and languages; `pysbd_splitter()` uses it when installed. Known limit of
+the regex: a sentence ending in an abbreviation ("... of Acme Inc. He said") is not cut there.
 """
 
 from __future__ import annotations
