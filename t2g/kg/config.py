@@ -32,7 +32,9 @@ class ChunkConfig(Section):
     trained from it, cached), or with `documents: collect` the training collect's,
     restricted to `splits`."""
 
-    documents: Literal["corpus", "collect"] = Field("corpus", description="which collect's documents: the corpus section's or the recipe's")
+    documents: Literal["corpus", "collect"] | None = Field(
+        None, description="whose documents: the corpus section's or collect's; null: corpus when the recipe has one, else collect"
+    )
     splits: list[str] | None = Field(None, description="chunk only documents of these splits; null: all")
     max_tokens: int = Field(256, ge=8, description="tokens per window, at most")
     overlap_tokens: int = Field(32, ge=0, description="tokens shared by consecutive windows")
@@ -91,6 +93,9 @@ class GraphRecipe(Recipe):
     def _corpus_split_exists(self) -> "GraphRecipe":
         if self.chunk is None:
             return self
+        if self.chunk.documents is None:  # resolved here, so the chunk key says whose documents
+            documents = "corpus" if self.corpus is not None else "collect"
+            object.__setattr__(self, "chunk", self.chunk.model_copy(update={"documents": documents}))
         which = self.corpus if self.chunk.documents == "corpus" else self.collect
         if which is None:
             raise ValueError("chunk.documents is corpus but the recipe has no corpus section: add one (see configs/tiny-graph.yaml) "

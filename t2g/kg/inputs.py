@@ -111,7 +111,7 @@ def _parquet(path: Path, option: str) -> Iterator[dict]:
 def _folder(path: Path, option: str) -> Iterator[dict]:
     for file in sorted(path.rglob("*.txt")):
         try:
-            text = file.read_text(encoding="utf-8")
+            text = file.read_bytes().decode("utf-8")  # as stored: offsets point into the file's own text
         except (OSError, UnicodeDecodeError) as exc:
             raise InputError(f"{option} {file}: {exc}") from None
         if not text.strip():

@@ -1,6 +1,6 @@
 """Export: the resolved graph as files a graph tool opens, written into the artifact
 (StageResult.files): GraphML (networkx; reloads with the same counts and attributes), the
-CSV files `neo4j-admin database import` reads (with the command in `neo4j-import.txt`),
+CSV files `neo4j-admin database import` reads (with `import.sh`, the command that loads them),
 a self-contained HTML viewer that opens offline, and an embedded graph database queried
 with Cypher. Artifact file names are flat, so the Neo4j folder's files are `neo4j-<name>`
 (`t2g graph` writes them back into OUT/neo4j/).
@@ -35,8 +35,7 @@ def write_exports(formats: list[str], nodes: pa.Table, edges: pa.Table, mentions
         from t2g.kg.neo4j import write_neo4j_csv
 
         folder = out / "neo4j"
-        command = write_neo4j_csv(nodes, edges, folder)
-        (folder / "import.txt").write_text(command + "\n", encoding="utf-8")
+        write_neo4j_csv(nodes, edges, folder)  # with import.sh: the neo4j-admin command that loads it
         written["neo4j"] = sorted(p for p in folder.rglob("*") if p.is_file())
     if "html" in formats:
         from t2g.kg.viewer import render_html
