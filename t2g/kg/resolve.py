@@ -1,0 +1,288 @@
+"""Entity resolution: grounded mentions -> one node per entity, every merge explained.
+
+Tiers, each recorded in MERGES with its rule:
+(a) `exact` / `normalised`: the same name up to case, punctuation, whitespace and diacritics
+    (`t2g.kg.names.norm`), within one entity type.
+(b) alias rules (`t2g.kg.names`): titles and suffixes stripped (`alias: title or suffix`:
+    "Chancellor Angela Merkel" = "Angela Merkel", "Acme Inc." = "Acme"); short forms matched to
+    a full name: a person's surname or first name, a person's initials ("J. Smith"), an acronym
+    for other types ("IBM"). A short form links to the one full name of its type in the SAME
+    document that it abbreviates (`<kind> in document`). If the document has none, it links to
+    the one full name in the whole corpus that it abbreviates (`<kind> in corpus`, e.g.
+    "Merkel" when "Angela Merkel" is the only Merkel). When two or more full names fit (John and
+    Mary Smith both in the document, or, with neither in the document, both in the corpus),
+    the short form is not guessed: it becomes a node of its own for that document (all its
+    mentions in the document together, key "<name>@<doc_id>").
+(c) `fuzzy`: spelling variants of full names, by blocking keys (`t2g.kg.blocking`).
+(d) `judge`: an optional callable for the uncertain fuzzy pairs, judge(pairs) -> list[bool].
+
+Never across types: every key, block and index is per entity type. "Jordan" the person and
+"Jordan" the country are two nodes.
+
+Node ids: node_id(type, canonical key); the canonical key is the cluster's longest full-name
+key (ties: alphabetical), independent of counts and document order, so the same corpus gives
+the same ids and adding documents changes a node's id only when its cluster gains a longer
+name or merges with another node. The displayed name is the cluster's most frequent surface
+form of that key.
+
+Memory: the mentions (columnar), one entry per distinct name (union-find, indexes) and the
+accepted pairs. Fuzzy pairs come from blocks, which the stage may compute sharded and pass in
+as `pairs`; no step builds all pairs of mentions.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from t2g.kg.blocking import Judge, fuzzy_pairs
+from t2g.kg.names import core, norm, rule_between, short_keys, short_kind
+from t2g.kg.tables import (EDGES, EVIDENCE, GRAPH_MENTIONS, MERGES, NODES, edge_id, from_rows, mention_id,
+                           node_id)
+
+
+@dataclass
+class Graph:
+    nodes: pa.Table
+    edges: pa.Table
+    mentions: pa.Table
+    merges: pa.Table
+    evidence: pa.Table
+    stats: dict = field(default_factory=dict)  # merges by rule, relations dropped by reason
+
+
+class _UnionFind:
+    def __init__(self) -> None:
+        self.parent: dict = {}
+
+    def find(self, x):
+        self.parent.setdefault(x, x)
+        root = x
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[x] != root:  # path compression
+            self.parent[x], x = root, self.parent[x]
+        return root
+
+    def union(self, a, b) -> bool:
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return False
+        if rb < ra:
+            ra, rb = rb, ra
+        self.parent[rb] = ra  # the smaller root wins: deterministic whatever the order
+        return True
+
+
+def resolve(
+    mentions: pa.Table,
+    relations: pa.Table,
+    *,
+    fuzzy_threshold: float = 0.9,
+    judge_threshold: float = 0.75,
+    judge: Judge | None = None,
+    aliases: bool = True,
+    fuzzy: bool = True,
+    pairs: pa.Table | None = None,
+    chunks: pa.Table | None = None,
+) -> Graph:
+    """Resolve MENTIONS into a Graph (see the module docstring). `aliases=False, fuzzy=False` is
+    tier (a) alone. `pairs`: fuzzy pairs computed elsewhere (sharded blocks); `chunks`: CHUNKS,
+    to fill the evidence text."""
+    rows = _unique_mentions(mentions)
+    keyf = (lambda t, ty: core(t, ty)) if aliases else (lambda t, ty: norm(t))
+    keys = {}
+    for r in rows:
+        k = (r["text"], r["type"])
+        if k not in keys:
+            keys[k] = keyf(*k)
+        r["key"] = keys[k]
+
+    # Which keys are full names: everything but the short forms that abbreviate some full name.
+    index: dict[tuple[str, str, str], set[str]] = defaultdict(set)  # (type, kind, short) -> full keys
+    full_keys = set()
+    if aliases:
+        # A full name answers to the short forms of its key and of its whole normalised text
+        # ("ZDG" for "Zentek Dynamics Group", whose key drops the suffix "Group").
+        candidates = {(r["type"], r["key"], norm(r["text"])) for r in rows
+                      if short_kind(r["key"], r["type"], r["text"]) is None}
+        for etype, key, whole in candidates:
+            for kind, short in short_keys(key, etype) + (short_keys(whole, etype) if etype != "person" else []):
+                index[(etype, kind, short)].add(key)
+    for r in rows:
+        r["short"] = _short(r, index) if aliases else None
+        if r["short"] is None:
+            full_keys.add((r["type"], r["key"]))
+
+    uf = _UnionFind()
+    merges_between: dict[tuple, tuple[str, float | None]] = {}
+    if aliases and fuzzy:
+        table = pairs if pairs is not None else fuzzy_pairs(
+            mentions, fuzzy_threshold=fuzzy_threshold, judge_threshold=judge_threshold, judge=judge)
+        for etype, a, b, rule, score in zip(*(table.column(c).to_pylist() for c in ("type", "a", "b", "rule", "score"))):
+            if (etype, a) in full_keys and (etype, b) in full_keys and uf.union((etype, a), (etype, b)):
+                merges_between[(etype, a, b)] = (rule, score)
+
+    # Clusters of full keys -> canonical key -> node id.
+    members: dict = defaultdict(list)
+    for fk in full_keys:
+        members[uf.find(fk)].append(fk)
+    node_of_key: dict[tuple[str, str], str] = {}
+    for root, group in members.items():
+        canonical = min(group, key=lambda g: (-len(g[1]), g[1]))[1]
+        nid = node_id(root[0], canonical)
+        for fk in group:
+            node_of_key[fk] = nid
+
+    merges: list[dict] = []
+    first_of_key: dict[tuple[str, str], dict] = {}
+    by_doc: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_doc[r["doc_id"]].append(r)
+        if r["short"] is None:
+            fk = (r["type"], r["key"])
+            r["node_id"] = node_of_key[fk]
+            rep = first_of_key.setdefault(fk, r)
+            if rep is not r:
+                merges.append(_merge(r, rep, rule_between(rep["text"], r["text"]), None))
+    first_of_node: dict[str, dict] = {}
+    for fk in sorted(first_of_key):
+        first_of_node.setdefault(node_of_key[fk], first_of_key[fk])
+    for (etype, a, b), (rule, score) in sorted(merges_between.items()):
+        ra, rb = first_of_key[(etype, a)], first_of_key[(etype, b)]
+        merges.append(_merge(rb, ra, rule, score))
+
+    # Short forms, document by document.
+    for doc_id, doc_rows in by_doc.items():
+        _resolve_short_forms(doc_id, doc_rows, index, node_of_key, first_of_node, merges)
+
+    graph_mentions = [{"mention_id": r["mention_id"], "node_id": r["node_id"], "doc_id": r["doc_id"],
+                       "chunk_id": r["chunk_id"], "start": r["start"], "end": r["end"], "text": r["text"],
+                       "type": r["type"]} for r in rows]
+    nodes = _nodes(rows, node_of_key)
+    edges, evidence, dropped = _edges(rows, relations, chunks)
+    stats = {"merges": dict(Counter(m["rule"] for m in merges)), "relations dropped": dict(dropped),
+             "nodes": len(nodes), "mentions": len(rows)}
+    return Graph(from_rows(nodes, NODES), from_rows(edges, EDGES), from_rows(graph_mentions, GRAPH_MENTIONS),
+                 from_rows(merges, MERGES), from_rows(evidence, EVIDENCE), stats)
+
+
+def _unique_mentions(mentions: pa.Table) -> list[dict]:
+    rows, seen = [], set()
+    for r in mentions.to_pylist():
+        mid = mention_id(r["doc_id"], r["start"], r["end"], r["type"])
+        if mid not in seen:
+            seen.add(mid)
+            r["mention_id"] = mid
+            rows.append(r)
+    rows.sort(key=lambda r: (r["doc_id"], r["start"], r["end"], r["type"]))
+    return rows
+
+
+def _short(r: dict, index: dict) -> str | None:
+    """The kind of short form a mention is, if it abbreviates some full name of the corpus."""
+    kind = short_kind(r["key"], r["type"], r["text"])
+    if kind == "single name":
+        kinds = [k for k in ("surname", "first name") if (r["type"], k, r["key"]) in index]
+        return kinds[0] if kinds else None
+    if kind and (r["type"], kind, r["key"]) in index:
+        return kind
+    return None
+
+
+def _resolve_short_forms(doc_id, rows, index, node_of_key, first_of_node, merges) -> None:
+    full_in_doc: dict[str, list[dict]] = defaultdict(list)  # node id -> its full mentions here
+    for r in rows:
+        if r["short"] is None:
+            full_in_doc[r["node_id"]].append(r)
+    own: dict[tuple[str, str], dict] = {}
+    for r in rows:
+        if r["short"] is None:
+            continue
+        kinds = ("surname", "first name") if r["short"] in ("surname", "first name") else (r["short"],)
+        corpus = [{node_of_key[(r["type"], k)] for k in index.get((r["type"], kind, r["key"]), ())} for kind in kinds]
+        here = [{n for n in c if n in full_in_doc} for c in corpus]
+        target, where = None, None
+        for level, sets in (("document", here), ("corpus", corpus)):
+            found = next((s for s in sets if s), set())
+            if len(found) == 1:
+                target, where = next(iter(found)), level
+            if found:
+                break  # candidates at this level: a unique one is taken, several are not guessed
+        if target is not None:
+            r["node_id"] = target
+            kind = next(k for k, s in zip(kinds, here if where == "document" else corpus) if target in s)
+            before = [m for m in full_in_doc.get(target, []) if m["start"] < r["start"]]
+            joined = before[-1] if before else (full_in_doc.get(target) or [first_of_node[target]])[0]
+            merges.append(_merge(r, joined, f"{kind} in {where}", None))
+        else:  # ambiguous: a node of its own, per document
+            key = (r["type"], r["key"])
+            r["node_id"] = node_id(r["type"], f"{r['key']}@{doc_id}")
+            r["own_key"] = f"{r['key']}@{doc_id}"
+            rep = own.setdefault(key, r)
+            if rep is not r:
+                merges.append(_merge(r, rep, "ambiguous short form in document", None))
+
+
+def _merge(r: dict, joined: dict, rule: str, score) -> dict:
+    return {"node_id": r.get("node_id") or joined.get("node_id"), "mention_id": r["mention_id"],
+            "joined_to": joined["mention_id"], "rule": rule, "score": score}
+
+
+def _nodes(rows: list[dict], node_of_key: dict) -> list[dict]:
+    canon: dict[str, str] = {}
+    for (etype, key), nid in node_of_key.items():
+        if nid not in canon or (-len(key), key) < (-len(canon[nid]), canon[nid]):
+            canon[nid] = key
+    by_node: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_node[r["node_id"]].append(r)
+    nodes = []
+    for nid in sorted(by_node):
+        ms = by_node[nid]
+        key = canon.get(nid)
+        named = [m["text"] for m in ms if m["key"] == key] or [m["text"] for m in ms]
+        counts = Counter(named)
+        name = sorted(counts, key=lambda t: (-counts[t], -len(t), t))[0]
+        nodes.append({"node_id": nid, "name": name, "type": ms[0]["type"],
+                      "aliases": sorted({m["text"] for m in ms} - {name}),
+                      "mention_count": len(ms), "doc_count": len({m["doc_id"] for m in ms})})
+    return nodes
+
+
+def _edges(rows: list[dict], relations: pa.Table, chunks: pa.Table | None):
+    names: dict[tuple, Counter] = defaultdict(Counter)
+    for r in rows:
+        names[(r["doc_id"], r["chunk_id"], r["name"], r["type"])][r["node_id"]] += 1
+        names[(r["doc_id"], None, r["name"], r["type"])][r["node_id"]] += 1
+    texts = {}
+    if chunks is not None:
+        texts = {c: (s, t) for c, s, t in zip(*(chunks.column(k).to_pylist() for k in ("chunk_id", "start", "text")))}
+
+    def node(doc, chunk, name, etype):
+        found = names.get((doc, chunk, name, etype)) or names.get((doc, None, name, etype))
+        return found.most_common(1)[0][0] if found else None
+
+    counts: Counter = Counter()
+    evidence: dict[tuple, dict] = {}
+    dropped: Counter = Counter()
+    for rel in relations.to_pylist():
+        h = node(rel["doc_id"], rel["chunk_id"], rel["head"], rel["head_type"])
+        t = node(rel["doc_id"], rel["chunk_id"], rel["tail"], rel["tail_type"])
+        if h is None or t is None:
+            dropped["no mention of its head or tail"] += 1
+            continue
+        eid = edge_id(h, rel["type"], t)
+        counts[(eid, h, rel["type"], t)] += 1
+        text = ""
+        if rel["chunk_id"] in texts:
+            cstart, ctext = texts[rel["chunk_id"]]
+            text = ctext[rel["start"] - cstart : rel["end"] - cstart]
+        evidence.setdefault((eid, rel["doc_id"], rel["start"], rel["end"]),
+                            {"edge_id": eid, "doc_id": rel["doc_id"], "start": rel["start"], "end": rel["end"],
+                             "text": text})
+    edges = [{"edge_id": e, "head": h, "tail": t, "type": ty, "count": n, "confidence": None}
+             for (e, h, ty, t), n in sorted(counts.items())]
+    return edges, [evidence[k] for k in sorted(evidence)], dropped
