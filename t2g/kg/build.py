@@ -75,7 +75,7 @@ def build_graph(
     tick = progress(chunks.num_rows) if progress is not None else None
     with use_cache(open_cache(out.resolve().as_uri())):
         extracted = graph_extract(graph, chunks, api_key=api_key, progress=tick)
-    g = resolve_graph(extracted.main, extracted.side["relations"], fuzzy_threshold=resolve.fuzzy_threshold)
+    g = resolve_graph(extracted.main, extracted.side["relations"], fuzzy_threshold=resolve.fuzzy_threshold, chunks=chunks)
     files = []
     for name, table in (("nodes", g.nodes), ("edges", g.edges), ("mentions", g.mentions), ("merges", g.merges), ("evidence", g.evidence)):
         pq.write_table(table, out / f"{name}.parquet")

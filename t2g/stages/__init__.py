@@ -278,7 +278,7 @@ STAGES: dict[str, Stage] = _registry(
         "resolve",
         "t2g.stages.resolve:resolve",
         "resolve",
-        (Input("mentions", "graph_extract"), Input("relations", "graph_extract", side="relations")),
+        (Input("mentions", "graph_extract"), Input("relations", "graph_extract", side="relations"), Input("chunks", "chunk")),
         side=("edges", "mentions", "merges", "evidence"),
         row_wise=False,
     ),

@@ -23,8 +23,9 @@ from t2g.kg.resolve import resolve as resolve_graph
 from t2g.stage import StageResult
 
 
-def resolve(cfg: ResolveConfig, mentions: pa.Table, relations: pa.Table) -> StageResult:
-    g = resolve_graph(mentions, relations, fuzzy_threshold=cfg.fuzzy_threshold)
+def resolve(cfg: ResolveConfig, mentions: pa.Table, relations: pa.Table, chunks: pa.Table | None = None) -> StageResult:
+    # The chunks give each edge's evidence its sentence text.
+    g = resolve_graph(mentions, relations, fuzzy_threshold=cfg.fuzzy_threshold, chunks=chunks)
     rules = Counter(g.merges.column("rule").to_pylist()) if g.merges.num_rows else Counter()
     summary = {
         "rows_in": mentions.num_rows,
