@@ -70,7 +70,7 @@ class GraphConfig(LLMSection):
 class ResolveConfig(Section):
     """Entity resolution (t2g.kg.resolve): exact, alias rules, fuzzy; never across types."""
 
-    fuzzy_threshold: float = Field(0.85, gt=0, le=1, description="character n-gram similarity at or above which names merge")
+    fuzzy_threshold: float = Field(0.9, gt=0, le=1, description="character n-gram similarity at or above which names merge (t2g.kg.resolve)")
 
 
 class ExportConfig(Section):
