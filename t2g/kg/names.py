@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 HONORIFICS = frozenset(
     "mr mrs ms miss mx dr doctor prof professor sir dame lord lady madam president vice chancellor "
@@ -35,12 +36,14 @@ _DROP = re.compile(r"[.'’`´]")
 _NONWORD = re.compile(r"[^\w]+")
 
 
+@lru_cache(maxsize=1 << 16)  # a corpus repeats its names: pay once per distinct name
 def norm(text: str) -> str:
     decomposed = unicodedata.normalize("NFKD", text)
     plain = "".join(c for c in decomposed if not unicodedata.combining(c))
     return " ".join(_NONWORD.sub(" ", _DROP.sub("", plain.casefold())).replace("_", " ").split())
 
 
+@lru_cache(maxsize=1 << 16)
 def core(text: str, etype: str) -> str:
     tokens = norm(text).split()
     kept = list(tokens)
@@ -59,6 +62,7 @@ def core(text: str, etype: str) -> str:
     return " ".join(kept)
 
 
+@lru_cache(maxsize=1 << 16)
 def rule_between(a: str, b: str) -> str:
     """Which normalisation made two surface forms one key (for MERGES)."""
     return "exact" if a == b else ("normalised" if norm(a) == norm(b) else "alias: title or suffix")

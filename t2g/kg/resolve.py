@@ -92,27 +92,29 @@ def resolve(
     tier (a) alone. `pairs`: fuzzy pairs computed elsewhere (sharded blocks); `chunks`: CHUNKS,
     to fill the evidence text."""
     rows = _unique_mentions(mentions)
-    keyf = (lambda t, ty: core(t, ty)) if aliases else (lambda t, ty: norm(t))
-    keys = {}
+    keyf = core if aliases else (lambda t, ty: norm(t))
+    # Everything about a name depends on its (surface, type) only: computed once per distinct one.
+    forms: dict[tuple[str, str], tuple[str, str, str | None]] = {}
     for r in rows:
-        k = (r["text"], r["type"])
-        if k not in keys:
-            keys[k] = keyf(*k)
-        r["key"] = keys[k]
+        f = (r["text"], r["type"])
+        if f not in forms:
+            key = keyf(*f)
+            forms[f] = (key, norm(f[0]), short_kind(key, f[1], f[0]) if aliases else None)
+        r["key"] = forms[f][0]
 
     # Which keys are full names: everything but the short forms that abbreviate some full name.
     index: dict[tuple[str, str, str], set[str]] = defaultdict(set)  # (type, kind, short) -> full keys
-    full_keys = set()
     if aliases:
         # A full name answers to the short forms of its key and of its whole normalised text
         # ("ZDG" for "Zentek Dynamics Group", whose key drops the suffix "Group").
-        candidates = {(r["type"], r["key"], norm(r["text"])) for r in rows
-                      if short_kind(r["key"], r["type"], r["text"]) is None}
+        candidates = {(etype, key, whole) for (_, etype), (key, whole, kind) in forms.items() if kind is None}
         for etype, key, whole in candidates:
             for kind, short in short_keys(key, etype) + (short_keys(whole, etype) if etype != "person" else []):
                 index[(etype, kind, short)].add(key)
+    short_of = {f: _short(f[1], key, kind, index) for f, (key, _, kind) in forms.items()}
+    full_keys = set()
     for r in rows:
-        r["short"] = _short(r, index) if aliases else None
+        r["short"] = short_of[(r["text"], r["type"])]
         if r["short"] is None:
             full_keys.add((r["type"], r["key"]))
 
@@ -181,13 +183,12 @@ def _unique_mentions(mentions: pa.Table) -> list[dict]:
     return rows
 
 
-def _short(r: dict, index: dict) -> str | None:
-    """The kind of short form a mention is, if it abbreviates some full name of the corpus."""
-    kind = short_kind(r["key"], r["type"], r["text"])
+def _short(etype: str, key: str, kind: str | None, index: dict) -> str | None:
+    """The kind of short form a name is, if it abbreviates some full name of the corpus."""
     if kind == "single name":
-        kinds = [k for k in ("surname", "first name") if (r["type"], k, r["key"]) in index]
+        kinds = [k for k in ("surname", "first name") if (etype, k, key) in index]
         return kinds[0] if kinds else None
-    if kind and (r["type"], kind, r["key"]) in index:
+    if kind and (etype, kind, key) in index:
         return kind
     return None
 
@@ -253,17 +254,17 @@ def _nodes(rows: list[dict], node_of_key: dict) -> list[dict]:
 
 
 def _edges(rows: list[dict], relations: pa.Table, chunks: pa.Table | None):
-    names: dict[tuple, Counter] = defaultdict(Counter)
+    # (doc, chunk, name, type) and (doc, None, name, type) -> node of the first such mention
+    names: dict[tuple, str] = {}
     for r in rows:
-        names[(r["doc_id"], r["chunk_id"], r["name"], r["type"])][r["node_id"]] += 1
-        names[(r["doc_id"], None, r["name"], r["type"])][r["node_id"]] += 1
+        names.setdefault((r["doc_id"], r["chunk_id"], r["name"], r["type"]), r["node_id"])
+        names.setdefault((r["doc_id"], None, r["name"], r["type"]), r["node_id"])
     texts = {}
     if chunks is not None:
         texts = {c: (s, t) for c, s, t in zip(*(chunks.column(k).to_pylist() for k in ("chunk_id", "start", "text")))}
 
     def node(doc, chunk, name, etype):
-        found = names.get((doc, chunk, name, etype)) or names.get((doc, None, name, etype))
-        return found.most_common(1)[0][0] if found else None
+        return names.get((doc, chunk, name, etype)) or names.get((doc, None, name, etype))
 
     counts: Counter = Counter()
     evidence: dict[tuple, dict] = {}

@@ -65,3 +65,49 @@ def sample_graph() -> dict[str, pa.Table]:
         "evidence": pa.Table.from_pylist(evidence, schema=EVIDENCE),
         "merges": pa.Table.from_pylist(merges, schema=MERGES),
     }
+
+
+def demo_graph(people: int = 24, seed: int = 0) -> dict[str, pa.Table]:
+    """A larger deterministic graph (people, organisations, cities) with evidence: the viewer's picture."""
+    import random
+
+    rng = random.Random(seed)
+    first = ["Ada", "Boris", "Clara", "Dmitri", "Elena", "Farid", "Greta", "Hugo", "Ines", "Jonas", "Keiko", "Luca"]
+    last = ["Moreau", "Novak", "Okafor", "Petrov", "Quinn", "Rossi", "Sato", "Tanaka", "Urban", "Varga", "Weber"]
+    orgs = ["Northwind Bank", "Helix Labs", "Atlas Motors", "Blue River Press", "Orion Energy", "Kestrel Air"]
+    cities = ["Paris", "Lagos", "Osaka", "Berlin", "Lima"]
+    nodes = [_node("organization", o, [o.split()[0]], 4, 3) for o in orgs]
+    nodes += [_node("location", c, [], 3, 2) for c in cities]
+    names = sorted({f"{rng.choice(first)} {rng.choice(last)}" for _ in range(people * 2)})[:people]
+    nodes += [_node("person", n, [n.split()[1]], rng.randint(1, 6), rng.randint(1, 4)) for n in names]
+    by_name = {n["name"]: n["node_id"] for n in nodes}
+    edges, evidence = {}, []
+
+    def link(h: str, t: str, type_: str, sentence: str) -> None:
+        e = {"edge_id": edge_id(by_name[h], type_, by_name[t]), "head": by_name[h], "tail": by_name[t],
+             "type": type_, "count": rng.randint(1, 4), "confidence": round(rng.uniform(0.5, 1), 2)}
+        if e["edge_id"] not in edges:
+            edges[e["edge_id"]] = e
+            evidence.append({"edge_id": e["edge_id"], "doc_id": f"doc{len(evidence)}", "start": 0,
+                             "end": len(sentence), "text": sentence})
+
+    for o in orgs:
+        c = rng.choice(cities)
+        link(o, c, "based_in", f"{o} is headquartered in {c}.")
+    for n in names:
+        o = rng.choice(orgs)
+        link(n, o, "works_for", f"{n} joined {o} last year.")
+        if rng.random() < 0.5:
+            link(n, rng.choice(cities), "lives_in", f"{n} lives in {rng.choice(cities)}.")
+        if rng.random() < 0.3:
+            link(n, o, "founded", f"{n} co-founded {o}.")
+    mentions = [{"mention_id": mention_id(f"doc{i}", 0, len(n["name"]), n["type"]), "node_id": n["node_id"],
+                 "doc_id": f"doc{i}", "chunk_id": f"doc{i}#0", "start": 0, "end": len(n["name"]), "text": n["name"],
+                 "type": n["type"]} for i, n in enumerate(nodes)]
+    return {
+        "nodes": pa.Table.from_pylist(nodes, schema=NODES),
+        "edges": pa.Table.from_pylist(list(edges.values()), schema=EDGES),
+        "mentions": pa.Table.from_pylist(mentions, schema=GRAPH_MENTIONS),
+        "evidence": pa.Table.from_pylist(evidence, schema=EVIDENCE),
+        "merges": pa.Table.from_pylist([], schema=MERGES),
+    }
