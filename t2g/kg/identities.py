@@ -4,7 +4,8 @@ Built deterministically from a seed, in the style of `t2g.toyworld` (whose fact 
 name syllables it reuses). What resolution must get right, and this world contains:
 - people named in full ("Marin Tavel"), with titles ("Dr. Marin Tavel", "President Tavel"),
   by surname or first name after the full name, by initials ("M. Tavel"), and, in some
-  documents, by a title and surname alone when that surname is unique in the world;
+  documents, by a title and surname alone (usually a surname unique in the world; sometimes
+  the shared one, which no reader could attribute: gold knows, resolution must not guess);
 - two people sharing a surname (the first two of the cast): within a document holding both,
   neither is called by the surname alone (a reader could not tell either);
 - a person whose surname is also a location's name ("Harport" the place, "Harport" the
@@ -53,7 +54,7 @@ class World:
     products: int = 6
     max_facts: int = 4  # fact sentences in a short document
     long_every: int = 10  # every n-th document is long
-    long_facts: int = 30
+    long_facts: int = 45
     standalone_rate: float = 0.1  # a document naming someone by title and surname only
 
 
@@ -179,7 +180,9 @@ def _surface(rng: Random, ent: Entity, state: dict) -> str:
     state["seen"].add(ent.gold_id)
     if ent.type == "person":
         unique_world = not any(o.last == ent.last for o in state["everyone"] if o is not ent and o.type == "person")
-        if not seen and state["standalone"] and unique_world and rng.random() < 0.5:
+        # A title and surname alone: resolvable when the surname is unique in the world; for the
+        # shared surname a reader cannot tell who it is (gold knows; resolution keeps it apart).
+        if not seen and state["standalone"] and (unique_world or rng.random() < 0.3) and rng.random() < 0.5:
             state["seen"].discard(ent.gold_id)  # still never named in full here: stays standalone
             return f"{rng.choice(TITLES)} {ent.last}"
         if not seen:

@@ -39,7 +39,8 @@ import pyarrow as pa
 
 from t2g.kg.blocking import Judge, fuzzy_pairs
 from t2g.kg.names import core, norm, rule_between, short_keys, short_kind
-from t2g.kg.tables import (EDGES, EVIDENCE, GRAPH_MENTIONS, MERGES, NODES, edge_id, from_rows, mention_id,
+from t2g.kg.tables import (EDGES, EVIDENCE, GRAPH_MENTIONS, MERGES, NODES, edge_id, from_columns, from_rows,
+                           mention_id,
                            node_id)
 
 
@@ -160,15 +161,14 @@ def resolve(
     for doc_id, doc_rows in by_doc.items():
         _resolve_short_forms(doc_id, doc_rows, index, node_of_key, first_of_node, merges)
 
-    graph_mentions = [{"mention_id": r["mention_id"], "node_id": r["node_id"], "doc_id": r["doc_id"],
-                       "chunk_id": r["chunk_id"], "start": r["start"], "end": r["end"], "text": r["text"],
-                       "type": r["type"]} for r in rows]
+    graph_mentions = from_columns({c: [r[c] for r in rows] for c in GRAPH_MENTIONS.names}, GRAPH_MENTIONS)
+    merges_table = from_columns({c: [m[c] for m in merges] for c in MERGES.names}, MERGES)
     nodes = _nodes(rows, node_of_key)
     edges, evidence, dropped = _edges(rows, relations, chunks)
     stats = {"merges": dict(Counter(m["rule"] for m in merges)), "relations dropped": dict(dropped),
              "nodes": len(nodes), "mentions": len(rows)}
-    return Graph(from_rows(nodes, NODES), from_rows(edges, EDGES), from_rows(graph_mentions, GRAPH_MENTIONS),
-                 from_rows(merges, MERGES), from_rows(evidence, EVIDENCE), stats)
+    return Graph(from_rows(nodes, NODES), from_rows(edges, EDGES), graph_mentions, merges_table,
+                 from_rows(evidence, EVIDENCE), stats)
 
 
 def _unique_mentions(mentions: pa.Table) -> list[dict]:
@@ -267,6 +267,7 @@ def _edges(rows: list[dict], relations: pa.Table, chunks: pa.Table | None):
         return names.get((doc, chunk, name, etype)) or names.get((doc, None, name, etype))
 
     counts: Counter = Counter()
+    ids: dict[tuple, str] = {}
     evidence: dict[tuple, dict] = {}
     dropped: Counter = Counter()
     for rel in relations.to_pylist():
@@ -275,7 +276,8 @@ def _edges(rows: list[dict], relations: pa.Table, chunks: pa.Table | None):
         if h is None or t is None:
             dropped["no mention of its head or tail"] += 1
             continue
-        eid = edge_id(h, rel["type"], t)
+        triple = (h, rel["type"], t)
+        eid = ids.get(triple) or ids.setdefault(triple, edge_id(*triple))
         counts[(eid, h, rel["type"], t)] += 1
         text = ""
         if rel["chunk_id"] in texts:

@@ -20,8 +20,7 @@ from typing import Hashable, Iterable, Mapping
 def bcubed(pred: Mapping[Hashable, Hashable], gold: Mapping[Hashable, Hashable]) -> dict[str, float]:
     if not gold:
         return {"precision": 1.0, "recall": 1.0, "f1": 1.0, "mentions": 0}
-    missing = object()
-    pred_of = {m: (pred.get(m, missing), m) if m not in pred else (pred[m], None) for m in gold}
+    pred_of = {m: ("cluster", pred[m]) if m in pred else ("alone", m) for m in gold}
     pred_size: Counter = Counter(pred_of.values())
     gold_size: Counter = Counter(gold.values())
     both: Counter = Counter((pred_of[m], gold[m]) for m in gold)

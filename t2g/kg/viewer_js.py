@@ -56,7 +56,7 @@ SCRIPT = r"""
   document.getElementById("note").textContent = data.note;
 
   function layout(nodes, edges) {
-    const n = nodes.length, w = 1000, h = 700, k = Math.sqrt((w * h) / Math.max(n, 1)) * 0.75;
+    const n = nodes.length, w = 1000, h = 700, k = Math.sqrt((w * h) / Math.max(n, 1)) * 0.9;
     const golden = Math.PI * (3 - Math.sqrt(5));
     nodes.forEach((p, i) => { const r = 12 * Math.sqrt(i + 0.5); p.x = r * Math.cos(i * golden); p.y = r * Math.sin(i * golden); });
     const index = new Map(nodes.map((p, i) => [p.id, i]));
@@ -81,7 +81,7 @@ SCRIPT = r"""
         dx[a] -= ux * f; dy[a] -= uy * f; dx[b] += ux * f; dy[b] += uy * f;
       }
       for (let i = 0; i < n; i++) {
-        dx[i] -= nodes[i].x * 0.02 * k / 10; dy[i] -= nodes[i].y * 0.02 * k / 10;  // gravity: keep parts close
+        dx[i] -= nodes[i].x * 0.06 * k / 10; dy[i] -= nodes[i].y * 0.06 * k / 10;  // gravity: keep parts close
         const d = Math.sqrt(dx[i] * dx[i] + dy[i] * dy[i]) + 1e-9, m = Math.min(d, temp);
         nodes[i].x += (dx[i] / d) * m; nodes[i].y += (dy[i] / d) * m;
       }
