@@ -155,3 +155,20 @@ def test_t2g_graph_refuses_a_half_given_call(tmp_path):
 
     result = CliRunner().invoke(app, ["graph", "--model", "x", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "--input" in result.output
+
+
+def test_the_identities_corpus_is_read_with_its_gold_without_touching_collect(tmp_path):
+    import json
+
+    from t2g.kg.identities import documents
+    from t2g.kg.local import run_graph
+    from t2g.store import Store
+
+    recipe = load_recipe("configs/tiny-graph.yaml", store=(tmp_path / "s").as_uri(), overrides=["corpus.sources.0.n=12"])
+    out = run_graph(recipe, until="chunk")
+    assert list(out) == ["corpus", "chunk"]  # the training collect is not needed for chunks
+    rows = Store(recipe.store).read("corpus", out["corpus"].ref.key).to_pylist()
+    expected = documents(12, 4)
+    assert [r["text"] for r in rows] == [d["text"] for d in expected]
+    gold = json.loads(rows[0]["gold"])
+    assert {e["text"] for e in gold["entities"]} == {m["text"] for m in expected[0]["mentions"]}

@@ -13,15 +13,38 @@ from __future__ import annotations
 
 import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import Field, ValidationError, model_validator
 
-from t2g.config import CollectConfig, LLMSection, Recipe, RecipeError, Section, _read_recipe, apply_override, dated_store
+from t2g.config import CollectConfig, LLMSection, Recipe, RecipeError, Section, Source, _read_recipe, apply_override, dated_store
 
 GRPO = "@grpo"  # graph.model: the GRPO model the same recipe trains (round 1's)
 GRAPH_SECTIONS = ("corpus", "chunk", "graph", "resolve", "export")
 FORMATS = ("graphml", "neo4j", "html", "embedded")
+
+
+class IdentitiesSource(Section):
+    """The toy world with identities (t2g.kg.identities): the same entities named many ways
+    across documents, some documents long; gold mentions and facts ride along as the gold graph."""
+
+    kind: Literal["identities"]
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
+    split: str = Field("corpus", pattern=r"^[A-Za-z0-9_-]+$", description="tag carried by every document")
+    limit: int | None = Field(None, ge=1, description="read at most this many rows")
+    n: int = Field(200, ge=0)
+    seed: int = 0
+    world_seed: int = Field(0, description="the cast of names (t2g.kg.identities.World.seed)")
+    long_every: int = Field(10, ge=0, description="every n-th document is long (0: none)")
+
+
+CorpusSource = Annotated[Union[(*get_args(get_args(Source)[0]), IdentitiesSource)], Field(discriminator="kind")]
+
+
+class CorpusConfig(CollectConfig):
+    """The corpus's own collect: every collect source kind, plus `identities`."""
+
+    sources: list[CorpusSource] = Field(min_length=1)
 
 
 class ChunkConfig(Section):
@@ -83,7 +106,7 @@ class GraphRecipe(Recipe):
     """A recipe with the corpus-graph stages. Without `chunk` and the others set it runs
     exactly as a Recipe does."""
 
-    corpus: CollectConfig | None = None
+    corpus: CorpusConfig | None = None
     chunk: ChunkConfig | None = None
     graph: GraphConfig | None = None
     resolve: ResolveConfig | None = None
