@@ -102,6 +102,8 @@ def test_a_graph_only_recipe_builds_grounded_nodes_edges_and_exports(tmp_path):
     assert set(nodes.column("type").to_pylist()) <= set(ENTITY_TYPES)
     files = _export_files(recipe, out)
     assert {"graph.graphml", "graph.html"} <= set(files) and any(f.startswith("neo4j-") for f in files)
+    report = files["report.md"].decode()  # the run's Prefect artifact: drops by reason among the rest
+    assert "ungrounded" in report and str(extract["dropped"]["entity: ungrounded"]) in report
 
 
 def test_added_documents_ask_only_for_new_chunks_and_export_as_a_fresh_build(tmp_path):

@@ -5,7 +5,9 @@ a self-contained HTML viewer that opens offline, and an embedded graph database 
 with Cypher. Artifact file names are flat, so the Neo4j folder's files are `neo4j-<name>`
 (`t2g graph` writes them back into OUT/neo4j/).
 
-main: one row per written file (format, file, bytes).
+main: one row per written file (format, file, bytes). `report.md` (t2g.kg.summary: nodes and
+edges by type, merges by rule, dropped mentions by reason, the most connected entities)
+becomes the run's Prefect artifact `t2g-export-report` (tasks.stage_task.publish_outputs).
 """
 
 from __future__ import annotations
@@ -51,7 +53,13 @@ def write_exports(formats: list[str], nodes: pa.Table, edges: pa.Table, mentions
     return written
 
 
-def export(cfg: ExportConfig, nodes: pa.Table, edges: pa.Table, mentions: pa.Table, evidence: pa.Table) -> StageResult:
+def export(
+    cfg: ExportConfig, nodes: pa.Table, edges: pa.Table, mentions: pa.Table, evidence: pa.Table,
+    merges: pa.Table | None = None, dropped: pa.Table | None = None,
+) -> StageResult:  # fmt: skip
+    from t2g.kg.summary import graph_summary
+    from t2g.kg.tables import MERGES
+
     files: dict[str, bytes] = {}
     rows = []
     with tempfile.TemporaryDirectory(prefix="t2g-export-") as tmp:
@@ -61,5 +69,10 @@ def export(cfg: ExportConfig, nodes: pa.Table, edges: pa.Table, mentions: pa.Tab
                 name = "-".join(path.relative_to(root).parts)  # neo4j/nodes.csv -> neo4j-nodes.csv
                 files[name] = path.read_bytes()
                 rows.append({"format": fmt, "file": name, "bytes": len(files[name])})
+    counts: dict[str, int] = {}
+    if dropped is not None:
+        for reason, n in zip(dropped.column("reason").to_pylist(), dropped.column("count").to_pylist()):
+            counts[reason] = counts.get(reason, 0) + int(n)
+    files["report.md"] = graph_summary(nodes, edges, merges if merges is not None else MERGES.empty_table(), counts).encode()
     summary = {"nodes": nodes.num_rows, "edges": edges.num_rows, "mentions": mentions.num_rows, "files": len(files)}
     return StageResult(main=pa.Table.from_pylist(rows, schema=FILES), summary=summary, files=files)

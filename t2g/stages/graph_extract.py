@@ -10,7 +10,8 @@ found twice by overlapping windows are merged (`merge_windows`); the shards of t
 keep a document's chunks together (t2g.shards groups rows by `doc_id`), so that merge sees
 all of a document's windows.
 
-main: MENTIONS (t2g.kg.tables); side `relations`: RELATIONS.
+main: MENTIONS (t2g.kg.tables); side `relations`: RELATIONS, and `dropped`: what grounding
+dropped, as (reason, count) rows (a shard's rows each; the export's summary adds them up).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from t2g.llm import cache as llm_cache
 from t2g.prompts import messages
 from t2g.stage import StageResult
 
+DROPPED = pa.schema([("reason", pa.string()), ("count", pa.int64())])
 BATCH = 512  # chunks per generate call: bounds what is in flight and paces the progress bar
 
 
@@ -117,7 +119,8 @@ def graph_extract(
         "model": cfg.model,
         "llm": _merged(accounting),
     }
-    return StageResult(main=mentions, side={"relations": relations}, summary=summary)
+    dropped_rows = pa.Table.from_pylist([{"reason": k, "count": v} for k, v in sorted(dropped.items())], schema=DROPPED)
+    return StageResult(main=mentions, side={"relations": relations, "dropped": dropped_rows}, summary=summary)
 
 
 def _merged(parts: list[dict[str, Any]]) -> dict[str, Any]:
