@@ -1,4 +1,4 @@
-"""The corpus graph at scale: N short documents through corpus → chunk → graph_extract →
+"""The corpus graph at scale: N short documents through corpus → chunk → graph-extract →
 resolve → export, extraction served by the test suite's fake OpenAI-compatible server
 answering grounded graphs (tests/fake_openai.py, tests/fake_graph.py), the stages walked
 in this process as a flow walks them (t2g.kg.local: same keys, shards and LLM cache).
@@ -104,7 +104,7 @@ def run(smoke: bool = False, n: int | None = None) -> dict[str, Any]:
         kept = sum(1 for node_id, name in old.items() if now.get(node_id) == name)
         stage_s = {name: round(out.seconds, 2) for name, out in first.items()}
         graph_s = stage_s["resolve"] + stage_s["export"]
-        extract = first["graph_extract"].summary
+        extract = first["graph-extract"].summary
         return {
             "documents": n,
             "chunks": first["chunk"].summary["chunks"],

@@ -1,5 +1,5 @@
 """The graph flow: the pipeline under its own name, run `until: export` (corpus → chunk →
-graph_extract → resolve → export, and whatever those need: with `graph.model: "@grpo"`
+graph-extract → resolve → export, and whatever those need: with `graph.model: "@grpo"`
 the training stages too, cache hits once trained). Two deployments run it
 (deployments/prefect.yaml): `t2g-graph/build` on demand, and `t2g-graph/update` on a
 schedule, which is the incremental update of a corpus graph: keys follow content (a

@@ -76,7 +76,7 @@ def test_graph_deployments_build_and_update_the_corpus_graph(spec):
     for d in (build, update):
         recipe = load_recipe(REPO / d.parameters["config"])
         nodes = [n.name for n in plan(recipe, d.parameters["until"])]
-        assert {"corpus", "chunk", "graph_extract", "resolve"} <= set(nodes) and nodes[-1] == "export" and "evaluate" not in nodes
+        assert {"corpus", "chunk", "graph-extract", "resolve"} <= set(nodes) and nodes[-1] == "export" and "evaluate" not in nodes
 
 
 def test_pull_step_starts_runs_where_prefect_deploy_ran(spec):

@@ -1,9 +1,11 @@
-"""The corpus-graph stages (chunk → graph_extract → resolve → export) in the registry:
+"""The corpus-graph stages (chunk → graph-extract → resolve → export) in the registry:
 existing recipes are untouched (no new node, the same keys), a graph-only recipe runs
 through the same runner, shards and LLM cache as every stage, and adding documents asks
 the model only about the new chunks while the exports equal a build from scratch."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -16,7 +18,7 @@ from tests.fake_graph import ENTITY_TYPES, RELATION_TYPES, corpus, grounded_answ
 from tests.fake_openai import FakeOpenAI
 
 CONFIGS = ["configs/tiny.yaml", "configs/tiny-gold.yaml", "configs/tiny-r1.yaml", "configs/tiny-think.yaml", "configs/r1-70b.yaml"]
-GRAPH_STAGES = {"corpus", "chunk", "graph_extract", "resolve", "export"}
+GRAPH_STAGES = {"corpus", "chunk", "graph-extract", "resolve", "export", "graph_extract"}
 
 
 @pytest.mark.parametrize("config", CONFIGS)
@@ -38,9 +40,9 @@ def test_no_existing_stage_imports_the_graph_code():
 def test_tiny_graph_builds_its_graph_with_the_grpo_model_it_trains():
     recipe = load_recipe("configs/tiny-graph.yaml")
     nodes = {n.name: n for n in plan(recipe, "export")}
-    assert dict(nodes["graph_extract"].inputs) == {"chunks": "chunk", "model": "grpo"}
+    assert dict(nodes["graph-extract"].inputs) == {"chunks": "chunk", "model": "grpo"}
     assert dict(nodes["chunk"].inputs) == {"docs": "corpus"}  # not collect: the demo's collect keeps its key
-    assert "evaluate" not in nodes and nodes["graph_extract"].sharding == "llm"
+    assert "evaluate" not in nodes and nodes["graph-extract"].sharding == "llm"
 
 
 def test_a_graph_recipe_names_a_split_its_documents_have():
@@ -93,8 +95,8 @@ def test_a_graph_only_recipe_builds_grounded_nodes_edges_and_exports(tmp_path):
     docs = corpus(60)
     with FakeOpenAI(answer=grounded_answer(ungrounded_every=7)) as fake:
         recipe, out = _build(tmp_path, "a", docs, fake)
-    assert list(out) == ["collect", "chunk", "graph_extract", "resolve", "export"]
-    extract = out["graph_extract"].summary
+    assert list(out) == ["collect", "chunk", "graph-extract", "resolve", "export"]
+    extract = out["graph-extract"].summary
     assert extract["dropped"].get("entity: ungrounded", 0) >= 60 // 7  # "Jolie" is in no text
     nodes, edges = _tables(recipe, out)
     assert "Jolie" not in nodes.column("name").to_pylist()
@@ -174,3 +176,23 @@ def test_the_identities_corpus_is_read_with_its_gold_without_touching_collect(tm
     assert [r["text"] for r in rows] == [d["text"] for d in expected]
     gold = json.loads(rows[0]["gold"])
     assert {e["text"] for e in gold["entities"]} == {m["text"] for m in expected[0]["mentions"]}
+
+
+def test_t2g_graph_config_runs_the_graph_stages_through_prefect(tmp_path, prefect_server):
+    import yaml
+
+    from tests.flowrun import run_t2g
+
+    docs = tmp_path / "docs.jsonl"
+    write_jsonl(docs, corpus(30))
+    with FakeOpenAI(answer=grounded_answer(ungrounded_every=7)) as fake:
+        recipe = tmp_path / "graph.yaml"
+        recipe.write_text(yaml.safe_dump(_recipe_data("file://.t2g/store", fake.base_url, docs)))
+        first = run_t2g(["graph", "--config", str(recipe)], tmp_path, prefect_server.env())
+        again = run_t2g(["graph", "--config", str(recipe)], tmp_path, prefect_server.env())
+    assert first.returncode == 0, first.output[-3000:]
+    assert list(first.stages) == ["collect", "chunk", "graph-extract", "resolve", "export"], first.output[-3000:]
+    assert not any(s["hit"] for s in first.stages.values())
+    assert again.returncode == 0 and all(s["hit"] for s in again.stages.values()), again.output[-3000:]
+    export = Path(first.stages["export"]["uri"].removeprefix("file://"))
+    assert "ungrounded" in next(export.glob("files/*/report.md")).read_text()

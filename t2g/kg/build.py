@@ -1,5 +1,5 @@
 """`t2g graph --model … --input …`: a corpus graph in one process, no recipe, no store:
-the same functions the graph stages run (chunk → graph_extract → resolve → export), on a
+the same functions the graph stages run (chunk → graph-extract → resolve → export), on a
 model folder, a store artifact or a served model, writing the tables and exports into one
 folder:
 
