@@ -1,4 +1,4 @@
-"""GraphML export of the corpus graph, written and read back through networkx.
+"""GraphML export of the corpus graph, read back (and checked) through networkx.
 
 One MultiDiGraph: a node per NODES row (keyed by node_id), an edge per EDGES row (keyed by
 edge_id, so two relation types between the same pair stay two edges). GraphML has no list
@@ -15,6 +15,13 @@ back, is the value after `xml_text`:
   does that on read anyway, so the file says what its readers will see.
 `<`, `&`, quotes and the rest are escaped by the XML writer and read back unchanged.
 A null confidence is left out of the edge (GraphML's "no value"), and reads back as null.
+
+Writing streams the rows straight to the file in the GraphML dialect networkx writes and reads
+(the same <key> declarations, edge ids as multigraph keys), instead of building a networkx
+graph and an ElementTree of the whole file: measured on 50k nodes and 100k edges, networkx
+took 13 s to build the graph and 39 s to write it (on a loaded 2-core machine), and held it all
+in memory. `to_networkx` still gives the in-memory graph, and the tests check that both paths
+read back the same.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from xml.sax.saxutils import escape, quoteattr
 
 import networkx as nx
 import pyarrow as pa
@@ -70,13 +78,61 @@ def to_networkx(nodes: pa.Table, edges: pa.Table) -> nx.MultiDiGraph:
     return graph
 
 
+# (attribute, for, GraphML type), in the order the keys are declared; ids are d0, d1, ...
+_KEYS = (("t2g_list_encoding", "graph", "string"), ("name", "node", "string"), ("type", "node", "string"),
+         ("aliases", "node", "string"), ("mention_count", "node", "long"), ("doc_count", "node", "long"),
+         ("type", "edge", "string"), ("count", "edge", "long"), ("confidence", "edge", "double"))
+_HEAD = (
+    "<?xml version='1.0' encoding='utf-8'?>\n"
+    '<graphml xmlns="http://graphml.graphdrawing.org/xmlns" '
+    'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+    'xsi:schemaLocation="http://graphml.graphdrawing.org/xmlns '
+    'http://graphml.graphdrawing.org/xmlns/1.0/graphml.xsd">\n'
+    + "".join(f'  <key id="d{i}" for="{f}" attr.name="{n}" attr.type="{t}" />\n' for i, (n, f, t) in enumerate(_KEYS))
+    + '  <graph edgedefault="directed">\n'
+    + f'    <data key="d0">{LIST_ENCODING}</data>\n'
+)
+
+
+def _attr(value: str) -> str:
+    # quoteattr also writes tab and newline as references: a parser would turn them into spaces.
+    return quoteattr(xml_text(value), {"\t": "&#9;", "\n": "&#10;"})
+
+
 def write_graphml(nodes: pa.Table, edges: pa.Table, path: str | Path) -> Path:
-    """Write NODES and EDGES as one GraphML file at `path`; returns the path."""
+    """Write NODES and EDGES as one GraphML file at `path`, streaming; returns the path."""
+    _require(nodes, ("node_id", *NODE_ATTRS), "nodes")
+    _require(edges, ("edge_id", "head", "tail", *EDGE_ATTRS), "edges")
+    _unique(nodes, "node_id", "nodes")
+    _unique(edges, "edge_id", "edges")
+    known = {xml_text(n) for n in nodes.column("node_id").to_pylist()}
+    dangling = sorted({n for n in edges.column("head").to_pylist() + edges.column("tail").to_pylist()
+                       if xml_text(n) not in known})
+    if dangling:
+        raise ValueError(f"edges name node(s) {dangling[:5]} absent from the nodes table: a dangling edge is "
+                         "a bug upstream (export nodes and edges of the same graph)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    graph = to_networkx(nodes, edges)
     tmp = path.with_name(path.name + ".part")
-    nx.write_graphml(graph, tmp, encoding="utf-8")
+    with open(tmp, "w", encoding="utf-8", newline="") as f:
+        f.write(_HEAD)
+        for batch in nodes.to_batches():
+            f.write("".join(
+                f'    <node id={_attr(r["node_id"])}>'
+                f'<data key="d1">{escape(xml_text(r["name"]))}</data>'
+                f'<data key="d2">{escape(xml_text(r["type"]))}</data>'
+                f'<data key="d3">{escape(json.dumps([xml_text(a) for a in r["aliases"] or []], ensure_ascii=False))}'
+                f'</data><data key="d4">{int(r["mention_count"])}</data>'
+                f'<data key="d5">{int(r["doc_count"])}</data></node>\n'
+                for r in batch.to_pylist()))
+        for batch in edges.to_batches():
+            f.write("".join(
+                f'    <edge id={_attr(r["edge_id"])} source={_attr(r["head"])} target={_attr(r["tail"])}>'
+                f'<data key="d6">{escape(xml_text(r["type"]))}</data><data key="d7">{int(r["count"])}</data>'
+                + ("" if r["confidence"] is None else f'<data key="d8">{float(r["confidence"])!r}</data>')
+                + "</edge>\n"
+                for r in batch.to_pylist()))
+        f.write("  </graph>\n</graphml>\n")
     tmp.replace(path)  # a reader never sees half a file
     return path
 

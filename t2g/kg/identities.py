@@ -30,7 +30,7 @@ from random import Random
 import pyarrow as pa
 
 from t2g.kg.tables import MENTIONS, RELATIONS, from_rows
-from t2g.toyworld import _SYLLABLES, FACTS, SLOT_TYPE, DISTRACTORS  # noqa: F401 (shared vocabulary)
+from t2g.toyworld import DISTRACTORS, FACTS, SLOT_TYPE, SYLLABLES
 
 ENTITY_TYPES: tuple[str, ...] = ("person", "organisation", "location", "product")
 RELATION_TYPES: tuple[str, ...] = ("works_for", "ceo_of", "founded", "located_in", "born_in", "produces", "acquired")
@@ -77,9 +77,9 @@ def _accent(name: str) -> str:
 @lru_cache(maxsize=8)
 def cast(world: World = World()) -> tuple[Entity, ...]:
     rng = Random(f"identities-cast/{world.seed}")
-    firsts = [a + b for a in _SYLLABLES["person"][0] for b in _SYLLABLES["person"][1]]
+    firsts = [a + b for a in SYLLABLES["person"][0] for b in SYLLABLES["person"][1]]
     lasts = [a + b for a in _SURNAME[0] for b in _SURNAME[1]]
-    places = [a + b for a in _SYLLABLES["location"][0] for b in _SYLLABLES["location"][1]]
+    places = [a + b for a in SYLLABLES["location"][0] for b in SYLLABLES["location"][1]]
     rng.shuffle(firsts), rng.shuffle(lasts), rng.shuffle(places)
     places = ["Harport"] + [p for p in places if p != "Harport"]
     out: list[Entity] = []
@@ -96,7 +96,7 @@ def cast(world: World = World()) -> tuple[Entity, ...]:
         variants = (f"{firsts[i]} {surnames[i]}",) if i == 3 else ()
         out.append(Entity(f"person:{first} {surnames[i]}", "person", f"{first} {surnames[i]}", first, surnames[i],
                           variants=variants))
-    heads = [a + b for a in _SYLLABLES["organisation"][0] for b in _SYLLABLES["organisation"][1]]
+    heads = [a + b for a in SYLLABLES["organisation"][0] for b in SYLLABLES["organisation"][1]]
     rng.shuffle(heads)
     words = list(_ORG_WORDS)
     rng.shuffle(words)
@@ -111,11 +111,11 @@ def cast(world: World = World()) -> tuple[Entity, ...]:
             words[:0] = [w1, w2]
             continue
         used_first.add(head[:3]), acronyms.add(acro)
-        split = next(i for i in range(2, len(head)) if head[i:] in _SYLLABLES["organisation"][1])
+        split = next(i for i in range(2, len(head)) if head[i:] in SYLLABLES["organisation"][1])
         hyphen = f"{head[:split]}-{head[split:].capitalize()} {w1} {w2}"
         out.append(Entity(f"organisation:{name}", "organisation", name, acronym=acro,
                           variants=(f"{head.upper()} {w1} {w2}", f"{name} Inc.", hyphen)))
-    prods = [a + b for a in _SYLLABLES["product"][0] for b in _SYLLABLES["product"][1]]
+    prods = [a + b for a in SYLLABLES["product"][0] for b in SYLLABLES["product"][1]]
     rng.shuffle(prods)
     out += [Entity(f"product:{p}", "product", p) for p in prods[: world.products]]
     return tuple(out)
@@ -169,10 +169,8 @@ def _document(rng: Random, world: World, doc_id: str, long: bool) -> dict:
 
 
 def _ambiguous(ent: Entity, attr: str, state: dict) -> bool:
-    """Whether another person in this document's pool (or, standalone, in the world) shares it."""
-    value = getattr(ent, attr)
-    pool = state["everyone"] if attr == "world" else state["pool"]["person"]
-    return any(getattr(o, attr) == value for o in pool if o is not ent)
+    """Whether another person of this document's pool shares the first or last name."""
+    return any(getattr(o, attr) == getattr(ent, attr) for o in state["pool"]["person"] if o is not ent)
 
 
 def _surface(rng: Random, ent: Entity, state: dict) -> str:
@@ -209,7 +207,6 @@ def gold_tables(docs: list[dict]) -> tuple[pa.Table, pa.Table]:
     """MENTIONS and RELATIONS as a perfect extractor would give them (one chunk per document)."""
     mentions = [{"doc_id": d["id"], "chunk_id": f"{d['id']}#0", "start": m["start"], "end": m["end"],
                  "text": m["text"], "type": m["type"], "name": m["text"]} for d in docs for m in d["mentions"]]
-    types = {e.gold_id: e.type for e in cast(World())}
     relations = []
     for d in docs:
         for f in d["facts"]:
@@ -217,7 +214,6 @@ def gold_tables(docs: list[dict]) -> tuple[pa.Table, pa.Table]:
                               "head_type": f["head"].split(":")[0], "tail": f["tail_text"],
                               "tail_type": f["tail"].split(":")[0], "type": f["type"], "start": f["start"],
                               "end": f["end"]})
-    del types
     return from_rows(mentions, MENTIONS), from_rows(relations, RELATIONS)
 
 

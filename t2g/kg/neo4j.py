@@ -107,7 +107,9 @@ def write_neo4j_csv(nodes: pa.Table, edges: pa.Table, folder: str | Path, *, dat
         multiline = multiline or "\n" in value or "\r" in value
         return value
 
-    with open(folder / "nodes.csv", "w", encoding="utf-8", newline="") as f:
+    # Each file is written beside its final name and renamed, so a rewrite (incremental update)
+    # never leaves a half-written file where neo4j-admin would read it.
+    with open(folder / "nodes.csv.part", "w", encoding="utf-8", newline="") as f:
         # The default "\r\n" terminator on purpose: Python's csv quotes a field only for the
         # terminator's characters, so with "\n" a lone "\r" went out unquoted and split the row.
         out = csv.writer(f)
@@ -117,7 +119,7 @@ def write_neo4j_csv(nodes: pa.Table, edges: pa.Table, folder: str | Path, *, dat
                 aliases = delim.join(_cell(a) for a in r["aliases"] or [] if a)
                 out.writerow([r["node_id"], _cell(r["name"]), _cell(r["type"]), aliases, r["mention_count"],
                               r["doc_count"], f"{ENTITY_LABEL}{delim}{label_for(r['type'])}"])
-    with open(folder / "relationships.csv", "w", encoding="utf-8", newline="") as f:
+    with open(folder / "relationships.csv.part", "w", encoding="utf-8", newline="") as f:
         out = csv.writer(f)
         out.writerow(RELATIONSHIP_HEADER)
         for batch in edges.to_batches():
@@ -125,6 +127,8 @@ def write_neo4j_csv(nodes: pa.Table, edges: pa.Table, folder: str | Path, *, dat
                 confidence = "" if r["confidence"] is None else repr(float(r["confidence"]))
                 out.writerow([r["head"], r["tail"], relationship_type_for(r["type"]), r["edge_id"],
                               _cell(r["type"]), r["count"], confidence])
+    for name in ("nodes.csv", "relationships.csv"):
+        (folder / f"{name}.part").replace(folder / name)
     options = ["--nodes=nodes.csv", "--relationships=relationships.csv",
                f"--array-delimiter=U+{ord(delim):04X}", "--id-type=string"]
     if multiline:

@@ -153,9 +153,7 @@ def resolve(
     first_of_node: dict[str, dict] = {}
     for fk in sorted(first_of_key):
         first_of_node.setdefault(node_of_key[fk], first_of_key[fk])
-    for (etype, a, b), (rule, score) in sorted(merges_between.items()):
-        ra, rb = first_of_key[(etype, a)], first_of_key[(etype, b)]
-        merges.append(_merge(rb, ra, rule, score))
+    merges += _tree_merges(merges_between, first_of_key, node_of_key)
 
     # Short forms, document by document.
     for doc_id, doc_rows in by_doc.items():
@@ -169,6 +167,31 @@ def resolve(
              "nodes": len(nodes), "mentions": len(rows)}
     return Graph(from_rows(nodes, NODES), from_rows(edges, EDGES), graph_mentions, merges_table,
                  from_rows(evidence, EVIDENCE), stats)
+
+
+def _tree_merges(between: dict, first_of_key: dict, node_of_key: dict) -> list[dict]:
+    """One MERGES row per key joined by a fuzzy or judge pair: the accepted pairs form a forest
+    over keys; each tree is walked from its canonical key, so every key's first mention is
+    joined exactly once, to the key it was paired with."""
+    adjacent: dict = defaultdict(list)
+    for (etype, a, b), (rule, score) in sorted(between.items()):
+        adjacent[(etype, a)].append(((etype, b), rule, score))
+        adjacent[(etype, b)].append(((etype, a), rule, score))
+    rows, seen = [], set()
+    roots = sorted(adjacent, key=lambda k: (node_of_key[k], -len(k[1]), k[1]))
+    for root in roots:
+        if root in seen:
+            continue
+        seen.add(root)
+        frontier = [root]
+        while frontier:
+            key = frontier.pop(0)
+            for other, rule, score in adjacent[key]:
+                if other not in seen:
+                    seen.add(other)
+                    rows.append(_merge(first_of_key[other], first_of_key[key], rule, score))
+                    frontier.append(other)
+    return rows
 
 
 def _unique_mentions(mentions: pa.Table) -> list[dict]:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from t2g.kg.graphml import read_graphml, write_graphml, xml_text
+from t2g.kg.graphml import read_graphml, to_networkx, write_graphml, xml_text
 from t2g.kg.tables import EDGES, NODES, edge_id
 
 from .graph_sample import HOSTILE, sample_graph
@@ -69,17 +69,35 @@ _names = st.one_of(st.text(max_size=20), st.text(alphabet=_HOSTILE_ALPHABET, max
                      min_size=1, max_size=6),
        confidence=st.one_of(st.none(), st.floats(0, 1)))
 def test_graphml_round_trips_hostile_names(tmp_path, rows, confidence):
-    nodes = [{"node_id": f"n{i}", "name": name, "type": type_, "aliases": aliases, "mention_count": big,
+    nodes = [{"node_id": f"n{i}#{name}", "name": name, "type": type_, "aliases": aliases, "mention_count": big,
               "doc_count": 1} for i, (name, type_, aliases, big) in enumerate(rows)]
     edges = [{"edge_id": edge_id(a["node_id"], b["type"], b["node_id"]), "head": a["node_id"],
               "tail": b["node_id"], "type": b["type"], "count": 1, "confidence": confidence}
              for a, b in zip(nodes, nodes[1:] + nodes[:1])]
     edges = list({e["edge_id"]: e for e in edges}.values())
-    path = write_graphml(pa.Table.from_pylist(nodes, schema=NODES), pa.Table.from_pylist(edges, schema=EDGES),
-                         tmp_path / "h.graphml")
+    nodes_t, edges_t = pa.Table.from_pylist(nodes, schema=NODES), pa.Table.from_pylist(edges, schema=EDGES)
+    path = write_graphml(nodes_t, edges_t, tmp_path / "h.graphml")
     got_nodes, got_edges = read_graphml(path)
-    want = [dict(n, name=xml_text(n["name"]), type=xml_text(n["type"]),
+    want = [dict(n, node_id=xml_text(n["node_id"]), name=xml_text(n["name"]), type=xml_text(n["type"]),
                  aliases=[xml_text(a) for a in n["aliases"]]) for n in nodes]
     assert _sorted(got_nodes, "node_id") == sorted(want, key=lambda r: r["node_id"])
-    want_edges = [dict(e, type=xml_text(e["type"])) for e in edges]
+    want_edges = [dict(e, head=xml_text(e["head"]), tail=xml_text(e["tail"]), type=xml_text(e["type"]))
+                  for e in edges]
     assert _sorted(got_edges, "edge_id") == sorted(want_edges, key=lambda r: r["edge_id"])
+    _same_as_networkx_writes(path, nodes_t, edges_t, tmp_path)
+
+
+def _same_as_networkx_writes(path, nodes, edges, tmp_path):
+    """The streaming writer and networkx's own writer (on to_networkx) read back as the same graph."""
+    theirs = tmp_path / "networkx.graphml"
+    nx.write_graphml(to_networkx(nodes, edges), theirs)
+    a, b = nx.read_graphml(path, force_multigraph=True), nx.read_graphml(theirs, force_multigraph=True)
+    assert a.graph == b.graph
+    assert dict(a.nodes(data=True)) == dict(b.nodes(data=True))
+    assert sorted(a.edges(keys=True, data=True)) == sorted(b.edges(keys=True, data=True))
+
+
+def test_the_streaming_writer_matches_networkx_on_the_sample(tmp_path):
+    g = sample_graph()
+    path = write_graphml(g["nodes"], g["edges"], tmp_path / "graph.graphml")
+    _same_as_networkx_writes(path, g["nodes"], g["edges"], tmp_path)

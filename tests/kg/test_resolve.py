@@ -208,3 +208,34 @@ def test_edges_and_evidence_text_from_chunks():
     heads = set(g.edges.column("head").to_pylist())
     assert len(heads) == 1  # "Smith" is John Smith: both edges leave one node
     assert sorted(g.evidence.column("text").to_pylist()) == ["John Smith works for Acme.", "Smith was born in Paris."]
+
+
+def test_fuzzy_merges_form_a_tree_one_row_per_joined_mention():
+    docs = {"a": "Alpha Works", "b": "Beta Works", "c": "Gamma Works"}
+    spans = {d: [(t, "organisation")] for d, t in docs.items()}
+    m, r = docs_to_tables(docs, spans)
+    pairs = pa.table({"type": ["organisation"] * 2, "a": ["alpha works", "beta works"],
+                      "b": ["gamma works", "gamma works"], "rule": ["fuzzy", "judge"], "score": [0.91, 0.8]})
+    g = resolve(m, r, pairs=pairs)
+    assert g.nodes.num_rows == 1 and g.merges.num_rows == 2
+    assert len(set(g.merges.column("mention_id").to_pylist())) == 2
+    assert sorted(g.merges.column("rule").to_pylist()) == ["fuzzy", "judge"]
+
+
+def test_common_words_do_not_make_giant_blocks():
+    rng = random.Random(0)
+    letters = "bcdfghklmnprstvz"
+    names = sorted({"".join(rng.choice(letters) + rng.choice("aeiou") for _ in range(3)).capitalize() + " Dynamics Group"
+                    for _ in range(400)})
+    rows = [{"doc_id": "d", "chunk_id": "d#0", "start": i, "end": i + 1, "text": n, "type": "organisation", "name": n}
+            for i, n in enumerate(names)]
+    m = pa.Table.from_pylist(rows, schema=MENTIONS)
+
+    def largest(table):
+        sizes = defaultdict(int)
+        for b in table.column("block").to_pylist():
+            sizes[b] += 1
+        return max(sizes.values())
+
+    assert largest(blocking_keys(m)) < 20
+    assert largest(blocking_keys(m, common=frozenset())) > 3 * largest(blocking_keys(m))
