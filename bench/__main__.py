@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-BENCHMARKS = ["rewards", "cache", "load", "stack", "sft", "regen"]
+BENCHMARKS = ["rewards", "cache", "load", "stack", "sft", "regen", "graph"]
 # Experiments: an hour or more each on 2 cores, so `make bench` leaves them out; run by name.
 EXPERIMENTS = ["think"]
 RESULTS = Path(__file__).with_name("results.json")

@@ -11,7 +11,7 @@ import json
 import time
 from typing import Any
 
-from t2g.config import load_recipe
+from t2g.kg.config import load_recipe
 from t2g.dag import plan, section
 from t2g.runner import execute
 from t2g.store import ArtifactRef, Store

@@ -34,7 +34,8 @@ def run(
 
     When the store already holds every stage's artifact (keys come from the recipe alone),
     the run says so and ends without starting Prefect: there is nothing to orchestrate."""
-    from t2g.config import RecipeError, load_recipe
+    from t2g.config import RecipeError
+    from t2g.kg.config import load_recipe
     from t2g.dag import DagError, cached, plan
 
     try:  # fail on a bad recipe or graph before Prefect starts anything
@@ -62,6 +63,86 @@ def run(
     typer.echo("\n".join(stage_lines(refs) + llm_lines(open_store(recipe.store), refs)))
     if report := closing_report(recipe, refs):  # the F1 table, when the run evaluated
         typer.echo(report)
+
+
+@app.command()
+def graph(
+    config: Optional[Path] = typer.Option(None, "--config", help="a recipe with graph sections: runs them (and what they need)"),
+    store: Optional[str] = typer.Option(None, "--store", help="with --config: artifact store URI"),
+    overrides: list[str] = typer.Option([], "--set", help="with --config: override a recipe field: section.key=value"),
+    model: Optional[str] = typer.Option(
+        None, "--model", help="a model folder, a model stage's artifact (folder or URI), or with --base-url the served model's name"
+    ),
+    input_: Optional[Path] = typer.Option(None, "--input", help="JSONL of id/text, a Parquet file, or a folder of .txt files"),
+    out: Optional[Path] = typer.Option(None, "--out", help="folder for nodes/edges/mentions.parquet, graph.graphml, neo4j/, graph.html"),
+    entity_types: str = typer.Option("person,organisation,location", "--entity-types", help="comma-separated"),
+    relation_types: str = typer.Option("", "--relation-types", help="comma-separated"),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="an OpenAI-compatible server (vllm serve, …): --model is its model name"),
+    api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="environment variable holding the server's key"),
+    max_tokens: int = typer.Option(256, "--max-tokens", help="chunk size, in words (or --tokenizer tokens)"),
+    overlap_tokens: int = typer.Option(32, "--overlap-tokens"),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="count tokens with this model's tokenizer (default: words)"),
+    max_new_tokens: int = typer.Option(512, "--max-new-tokens"),
+    batch_size: int = typer.Option(8, "--batch-size", help="local model: chunks per generate call"),
+    device: str = typer.Option("auto", "--device", help="local model: auto, cpu, cuda, …"),
+    formats: str = typer.Option("graphml,neo4j,html", "--formats", help="comma-separated: graphml, neo4j, html, embedded"),
+) -> None:
+    """Build a knowledge graph: of a recipe's corpus (--config: the graph stages, cached like
+    every stage), or of a folder or file of texts with a model (--model --input --out)."""
+    if config is not None:
+        if any(v is not None for v in (model, input_, out, base_url)):
+            typer.echo("error: --config runs the recipe's graph stages; --model/--input/--out/--base-url are for a graph without a recipe", err=True)
+            raise typer.Exit(2)
+        run(config=config, store=store, until="export", overrides=overrides, orchestrate=False)
+        return
+    from pydantic import ValidationError
+
+    from t2g.kg.config import ChunkConfig, ExportConfig, GraphConfig, ResolveConfig
+    from t2g.kg.inputs import InputError, check
+
+    if model is None or input_ is None or out is None:
+        typer.echo("error: give --config RECIPE, or --model, --input and --out", err=True)
+        raise typer.Exit(2)
+    try:
+        total = check(input_)
+        chunk = ChunkConfig(max_tokens=max_tokens, overlap_tokens=overlap_tokens, tokenizer=tokenizer)
+        export = ExportConfig(formats=[f.strip() for f in formats.split(",") if f.strip()])
+        etypes = [t.strip() for t in entity_types.split(",") if t.strip()]
+        rtypes = [t.strip() for t in relation_types.split(",") if t.strip()]
+        if base_url is None:
+            from t2g.kg.models import artifact_model
+
+            settings = dict(backend="transformers", model=str(artifact_model(model)), device=device, batch_size=batch_size)
+        else:
+            settings = dict(backend="openai", model=model, base_url=base_url, api_key_env=api_key_env)
+        cfg = GraphConfig(entity_types=etypes, relation_types=rtypes, max_new_tokens=max_new_tokens, **settings)
+    except (InputError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+        message = str(exc) if not isinstance(exc, ValidationError) else "; ".join(e["msg"] for e in exc.errors())
+        typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(2)
+    from tqdm.auto import tqdm
+
+    from t2g.kg.build import build_graph
+
+    bars = []
+
+    def progress(chunks: int):
+        bars.append(tqdm(total=chunks, unit=" chunks", file=sys.stderr, dynamic_ncols=True, desc=f"{total} documents"))
+        return bars[-1].update
+
+    try:
+        built = build_graph(input_, out, cfg, chunk, ResolveConfig(), list(export.formats), progress=progress)
+    except InputError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
+    finally:
+        for bar in bars:
+            bar.close()
+    s = built.summary
+    typer.echo(f"{built.documents} documents, {built.chunks} chunks: {s.get('mentions', 0)} mentions -> {s['nodes']} nodes, "
+               f"{s['edges']} edges; dropped {sum((s.get('dropped') or {}).values())} ({s.get('dropped') or {}})")  # fmt: skip
+    for path in built.files:
+        typer.echo(f"  {path}")
 
 
 def _orchestrated(recipe, config: Path, overrides: list[str], until: Optional[str]) -> dict:

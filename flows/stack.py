@@ -179,7 +179,7 @@ def _setup(api_url: str, auth: str, pools: list[str], gpu_limit: str, gpu_slots:
 
 
 def up(home: Path, port: int, config: Path, ui: bool = True, timeout: float = 240) -> dict[str, Any]:
-    from t2g.config import load_recipe
+    from t2g.kg.config import load_recipe
 
     recipe = load_recipe(config)  # fails on a bad recipe before anything starts
     orch = recipe.orchestration

@@ -12,7 +12,8 @@ from typing import Any, Iterable, Mapping
 from prefect import get_run_logger
 
 from flows.report import stage_lines
-from t2g.config import Recipe, load_recipe
+from t2g.config import Recipe
+from t2g.kg.config import load_recipe  # a recipe with graph sections too
 from t2g.dag import Node, graph
 from t2g.store import ArtifactRef
 from tasks.shards import run_sharded

@@ -48,38 +48,85 @@ def eval_(
 @app.command()
 def extract(
     text: Optional[str] = typer.Argument(None, help="the text (or use --input)"),
-    model: Path = typer.Option(..., "--model", help="a saved model folder (e.g. the grpo artifact)"),
+    model: str = typer.Option(..., "--model", help="a model folder, or a model stage's artifact: its folder or URI as `t2g run` prints it"),
     entity_types: str = typer.Option(..., "--entity-types", help="comma-separated, e.g. person,organisation"),
     relation_types: str = typer.Option("", "--relation-types", help="comma-separated, e.g. works_for"),
-    input_: Optional[Path] = typer.Option(None, "--input", help="JSONL with a 'text' field per line (and optional 'id')"),
+    input_: Optional[Path] = typer.Option(
+        None, "--input", help="JSONL with a 'text' field per line (and optional 'id'), a Parquet file, or a folder of .txt files"
+    ),
     constrained: bool = typer.Option(True, "--constrained/--free", help="JSON-schema constrained decoding"),
     max_new_tokens: int = typer.Option(256, "--max-new-tokens"),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, help="texts per generate call"),
+    keep_ungrounded: bool = typer.Option(
+        False, "--keep-ungrounded", help="keep entities whose name is not in the text (dropped by default, with their relations)"
+    ),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="run the model folder's own code"),
 ) -> None:
-    """Extract graphs of the given types; prints interchange JSONL (one graph per text)."""
+    """Extract graphs of the given types; prints interchange JSONL (one graph per text).
+
+    --input is streamed in batches (a progress bar on stderr). Entities whose name does
+    not occur in their text are dropped with the relations naming them, and counted on
+    stderr (each such graph lists them under "ungrounded"); --keep-ungrounded keeps them."""
+    from t2g.kg.inputs import InputError, batches, check, documents
+
     # Every input check comes before the model loads: a bad call costs nothing.
     if (text is None) == (input_ is None):
         _refuse("give a TEXT or --input FILE.jsonl (one of them)")
-    rows = _input_rows(input_) if input_ is not None else [{"id": 0, "text": text}]
     if text is not None and not text.strip():
         _refuse("TEXT is empty: give the text to extract from")
     etypes = [t.strip() for t in entity_types.split(",") if t.strip()]
     rtypes = [t.strip() for t in relation_types.split(",") if t.strip()]
     if not etypes:
         _refuse(f"--entity-types {entity_types!r} names no type: give comma-separated types, e.g. person,organisation")
+    try:
+        total = check(input_) if input_ is not None else 1  # one streaming pass: a bad line refuses the file now
+    except InputError as exc:
+        _refuse(str(exc))
 
+    from t2g.inference import Generator
     from t2g.inference import extract as run_extract
+    from t2g.kg.guard import drop_ungrounded
     from t2g.training import TrainingError
 
     try:
-        graphs = run_extract([r["text"] for r in rows], etypes, rtypes, model, constrained=constrained,
-                             max_new_tokens=max_new_tokens, trust_remote_code=trust_remote_code)  # fmt: skip
+        generator = Generator.load(_model_folder(model), trust_remote_code)
     except TrainingError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
-    for i, (row, graph) in enumerate(zip(rows, graphs)):
-        out = {"id": row.get("id", i), "text": row["text"], **graph, "entity_types": etypes, "relation_types": rtypes}
-        typer.echo(json.dumps(out, ensure_ascii=False))
+    rows = documents(input_) if input_ is not None else iter([{"id": 0, "text": text}])
+    dropped = with_dropped = 0
+    with _progress(total, "texts", disable=input_ is None) as bar:
+        for batch in batches(rows, batch_size):
+            graphs = run_extract([r["text"] for r in batch], etypes, rtypes, generator, constrained=constrained,
+                                 max_new_tokens=max_new_tokens, batch_size=batch_size)  # fmt: skip
+            for row, graph in zip(batch, graphs):
+                if not keep_ungrounded:
+                    graph, gone = drop_ungrounded(graph, row["text"])
+                    if gone:
+                        graph["ungrounded"] = gone
+                        dropped, with_dropped = dropped + len(gone), with_dropped + 1
+                out = {"id": row["id"], "text": row["text"], **graph, "entity_types": etypes, "relation_types": rtypes}
+                typer.echo(json.dumps(out, ensure_ascii=False))
+            bar.update(len(batch))
+    if dropped:
+        typer.echo(f"dropped {dropped} ungrounded entity name(s) in {with_dropped} text(s) (not in the text; "
+                   "--keep-ungrounded keeps them)", err=True)  # fmt: skip
+
+
+def _model_folder(model: str) -> str:
+    """--model as a loadable folder: a store artifact resolved through its manifest."""
+    from t2g.kg.models import ModelRefError, artifact_model
+
+    try:
+        return str(artifact_model(model))
+    except ModelRefError as exc:
+        _refuse(str(exc))
+
+
+def _progress(total: int, unit: str, disable: bool = False):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit=f" {unit}", file=sys.stderr, disable=disable, dynamic_ncols=True)
 
 
 @app.command()
@@ -89,7 +136,8 @@ def dag(
     overrides: list[str] = typer.Option([], "--set", help="override a recipe field: section.key=value (YAML value)"),
 ) -> None:
     """Print the recipe's graph: each stage in run order with its inputs, sharding and device."""
-    from t2g.config import RecipeError, load_recipe
+    from t2g.config import RecipeError
+    from t2g.kg.config import load_recipe
     from t2g.dag import DagError, describe, plan
 
     try:
@@ -180,33 +228,6 @@ def cache_prune(
 def _refuse(message: str) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(2)
-
-
-def _input_rows(path: Path) -> list[dict]:
-    """The rows of an --input JSONL file (blank lines skipped); refuses the file, naming
-    the line, unless each is an object with a non-blank string 'text'."""
-    try:
-        # Split on newlines only: str.splitlines also splits inside a JSON string that
-        # holds a raw U+2028, and the line numbers would not be an editor's.
-        lines = path.read_text(encoding="utf-8").split("\n")
-    except (OSError, ValueError) as exc:
-        _refuse(f"--input {path}: {exc}")
-    rows = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as exc:
-            _refuse(f"--input {path} line {number}: not JSON ({exc})")
-        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-            _refuse(f"--input {path} line {number}: every line must be a JSON object with a string 'text'")
-        if not row["text"].strip():
-            _refuse(f"--input {path} line {number}: 'text' is empty")
-        rows.append(row)
-    if not rows:
-        _refuse(f"--input {path} has no texts")
-    return rows
 
 
 def main(argv: Optional[list[str]] = None) -> None:

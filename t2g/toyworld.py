@@ -130,7 +130,6 @@ _SYLLABLES = {
     "product": (("Xi", "Zo", "Qua", "Vo", "Pyx", "Ny", "Ky", "Ju", "Ixo", "Ely"),
                 ("phone", "pad", "vox", "lux", "beam", "max", "pod", "cam")),
 }  # fmt: skip
-SYLLABLES = _SYLLABLES  # public: the identities world (t2g.kg.identities) builds its names from them
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ FIGURES = {
     "load": {"documents", "peak_rss_mb", "under_limit", "docs_per_s", "stages"},
     "stack": {"stack_up_s", "deployment_run_until_filter_s", "stack_down_s"},
     "sft": {"t2g", "seed_style", "speedup", "mean_tokens_per_example"},
+    "graph": {"documents", "peak_rss_mb", "resolve_export_docs_per_s", "incremental"},
 }
 
 
@@ -36,6 +37,10 @@ def test_benchmark_runs_at_smoke_size(name):
     if name == "think":  # the tiny reasoner ran through the real reason stage: every row accounted for
         reason = figures["reason"]
         assert reason["rows_in"] == reason["rows_out"] + sum(reason["reasons"].values()) and reason["rows_in"] > 0, figures
+    if name == "graph":  # +10% documents: only their chunks asked, old ids kept, exports as a fresh build
+        inc = figures["incremental"]
+        assert inc["only_new_chunks_requested"] and inc["exports_equal_scratch"], figures
+        assert inc["old_node_ids_unchanged"] == inc["old_nodes"] > 0, figures
     if name == "stack":
         assert all(isinstance(v, Number) for k, v in figures.items() if k.endswith("_s")), figures
 

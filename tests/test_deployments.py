@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from t2g.config import dated_store, load_recipe
+from t2g.config import dated_store
+from t2g.dag import plan
+from t2g.kg.config import load_recipe  # a recipe with graph sections too
 
 REPO = Path(__file__).resolve().parents[1]
 PREFECT_YAML = REPO / "deployments" / "prefect.yaml"
@@ -45,7 +47,8 @@ def test_prefect_yaml_names_every_deployment_and_loads_its_flow(spec, monkeypatc
         assert d.work_pool.name == "t2g-local" and d.enforce_parameter_schema
         if "config" in d.parameters:
             load_recipe(REPO / d.parameters["config"])
-    assert set(names) == {"t2g-pipeline/full", "t2g-data/regenerate", "t2g-train-only/from-data", "t2g-evaluate-only/benchmark"}
+    assert set(names) == {"t2g-pipeline/full", "t2g-data/regenerate", "t2g-train-only/from-data", "t2g-evaluate-only/benchmark",
+                          "t2g-graph/build", "t2g-graph/update"}  # fmt: skip
     assert not names["t2g-pipeline/full"].schedules
 
 
@@ -61,6 +64,19 @@ def test_regeneration_is_nightly_dated_and_never_overlaps(spec):
     assert dated_store(regen.parameters["index"], day) == "2026-03-01"
     recipe = load_recipe(TINY, store="s3://bucket/t2g/{date}")
     assert re.fullmatch(r"s3://bucket/t2g/\d{4}-\d{2}-\d{2}", recipe.store)
+
+
+def test_graph_deployments_build_and_update_the_corpus_graph(spec):
+    raw, model = spec
+    build, update = (next(d for d in model.deployments if d.name == n) for n in ("build", "update"))
+    assert not build.schedules
+    (schedule,) = update.schedules
+    assert schedule.cron == "0 * * * *" and schedule.active
+    assert update.concurrency_limit.limit == 1 and update.concurrency_limit.collision_strategy == "CANCEL_NEW"
+    for d in (build, update):
+        recipe = load_recipe(REPO / d.parameters["config"])
+        nodes = [n.name for n in plan(recipe, d.parameters["until"])]
+        assert {"corpus", "chunk", "graph-extract", "resolve"} <= set(nodes) and nodes[-1] == "export" and "evaluate" not in nodes
 
 
 def test_pull_step_starts_runs_where_prefect_deploy_ran(spec):

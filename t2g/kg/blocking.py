@@ -7,7 +7,10 @@ computes the same, but importing it imports scipy, 5 s on the 2 shared cores, in
 whose 3-gram Jaccard similarity is s share a block with probability 1 - (1 - s^4)^16:
 0.99 at s = 0.7, 0.85 at s = 0.55, 0.12 at s = 0.3.
 
-In a block every pair is scored with difflib's ratio (stdlib; rapidfuzz would be faster and
+Tokens common to many names (`common_tokens`: "group", "dynamics") are left out of the
+MinHash, so names meet on what distinguishes them; names equal but for spaces share one more block.
+In a block every pair is scored with
+difflib's ratio (stdlib; rapidfuzz would be faster and
 is not installed) and:
 - score >= fuzzy_threshold: merged, rule `fuzzy`;
 - judge_threshold <= score < fuzzy_threshold: uncertain; with a judge, merged if it says so
@@ -26,7 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import zlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from difflib import SequenceMatcher
 from functools import lru_cache
 from typing import Callable, Iterable, Sequence
@@ -36,7 +39,8 @@ import pyarrow as pa
 from t2g.kg.names import core, short_kind
 
 NUM_PERM, BANDS = 64, 16
-MAX_BLOCK = 500  # a block bigger than this compares sorted neighbours only (window below)
+MAX_BLOCK = 200  # a block bigger than this compares sorted neighbours only (window below)
+COMMON_SHARE, COMMON_FLOOR = 0.01, 50
 WINDOW = 25
 BLOCKS = pa.schema([("block", pa.string()), ("type", pa.string()), ("key", pa.string())])
 PAIRS = pa.schema([("type", pa.string()), ("a", pa.string()), ("b", pa.string()), ("rule", pa.string()),
@@ -79,12 +83,31 @@ def fuzzy_keys(mentions: pa.Table) -> list[tuple[str, str]]:
     return sorted(seen)
 
 
-def blocking_keys(mentions: pa.Table) -> pa.Table:
-    """BLOCKS rows: every block of every distinct full name in `mentions`."""
+def common_tokens(keys: Iterable[str], share: float = COMMON_SHARE, floor: int = COMMON_FLOOR) -> frozenset[str]:
+    """Tokens in more than max(floor, share x distinct names) names ("group", "dynamics"):
+    left out of the MinHash, else every "... Dynamics" would share blocks with every other."""
+    keys = list(keys)
+    counts = Counter(t for k in keys for t in set(k.split()))
+    limit = max(floor, share * len(keys))
+    return frozenset(t for t, n in counts.items() if n > limit)
+
+
+def blocking_keys(mentions: pa.Table, common: frozenset[str] | None = None) -> pa.Table:
+    """BLOCKS rows: every block of every distinct full name in `mentions`. A stage that shards
+    this call computes `common` once over all distinct names (`common_tokens`) and passes it to
+    every shard, so a name gets the same blocks wherever it is computed."""
     rows = {"block": [], "type": [], "key": []}
     rows_per_band = NUM_PERM // BANDS
-    for etype, key in fuzzy_keys(mentions):
-        values = minhash(key)
+    keys = fuzzy_keys(mentions)
+    if common is None:
+        common = common_tokens(k for _, k in keys)
+    for etype, key in keys:
+        distinctive = " ".join(t for t in key.split() if t not in common) or key
+        values = minhash(distinctive)
+        # spacing variants ("zen tek dynamics", "zentek dynamics") meet for sure in one block
+        rows["block"].append(f"{etype}\x1fcompact\x1f{key.replace(' ', '')}")
+        rows["type"].append(etype)
+        rows["key"].append(key)
         for band in range(BANDS):
             digest = hashlib.blake2b(values[band * rows_per_band : (band + 1) * rows_per_band].tobytes(),
                                      digest_size=8).hexdigest()
@@ -121,10 +144,14 @@ def compare_block(
     else:  # a huge block (a very common pattern): sorted neighbourhood, bounded work
         candidates = ((a, b) for i, a in enumerate(keys) for b in keys[i + 1 : i + 1 + WINDOW])
     sure, unsure = [], []
+    floor = judge_threshold if judge is not None else fuzzy_threshold
     for a, b in candidates:
-        if not _comparable(etype, a, b):
+        if not _comparable(etype, a, b) or 2 * min(len(a), len(b)) / (len(a) + len(b)) < floor:
             continue
-        score = similarity(a, b)
+        matcher = SequenceMatcher(None, a, b)
+        if matcher.real_quick_ratio() < floor or matcher.quick_ratio() < floor:
+            continue  # upper bounds of the ratio: most pairs of a block stop here
+        score = matcher.ratio()
         if score >= fuzzy_threshold:
             sure.append({"type": etype, "a": a, "b": b, "rule": "fuzzy", "score": round(score, 4)})
         elif score >= judge_threshold and judge is not None:

@@ -30,7 +30,8 @@ from random import Random
 import pyarrow as pa
 
 from t2g.kg.tables import MENTIONS, RELATIONS, from_rows
-from t2g.toyworld import DISTRACTORS, FACTS, SLOT_TYPE, SYLLABLES
+from t2g.toyworld import _SYLLABLES as SYLLABLES  # private: see tests/test_layers.py ALLOWED
+from t2g.toyworld import DISTRACTORS, FACTS, SLOT_TYPE
 
 ENTITY_TYPES: tuple[str, ...] = ("person", "organisation", "location", "product")
 RELATION_TYPES: tuple[str, ...] = ("works_for", "ceo_of", "founded", "located_in", "born_in", "produces", "acquired")

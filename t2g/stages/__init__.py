@@ -128,6 +128,10 @@ def _uses_reasoner(section: Any) -> bool:
     return bool(getattr(section, "thinking", False)) and getattr(section, "model", None) == REASONER
 
 
+def _uses_grpo(section: Any) -> bool:
+    return getattr(section, "model", None) == "@grpo"  # t2g.kg.config.GRPO (not imported: the registry stays cheap)
+
+
 def _from_base(section: Any) -> bool:
     return getattr(section, "start", "base") == "base"
 
@@ -243,5 +247,53 @@ STAGES: dict[str, Stage] = _registry(
         gpu=True,
         row_wise=False,
         external="t2g.fingerprint:benchmark_inputs",
+    ),
+    # The corpus graph (docs/graph.md): optional sections (t2g.kg.config), so a recipe
+    # without them has none of these nodes. Documents of collect's corpus split -> chunks
+    # -> grounded mentions and relations -> nodes and edges -> files for graph tools.
+    Stage("corpus", "t2g.stages.corpus:corpus", "corpus", side=("quarantine",), external="t2g.fingerprint:collect_inputs"),
+    Stage(
+        "chunk",
+        "t2g.stages.chunk:chunk",
+        "chunk",
+        (
+            Input("docs", "corpus", when=lambda s: s.documents == "corpus"),
+            Input("docs", "collect", when=lambda s: s.documents == "collect"),
+        ),
+        row_wise=False,
+    ),
+    Stage(
+        "graph-extract",
+        "t2g.stages.graph_extract:graph_extract",
+        "graph",
+        (Input("chunks", "chunk"), Input("model", "grpo", when=_uses_grpo)),
+        side=("relations", "dropped"),
+        sharding="llm",
+        shard_size=lambda r: r.graph.shard_size,
+        gpu=True,
+        row_wise=False,
+        external="t2g.stages.graph_extract:external_inputs",
+    ),
+    Stage(
+        "resolve",
+        "t2g.stages.resolve:resolve",
+        "resolve",
+        (Input("mentions", "graph-extract"), Input("relations", "graph-extract", side="relations"), Input("chunks", "chunk")),
+        side=("edges", "mentions", "merges", "evidence"),
+        row_wise=False,
+    ),
+    Stage(
+        "export",
+        "t2g.stages.export:export",
+        "export",
+        (
+            Input("nodes", "resolve"),
+            Input("edges", "resolve", side="edges"),
+            Input("mentions", "resolve", side="mentions"),
+            Input("evidence", "resolve", side="evidence"),
+            Input("merges", "resolve", side="merges"),
+            Input("dropped", "graph-extract", side="dropped"),
+        ),
+        row_wise=False,
     ),
 )

@@ -220,3 +220,22 @@ def test_fuzzy_merges_form_a_tree_one_row_per_joined_mention():
     assert g.nodes.num_rows == 1 and g.merges.num_rows == 2
     assert len(set(g.merges.column("mention_id").to_pylist())) == 2
     assert sorted(g.merges.column("rule").to_pylist()) == ["fuzzy", "judge"]
+
+
+def test_common_words_do_not_make_giant_blocks():
+    rng = random.Random(0)
+    letters = "bcdfghklmnprstvz"
+    names = sorted({"".join(rng.choice(letters) + rng.choice("aeiou") for _ in range(3)).capitalize() + " Dynamics Group"
+                    for _ in range(400)})
+    rows = [{"doc_id": "d", "chunk_id": "d#0", "start": i, "end": i + 1, "text": n, "type": "organisation", "name": n}
+            for i, n in enumerate(names)]
+    m = pa.Table.from_pylist(rows, schema=MENTIONS)
+
+    def largest(table):
+        sizes = defaultdict(int)
+        for b in table.column("block").to_pylist():
+            sizes[b] += 1
+        return max(sizes.values())
+
+    assert largest(blocking_keys(m)) < 20
+    assert largest(blocking_keys(m, common=frozenset())) > 3 * largest(blocking_keys(m))

@@ -1,0 +1,161 @@
+"""The recipe sections of the corpus-graph stages (chunk, graph, resolve, export) and the
+recipe that may carry them.
+
+They live here, not in t2g.config, on purpose: t2g.config is part of every existing
+stage's code version (t2g.stage.import_closure), so a section added there would change
+the cache key of every artifact of every recipe. A recipe that names none of these
+sections loads as the plain `Recipe` (nothing about it changes); one that names any of
+them loads as `GraphRecipe`, which adds the four optional sections (null: no node, as the
+registry treats every optional section).
+"""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args
+
+from pydantic import Field, ValidationError, model_validator
+
+from t2g.config import CollectConfig, LLMSection, Recipe, RecipeError, Section, Source, _read_recipe, apply_override, dated_store
+
+GRPO = "@grpo"  # graph.model: the GRPO model the same recipe trains (round 1's)
+GRAPH_SECTIONS = ("corpus", "chunk", "graph", "resolve", "export")
+FORMATS = ("graphml", "neo4j", "html", "embedded")
+
+
+class IdentitiesSource(Section):
+    """The toy world with identities (t2g.kg.identities): the same entities named many ways
+    across documents, some documents long; gold mentions and facts ride along as the gold graph."""
+
+    kind: Literal["identities"]
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
+    split: str = Field("corpus", pattern=r"^[A-Za-z0-9_-]+$", description="tag carried by every document")
+    limit: int | None = Field(None, ge=1, description="read at most this many rows")
+    n: int = Field(200, ge=0)
+    seed: int = 0
+    world_seed: int = Field(0, description="the cast of names (t2g.kg.identities.World.seed)")
+    long_every: int = Field(10, ge=0, description="every n-th document is long (0: none)")
+
+
+CorpusSource = Annotated[Union[(*get_args(get_args(Source)[0]), IdentitiesSource)], Field(discriminator="kind")]
+
+
+class CorpusConfig(CollectConfig):
+    """The corpus's own collect: every collect source kind, plus `identities`."""
+
+    sources: list[CorpusSource] = Field(min_length=1)
+
+
+class ChunkConfig(Section):
+    """Token-aware windows of each document (t2g.kg.chunking), with character offsets.
+
+    The documents are the recipe's `corpus` section's (a collect of its own: appending a
+    graph to a training recipe then leaves the training recipe's collect, and everything
+    trained from it, cached), or with `documents: collect` the training collect's,
+    restricted to `splits`."""
+
+    documents: Literal["corpus", "collect"] | None = Field(
+        None, description="whose documents: the corpus section's or collect's; null: corpus when the recipe has one, else collect"
+    )
+    splits: list[str] | None = Field(None, description="chunk only documents of these splits; null: all")
+    max_tokens: int = Field(256, ge=8, description="tokens per window, at most")
+    overlap_tokens: int = Field(32, ge=0, description="tokens shared by consecutive windows")
+    tokenizer: str | None = Field(
+        None, description="a model folder or hub name whose tokenizer counts tokens; null: whitespace-separated words"
+    )
+
+    @model_validator(mode="after")
+    def _overlap_below_window(self) -> "ChunkConfig":
+        if self.overlap_tokens >= self.max_tokens:
+            raise ValueError(f"overlap_tokens ({self.overlap_tokens}) must be below max_tokens ({self.max_tokens})")
+        return self
+
+
+class GraphConfig(LLMSection):
+    """Graph extraction over chunks with any t2g.llm backend: the LLM settings are
+    extract's (LLMSection); `model` may also be "@grpo"."""
+
+    backend: Literal["transformers", "vllm", "openai"] = "transformers"
+    entity_types: list[str] = Field(min_length=1)
+    relation_types: list[str] = []
+    seed: int = 0
+    shard_size: int = Field(256, ge=1, description="chunks per cached LLM shard")
+    constrained: bool = Field(True, description="ask for the graph JSON schema (constrained decoding where the backend has it)")
+
+    @model_validator(mode="after")
+    def _model_named(self) -> "GraphConfig":
+        if not self.model:
+            raise ValueError(f'model: name a model folder, hub name, served model or "{GRPO}" (the recipe\'s GRPO model)')
+        return self
+
+
+class ResolveConfig(Section):
+    """Entity resolution (t2g.kg.resolve): exact, alias rules, fuzzy; never across types."""
+
+    fuzzy_threshold: float = Field(0.9, gt=0, le=1, description="character n-gram similarity at or above which names merge (t2g.kg.resolve)")
+
+
+class ExportConfig(Section):
+    formats: list[Literal["graphml", "neo4j", "html", "embedded"]] = Field(
+        ["graphml", "neo4j", "html"], min_length=1, description="files written into the export artifact"
+    )
+
+
+class GraphRecipe(Recipe):
+    """A recipe with the corpus-graph stages. Without `chunk` and the others set it runs
+    exactly as a Recipe does."""
+
+    corpus: CorpusConfig | None = None
+    chunk: ChunkConfig | None = None
+    graph: GraphConfig | None = None
+    resolve: ResolveConfig | None = None
+    export: ExportConfig | None = None
+
+    @model_validator(mode="after")
+    def _corpus_split_exists(self) -> "GraphRecipe":
+        if self.chunk is None:
+            return self
+        if self.chunk.documents is None:  # resolved here, so the chunk key says whose documents
+            documents = "corpus" if self.corpus is not None else "collect"
+            object.__setattr__(self, "chunk", self.chunk.model_copy(update={"documents": documents}))
+        which = self.corpus if self.chunk.documents == "corpus" else self.collect
+        if which is None:
+            raise ValueError("chunk.documents is corpus but the recipe has no corpus section: add one (see configs/tiny-graph.yaml) "
+                             "or set chunk.documents: collect")
+        if self.chunk.splits is not None:
+            have = {s.split for s in which.sources}
+            if not have & set(self.chunk.splits):
+                raise ValueError(
+                    f"chunk.splits {self.chunk.splits} names no split of {self.chunk.documents}.sources (they have "
+                    f"{sorted(have)}): tag a source with one of them (split: corpus) or change chunk.splits"
+                )
+        return self
+
+
+def load_recipe(
+    path: str | Path, overrides: list[str] | None = None, store: str | None = None, now: datetime.datetime | None = None
+) -> Recipe:
+    """t2g.config.load_recipe, validated as a GraphRecipe when the recipe names a graph
+    section (after extends and overrides), else as the plain Recipe."""
+    path = Path(path)
+    data = _read_recipe(path, ())
+    for item in overrides or []:
+        apply_override(data, item)
+    if store:
+        data["store"] = store
+    if isinstance(data.get("store"), str):
+        data["store"] = dated_store(data["store"], now)
+    return validate(data, source=str(path))
+
+
+def validate(data: dict[str, Any], source: str = "recipe") -> Recipe:
+    graph = any(data.get(name) is not None for name in GRAPH_SECTIONS)
+    if not graph:  # `chunk: null` and the like: the plain recipe, which has no such keys
+        data = {k: v for k, v in data.items() if k not in GRAPH_SECTIONS}
+    cls = GraphRecipe if graph else Recipe
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()]
+        raise RecipeError(f"{source} is not a valid recipe:\n" + "\n".join(lines)) from None

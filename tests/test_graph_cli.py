@@ -1,0 +1,122 @@
+"""What the graph branch's command line reads: --model as a store artifact (folder or
+URI, through its verified manifest), --input streamed from JSONL, Parquet or a folder of
+texts, and the grounding guard of `t2g extract`."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from t2g.kg.guard import drop_ungrounded
+from t2g.kg.inputs import InputError, batches, check, documents
+from t2g.kg.models import ModelRefError, artifact_model
+from t2g.metrics import normalise
+from t2g.store import Store
+
+
+def _model_artifact(tmp_path, stage="grpo", key="k1"):
+    folder = tmp_path / "saved"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "llama"}')
+    (folder / "model.safetensors").write_bytes(b"weights")
+    store = Store((tmp_path / "store").as_uri())
+    writer = store.writer(stage, key)
+    writer.add(pa.table({"step": [1]}))
+    writer.add_dir(folder)
+    ref = writer.commit({"kind": "model"})
+    return store, ref
+
+
+def test_a_model_artifact_folder_or_uri_resolves_to_its_files(tmp_path):
+    store, ref = _model_artifact(tmp_path)
+    artifact_dir = tmp_path / "store" / "grpo" / "k1"
+    assert not (artifact_dir / "config.json").exists()  # why the folder itself failed before
+    for given_as in (artifact_dir, str(artifact_dir) + "/", ref.uri):
+        folder = artifact_model(given_as)
+        assert (folder / "config.json").is_file() and (folder / "model.safetensors").read_bytes() == b"weights", given_as
+
+
+def test_a_tampered_or_table_artifact_is_refused(tmp_path):
+    store, ref = _model_artifact(tmp_path)
+    folder = artifact_model(ref.uri)
+    (folder / "model.safetensors").write_bytes(b"other")
+    with pytest.raises(Exception, match="model.safetensors"):
+        artifact_model(ref.uri)
+    table = store.write("filter", "k2", pa.table({"x": [1]}))
+    with pytest.raises(ModelRefError, match="is a table, not a model"):
+        artifact_model(table.uri)
+    with pytest.raises(ModelRefError, match="no finished artifact"):
+        artifact_model((tmp_path / "store").as_uri() + "/grpo/missing")
+
+
+def test_a_plain_folder_or_hub_name_passes_through(tmp_path):
+    assert artifact_model(str(tmp_path)) == str(tmp_path)
+    assert artifact_model("org/model") == "org/model"
+
+
+texts = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40).filter(lambda t: t.strip())
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.lists(texts, min_size=1, max_size=12), size=st.integers(1, 5))
+def test_jsonl_parquet_and_folder_inputs_stream_every_text_in_order(tmp_path_factory, rows, size):
+    tmp = tmp_path_factory.mktemp("in")
+    jsonl = tmp / "in.jsonl"
+    jsonl.write_text("".join(json.dumps({"id": f"x{i}", "text": t}, ensure_ascii=False) + "\n" for i, t in enumerate(rows)), encoding="utf-8")
+    parquet = tmp / "in.parquet"
+    pq.write_table(pa.table({"id": [f"x{i}" for i in range(len(rows))], "text": rows}), parquet)
+    folder = tmp / "txt"
+    folder.mkdir()
+    for i, t in enumerate(rows):
+        (folder / f"x{i:03d}.txt").write_bytes(t.encode("utf-8"))
+    for path in (jsonl, parquet):
+        got = [r for b in batches(documents(path), size) for r in b]
+        assert [(r["id"], r["text"]) for r in got] == [(f"x{i}", t) for i, t in enumerate(rows)]
+        assert check(path) == len(rows)
+    assert [r["text"] for r in documents(folder)] == rows
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [("", "has no texts"), ('{"text": "ok"}\n{"text": ""}\n', "line 2: 'text' is empty"), ('{"text": "ok"}\n{"t": 1}\n', "line 2: every line")],
+)
+def test_a_bad_input_names_its_line(tmp_path, content, message):
+    path = tmp_path / "in.jsonl"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(InputError, match=message):
+        check(path)
+
+
+def test_a_parquet_file_without_text_is_refused(tmp_path):
+    path = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"body": ["x"]}), path)
+    with pytest.raises(InputError, match="no 'text' column"):
+        check(path)
+
+
+def test_the_readmes_jolie_answer_is_dropped():
+    text = "Satya Nadella, the chief executive of Microsoft, visited Paris on Monday."
+    answer = {"entities": [{"text": "Jolie", "type": "person"}] * 5 + [{"text": "Microsoft", "type": "organisation"}],
+              "relations": [{"head": "Jolie", "tail": "Microsoft", "type": "works_for"}]}  # fmt: skip
+    kept, gone = drop_ungrounded(answer, text)
+    assert gone == ["Jolie"] and kept["entities"] == [{"text": "Microsoft", "type": "organisation"}] and kept["relations"] == []
+
+
+names = st.text(st.sampled_from("ab cAB.-é"), max_size=6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(st.sampled_from("ab cAB.-é"), max_size=30), ents=st.lists(names, max_size=6))
+def test_every_entity_kept_is_in_the_text_and_every_relation_names_kept_ones(text, ents):
+    record = {"entities": [{"text": e, "type": "t"} for e in ents],
+              "relations": [{"head": a, "tail": b, "type": "r"} for a in ents for b in ents]}  # fmt: skip
+    kept, gone = drop_ungrounded(record, text)
+    names_kept = {e["text"] for e in kept["entities"]}
+    assert all(normalise(n) and normalise(n) in normalise(text) for n in names_kept)
+    assert all(r["head"] in names_kept and r["tail"] in names_kept for r in kept["relations"])
+    assert set(gone) | names_kept == set(ents) and not set(gone) & names_kept
