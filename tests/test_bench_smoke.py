@@ -11,6 +11,7 @@ from numbers import Number
 import pytest
 
 from bench.__main__ import BENCHMARKS, EXPERIMENTS, RESULTS, main, run_one
+from bench.lockfile import lock_id
 
 # The figures each benchmark promises (a benchmark not listed must still return some).
 FIGURES = {
@@ -19,6 +20,7 @@ FIGURES = {
     "load": {"documents", "peak_rss_mb", "under_limit", "docs_per_s", "stages"},
     "stack": {"stack_up_s", "deployment_run_until_filter_s", "stack_down_s"},
     "sft": {"t2g", "seed_style", "speedup", "mean_tokens_per_example"},
+    "drift": {"moved", "moves_figures", "figure_packages_moved", "packages"},
 }
 
 
@@ -36,6 +38,8 @@ def test_benchmark_runs_at_smoke_size(name):
     if name == "think":  # the tiny reasoner ran through the real reason stage: every row accounted for
         reason = figures["reason"]
         assert reason["rows_in"] == reason["rows_out"] + sum(reason["reasons"].values()) and reason["rows_in"] > 0, figures
+    if name == "drift":  # smoke: the lock against itself, offline
+        assert figures["moved"] == {} and figures["packages"] > 100, figures
     if name == "stack":
         assert all(isinstance(v, Number) for k, v in figures.items() if k.endswith("_s")), figures
 
@@ -52,4 +56,7 @@ def test_smoke_figures_go_where_asked_and_never_into_results_json(tmp_path, monk
     assert main(["--smoke", "rewards"]) == 0
     saved = json.loads(out.read_text())
     assert saved["kept"] == {"x": 1} and saved["rewards"]["n"] > 0
+    # The entry names the lock it was measured under, or says how the tree differs from it.
+    lock = saved["rewards"]["lock"]
+    assert lock == lock_id() if lock is not None else saved["rewards"]["lock_differs"], saved["rewards"]
     assert main(["--smoke", "nope"]) == 2
