@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 # t2g.training.WORK_ROOT_ENV, spelled out: importing t2g.training here would cost every
 # test run seconds (tests/test_checkout_guard.py checks the two agree).
@@ -21,26 +22,29 @@ WORK_ROOT_ENV = "T2G_WORK_ROOT"
 # tests/test_checkout_guard.py run a session of its own to show that it does.
 pytest_plugins = ["tests.seaweedfs", "tests.prefect_server", "tests.checkout_guard", "pytester"]
 
-# Hypothesis keeps no example database: its default is .hypothesis/ in the current folder,
-# the checkout. A failure still prints the example and how to reproduce it.
+# Hypothesis keeps no example database (a failure still prints its example and how to
+# reproduce it); its other files go to the run's temporary folder (below).
 settings.register_profile("t2g", database=None)
 settings.load_profile("t2g")
 
+_TEMP = pytest.StashKey[Path]()
+
 
 def pytest_configure(config: pytest.Config) -> None:
-    # Relative training work_dirs (the recipes' default .t2g/work) land in a temporary
-    # folder, not in the checkout, where `make demo` would resume their checkpoints. This
-    # covers session fixtures and subprocesses; each test then gets its own (below).
-    config.stash[_WORK_ROOT] = Path(tempfile.mkdtemp(prefix="t2g-work-"))
-    os.environ[WORK_ROOT_ENV] = str(config.stash[_WORK_ROOT])
+    """What would otherwise land in the current folder, the checkout, goes to a temporary
+    folder of the run: relative training work_dirs (the recipes' default .t2g/work, where
+    `make demo` would resume their checkpoints; this covers session fixtures and
+    subprocesses, and each test then gets its own, below) and hypothesis's .hypothesis/
+    (the constants and unicode tables it caches even without a database)."""
+    temp = config.stash[_TEMP] = Path(tempfile.mkdtemp(prefix="t2g-tests-"))
+    os.environ[WORK_ROOT_ENV] = str(temp / "work")
+    os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = str(temp / "hypothesis")  # subprocesses
+    set_hypothesis_home_dir(temp / "hypothesis")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if _WORK_ROOT in config.stash:
-        shutil.rmtree(config.stash[_WORK_ROOT], ignore_errors=True)
-
-
-_WORK_ROOT = pytest.StashKey[Path]()
+    if _TEMP in config.stash:
+        shutil.rmtree(config.stash[_TEMP], ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -55,5 +55,8 @@ def test_without_the_variable_a_relative_work_dir_is_taken_from_the_current_fold
     assert work_root(".t2g/work") == Path(".t2g/work")
 
 
-def test_hypothesis_keeps_no_database_in_the_checkout():
+def test_hypothesis_keeps_nothing_in_the_checkout():
+    from hypothesis.configuration import storage_directory
+
     assert settings().database is None
+    assert not storage_directory("constants", intent_to_write=False).path.resolve().is_relative_to(REPO)
