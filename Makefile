@@ -2,17 +2,30 @@
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.t2g-installed
-# CPU machines: constraints/cpu.txt pins the CPU build of torch so pip never pulls CUDA.
-CONSTRAINTS ?= constraints/cpu.txt
+# Every package pinned with its hashes (bench/lockfile.py says how it is made); torch is
+# the CPU build 2.13.0 from pip's find-links folder, so pip never pulls a CUDA build.
+LOCK  ?= constraints/lock.txt
+ARGS  ?=
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench drift lock install clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml $(CONSTRAINTS)
+# The lock first, hash-checked, then the project itself without dependencies: the tree is
+# exactly the lock's. pip check fails when pyproject.toml asks for more than the lock
+# holds (a dependency added without `make lock`).
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -c $(CONSTRAINTS) -e '.[dev]'
+	$(PY) -m pip install -q --disable-pip-version-check --require-hashes -r $(LOCK)
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	$(PY) -m pip check
 	touch $(STAMP)
+
+# Recompile the lock from pyproject.toml (dependencies + dev) and constraints/cpu.txt,
+# keeping every pin that still fits; `make lock ARGS=--upgrade` takes the newest tree.
+# Then `make install` installs it.
+lock: $(STAMP)
+	$(PY) -m bench.lockfile $(ARGS)
 
 demo: $(STAMP)
 	$(VENV)/bin/t2g run --config configs/tiny.yaml
@@ -22,6 +35,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# Whether a fresh unlocked install would get another tree (bench/drift.py); also in `make bench`.
+drift: $(STAMP)
+	$(PY) -m bench drift
 
 clean:
 	rm -rf .t2g .pytest_cache .hypothesis

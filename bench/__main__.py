@@ -11,6 +11,10 @@ can be rerun alone. Smoke figures only say that a benchmark still runs (tests/
 test_bench_smoke.py): they are never merged into bench/results.json. T2G_BENCH_SMOKE=1
 is the same as --smoke; T2G_BENCH_RESULTS=PATH writes the figures there instead, smoke
 or not.
+
+Every saved entry names the lock it was measured under (`lock`: the first 12 hex digits
+of constraints/lock.txt's sha256, bench/lockfile.py), or `lock: null` with the packages
+that differ when the environment is not the locked tree.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-BENCHMARKS = ["rewards", "cache", "load", "stack", "sft", "regen", "graph"]
+from bench.lockfile import installed_against
+
+BENCHMARKS = ["rewards", "cache", "load", "stack", "sft", "regen", "drift", "graph", "graph_resolution"]
 # Experiments: an hour or more each on 2 cores, so `make bench` leaves them out; run by name.
 EXPERIMENTS = ["think"]
 RESULTS = Path(__file__).with_name("results.json")
@@ -63,11 +69,12 @@ def main(argv: list[str]) -> int:
         print(f"unknown benchmark(s) {unknown}; known: {BENCHMARKS + EXPERIMENTS}", file=sys.stderr)
         return 2
     path = results_path(smoke)
+    lock = installed_against()  # once: the tree does not change during the run
     for name in names:
         figures = run_one(name, smoke=smoke)
         print(json.dumps({name: figures}, indent=2))
         if path is not None:  # after each benchmark: a later one failing keeps the earlier figures
-            save(path, {name: figures})
+            save(path, {name: {**figures, **lock}})
     return 0
 
 

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from bench.__main__ import RESULTS, load_results
+from bench.lockfile import installed_against
 from bench.sft import StepClock, sync_now, toy_examples
 from bench.sft import run as run_sft
 from t2g import toyworld
@@ -76,7 +77,7 @@ def save(part: str, figs: dict[str, Any], fresh: bool = False) -> None:
     section = {} if fresh else results.get(KEY, {})
     section[part] = figs
     section.update(torch=torch.__version__, transformers=transformers.__version__, trl=trl.__version__,
-                   cuda=torch.cuda.is_available(), device=_device_name())  # fmt: skip
+                   cuda=torch.cuda.is_available(), device=_device_name(), **installed_against())  # fmt: skip
     results[KEY] = section
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")

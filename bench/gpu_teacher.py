@@ -23,6 +23,7 @@ from typing import Any
 import pyarrow as pa
 
 from bench.__main__ import RESULTS, load_results
+from bench.lockfile import installed_against
 from t2g.config import CollectConfig, ExtractConfig
 from t2g.stages.collect import collect
 from t2g.stages.extract import extract
@@ -67,6 +68,7 @@ def run_extract(cfg: ExtractConfig, table: pa.Table, batch: int | None = None) -
 def save(mode: str, figs: dict[str, Any]) -> None:
     results = load_results(RESULTS)
     results.setdefault("gpu_teacher", {})[mode] = figs
+    results["gpu_teacher"].update(installed_against())  # which tree: the CPU lock, or what differs
     try:
         import torch
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from bench import pipeline
 from bench.__main__ import RESULTS, load_results
+from bench.lockfile import installed_against
 
 
 def save(mode: str, figs: dict[str, Any]) -> None:
@@ -33,6 +34,7 @@ def save(mode: str, figs: dict[str, Any]) -> None:
     if torch.cuda.is_available():
         section["device"] = torch.cuda.get_device_name(0)
     section["torch"] = torch.__version__
+    section.update(installed_against())  # which tree: the CPU lock, or what differs
     tmp = RESULTS.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     tmp.replace(RESULTS)

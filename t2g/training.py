@@ -234,7 +234,21 @@ def work_dir(cfg: TrainSection, stage: str, *parts: Any) -> Path:
     from t2g.stages import STAGES
 
     code = STAGES[stage].code_version()
-    return Path(cfg.work_dir).expanduser() / stage / fingerprint(stage, cfg.model_dump(mode="json"), code, *parts)
+    return work_root(cfg.work_dir) / stage / fingerprint(stage, cfg.model_dump(mode="json"), code, *parts)
+
+
+# Tests set this to a temporary folder (tests/conftest.py) so a run of the suite never leaves
+# checkpoints in the checkout's .t2g/work, where a later `make demo` would resume them.
+WORK_ROOT_ENV = "T2G_WORK_ROOT"
+
+
+def work_root(work_dir: str) -> Path:
+    """Where a section's `work_dir` lies: a relative one (the default `.t2g/work`) is taken
+    from $T2G_WORK_ROOT when set, else from the current folder. Only the place moves: the
+    folder's name still digests the section as written, so keys and names stay put."""
+    path = Path(work_dir).expanduser()
+    root = os.environ.get(WORK_ROOT_ENV)
+    return Path(root) / path if root and not path.is_absolute() else path
 
 
 # --- trainer arguments -----------------------------------------------------------------

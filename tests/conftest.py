@@ -5,11 +5,54 @@ a Prefect server in tests/prefect_server.py.
   documents, saved like a hub checkpoint (built once per session, ~1 s).
 """
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
-pytest_plugins = ["tests.seaweedfs", "tests.prefect_server"]
+# t2g.training.WORK_ROOT_ENV, spelled out: importing t2g.training here would cost every
+# test run seconds (tests/test_checkout_guard.py checks the two agree).
+WORK_ROOT_ENV = "T2G_WORK_ROOT"
+
+# checkout_guard fails the run when a test leaves a file in the checkout; pytester lets
+# tests/test_checkout_guard.py run a session of its own to show that it does.
+pytest_plugins = ["tests.seaweedfs", "tests.prefect_server", "tests.checkout_guard", "pytester"]
+
+# Hypothesis keeps no example database (a failure still prints its example and how to
+# reproduce it); its other files go to the run's temporary folder (below).
+settings.register_profile("t2g", database=None)
+settings.load_profile("t2g")
+
+_TEMP = pytest.StashKey[Path]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """What would otherwise land in the current folder, the checkout, goes to a temporary
+    folder of the run: relative training work_dirs (the recipes' default .t2g/work, where
+    `make demo` would resume their checkpoints; this covers session fixtures and
+    subprocesses, and each test then gets its own, below) and hypothesis's .hypothesis/
+    (the constants and unicode tables it caches even without a database)."""
+    temp = config.stash[_TEMP] = Path(tempfile.mkdtemp(prefix="t2g-tests-"))
+    os.environ[WORK_ROOT_ENV] = str(temp / "work")
+    os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = str(temp / "hypothesis")  # subprocesses
+    set_hypothesis_home_dir(temp / "hypothesis")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _TEMP in config.stash:
+        shutil.rmtree(config.stash[_TEMP], ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _own_work_root(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test trains in a work folder of its own, as it did when each ran in its own
+    tmp_path: checkpoints are named by config and data, so two tests alike would otherwise
+    resume each other's."""
+    monkeypatch.setenv(WORK_ROOT_ENV, str(tmp_path_factory.mktemp("work")))
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from numbers import Number
 import pytest
 
 from bench.__main__ import BENCHMARKS, EXPERIMENTS, RESULTS, main, run_one
+from bench.lockfile import lock_id
 
 # The figures each benchmark promises (a benchmark not listed must still return some).
 FIGURES = {
@@ -20,6 +21,8 @@ FIGURES = {
     "stack": {"stack_up_s", "deployment_run_until_filter_s", "stack_down_s"},
     "sft": {"t2g", "seed_style", "speedup", "mean_tokens_per_example"},
     "graph": {"documents", "peak_rss_mb", "resolve_export_docs_per_s", "incremental"},
+    "graph_resolution": {"scale", "f1", "exact_f1", "cross_type_nodes", "meets_goal"},
+    "drift": {"moved", "moves_figures", "figure_packages_moved", "packages"},
 }
 
 
@@ -41,6 +44,8 @@ def test_benchmark_runs_at_smoke_size(name):
         inc = figures["incremental"]
         assert inc["only_new_chunks_requested"] and inc["exports_equal_scratch"], figures
         assert inc["old_node_ids_unchanged"] == inc["old_nodes"] > 0, figures
+    if name == "drift":  # smoke: the lock against itself, offline
+        assert figures["moved"] == {} and figures["packages"] > 100, figures
     if name == "stack":
         assert all(isinstance(v, Number) for k, v in figures.items() if k.endswith("_s")), figures
 
@@ -57,4 +62,7 @@ def test_smoke_figures_go_where_asked_and_never_into_results_json(tmp_path, monk
     assert main(["--smoke", "rewards"]) == 0
     saved = json.loads(out.read_text())
     assert saved["kept"] == {"x": 1} and saved["rewards"]["n"] > 0
+    # The entry names the lock it was measured under, or says how the tree differs from it.
+    lock = saved["rewards"]["lock"]
+    assert lock == lock_id() if lock is not None else saved["rewards"]["lock_differs"], saved["rewards"]
     assert main(["--smoke", "nope"]) == 2
