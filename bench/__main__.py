@@ -29,8 +29,9 @@ from typing import Any
 from bench.lockfile import installed_against
 
 BENCHMARKS = ["rewards", "cache", "load", "stack", "sft", "regen", "drift", "graph", "graph_resolution"]
-# Experiments: an hour or more each on 2 cores, so `make bench` leaves them out; run by name.
-EXPERIMENTS = ["think"]
+# Experiments: an hour or more each on 2 cores, or a trained model to measure (graph_quality:
+# T2G_GRAPH_MODEL), so `make bench` leaves them out; run by name.
+EXPERIMENTS = ["think", "graph_quality"]
 RESULTS = Path(__file__).with_name("results.json")
 
 

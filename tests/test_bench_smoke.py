@@ -23,6 +23,7 @@ FIGURES = {
     "graph": {"documents", "peak_rss_mb", "resolve_export_docs_per_s", "incremental"},
     "graph_resolution": {"scale", "f1", "exact_f1", "cross_type_nodes", "meets_goal"},
     "drift": {"moved", "moves_figures", "figure_packages_moved", "packages"},
+    "graph_quality": {"long_documents", "corpus_graph", "context_tokens"},
 }
 
 
@@ -46,6 +47,12 @@ def test_benchmark_runs_at_smoke_size(name):
         assert inc["old_node_ids_unchanged"] == inc["old_nodes"] > 0, figures
     if name == "drift":  # smoke: the lock against itself, offline
         assert figures["moved"] == {} and figures["packages"] > 100, figures
+    if name == "graph_quality":  # a random tiny model: the figures' shape, not their values
+        long, corpus = figures["long_documents"], figures["corpus_graph"]
+        assert long["documents"] >= 1, figures  # the smoke corpus holds a document past the context
+        for way in ("chunked", "parts_alone", "truncated", "truncated_grounded_in_whole_document"):
+            assert 0.0 <= long[way]["mention_recall"] <= 1.0 and 0.0 <= long[way]["entity_recall"] <= 1.0, figures
+        assert corpus["span_equals_text"] == 1.0 and 0.0 <= corpus["edges_vs_gold_facts"]["recall"] <= 1.0, figures
     if name == "stack":
         assert all(isinstance(v, Number) for k, v in figures.items() if k.endswith("_s")), figures
 
