@@ -42,6 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from t2g.kg.blocking import Judge, fuzzy_pairs
+from t2g.kg.edges import edges_and_evidence
 from t2g.kg.names import core, norm, rule_between, short_keys, short_kind
 from t2g.kg.tables import EDGES, EVIDENCE, GRAPH_MENTIONS, MERGES, NODES, edge_id, from_columns, mention_id, node_id
 
@@ -171,7 +172,8 @@ def resolve(
     graph_mentions = from_columns(m, GRAPH_MENTIONS)
     merges_table = _table(merges, MERGES)
     nodes = _nodes(nodes_of, texts, keys, types, docs, node_of_key)
-    edges, evidence, dropped = _edges(m, relations, chunks)
+    named = pa.table({c: m[c] for c in ("doc_id", "chunk_id", "name", "type", "node_id")}, schema=_NAMED)
+    edges, evidence, dropped = edges_and_evidence(named, relations, chunks)
     stats = {"merges": dict(Counter(mg[3] for mg in merges)), "relations dropped": dict(dropped),
              "nodes": nodes.num_rows, "mentions": len(mids)}
     return Graph(nodes, edges, graph_mentions, merges_table, evidence, stats)
@@ -203,6 +205,7 @@ def _tree_merges(between: dict, first_of_key: dict, node_of_key: dict, mids: lis
 
 
 _KEY = ("doc_id", "start", "end", "type")
+_NAMED = pa.schema([(c, pa.string()) for c in ("doc_id", "chunk_id", "name", "type", "node_id")])
 
 
 def _unique_mentions(mentions: pa.Table) -> dict[str, list]:
@@ -306,46 +309,6 @@ def _nodes(nodes_of: list, texts: list, keys: list, types: list, docs: list, nod
                                       mention_count[nid], doc_count[nid])):
             cols[c].append(v)
     return from_columns(cols, NODES)
-
-
-def _edges(m: dict[str, list], relations: pa.Table, chunks: pa.Table | None):
-    # (doc, chunk, name, type) and (doc, None, name, type) -> node of the first such mention:
-    # built reversed, so the first mention's node is the one a dict keeps.
-    docs, chunk_ids, names_, types, nodes_of = (m[c][::-1] for c in ("doc_id", "chunk_id", "name", "type", "node_id"))
-    names: dict[tuple, str] = dict(zip(zip(docs, chunk_ids, names_, types), nodes_of))
-    by_doc: dict[tuple, str] = dict(zip(zip(docs, names_, types), nodes_of))
-    texts = {}
-    if chunks is not None:
-        texts = {c: (s, t) for c, s, t in zip(*(chunks.column(k).to_pylist() for k in ("chunk_id", "start", "text")))}
-
-    counts: Counter = Counter()
-    ids: dict[tuple, str] = {}
-    evidence: dict[tuple, str] = {}
-    dropped: Counter = Counter()
-    columns = ("doc_id", "chunk_id", "head", "head_type", "tail", "tail_type", "type", "start", "end")
-    for doc, chunk, head, head_type, tail, tail_type, rtype, start, end in zip(
-            *(relations.column(c).to_pylist() for c in columns)):
-        if chunk is None:  # no chunk: the document's first mention of the name
-            h, t = by_doc.get((doc, head, head_type)), by_doc.get((doc, tail, tail_type))
-        else:
-            h = names.get((doc, chunk, head, head_type)) or by_doc.get((doc, head, head_type))
-            t = names.get((doc, chunk, tail, tail_type)) or by_doc.get((doc, tail, tail_type))
-        if h is None or t is None:
-            dropped["no mention of its head or tail"] += 1
-            continue
-        triple = (h, rtype, t)
-        eid = ids.get(triple) or ids.setdefault(triple, edge_id(*triple))
-        counts[(eid, h, rtype, t)] += 1
-        ev = (eid, doc, start, end)
-        if ev not in evidence:
-            text = ""
-            if chunk in texts:
-                cstart, ctext = texts[chunk]
-                text = ctext[start - cstart : end - cstart]
-            evidence[ev] = text
-    edges = [(e, h, t, ty, n, None) for (e, h, ty, t), n in sorted(counts.items())]
-    evidence_rows = [(*k, evidence[k]) for k in sorted(evidence)]
-    return _table(edges, EDGES), _table(evidence_rows, EVIDENCE), dropped
 
 
 def _table(rows: list[tuple], schema: pa.Schema) -> pa.Table:
