@@ -44,7 +44,7 @@ import pyarrow.compute as pc
 from t2g.kg.blocking import Judge, fuzzy_pairs
 from t2g.kg.edges import edges_and_evidence
 from t2g.kg.names import core, norm, rule_between, short_keys, short_kind
-from t2g.kg.tables import EDGES, EVIDENCE, GRAPH_MENTIONS, MERGES, NODES, edge_id, from_columns, mention_id, node_id
+from t2g.kg.tables import GRAPH_MENTIONS, MERGES, NODES, from_columns, mention_ids, node_id
 
 
 @dataclass
@@ -224,7 +224,7 @@ def _unique_mentions(mentions: pa.Table) -> dict[str, list]:
         keep = np.concatenate([[True], ~np.asarray(same.combine_chunks(), dtype=bool)])
         table = table.filter(pa.array(keep))
     cols = {c: table.column(c).to_pylist() for c in ("doc_id", "chunk_id", "start", "end", "text", "type", "name")}
-    cols["mention_id"] = [mention_id(*k) for k in zip(*(cols[c] for c in _KEY))]
+    cols["mention_id"] = mention_ids(*(cols[c] for c in _KEY))
     return cols
 
 
