@@ -32,16 +32,19 @@ as `pairs`; no step builds all pairs of mentions.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from t2g.kg.blocking import Judge, fuzzy_pairs
+from t2g.kg.edges import edges_and_evidence
 from t2g.kg.names import core, norm, rule_between, short_keys, short_kind
-from t2g.kg.tables import (EDGES, EVIDENCE, GRAPH_MENTIONS, MERGES, NODES, edge_id, from_columns, from_rows,
-                           mention_id,
-                           node_id)
+from t2g.kg.tables import GRAPH_MENTIONS, MERGES, NODES, from_columns, mention_ids, node_id
 
 
 @dataclass
@@ -92,16 +95,17 @@ def resolve(
     """Resolve MENTIONS into a Graph (see the module docstring). `aliases=False, fuzzy=False` is
     tier (a) alone. `pairs`: fuzzy pairs computed elsewhere (sharded blocks); `chunks`: CHUNKS,
     to fill the evidence text."""
-    rows = _unique_mentions(mentions)
+    # Columns, not rows: one Python list per column of the distinct mentions (sorted), and the
+    # per-mention results (key, short form, node) as lists beside them; a dict per mention cost
+    # more than everything else resolve does (issue 26's scale figure).
+    m = _unique_mentions(mentions)
+    texts, types, docs, starts, mids = m["text"], m["type"], m["doc_id"], m["start"], m["mention_id"]
     keyf = core if aliases else (lambda t, ty: norm(t))
     # Everything about a name depends on its (surface, type) only: computed once per distinct one.
     forms: dict[tuple[str, str], tuple[str, str, str | None]] = {}
-    for r in rows:
-        f = (r["text"], r["type"])
-        if f not in forms:
-            key = keyf(*f)
-            forms[f] = (key, norm(f[0]), short_kind(key, f[1], f[0]) if aliases else None)
-        r["key"] = forms[f][0]
+    for f in set(zip(texts, types)):
+        key = keyf(*f)
+        forms[f] = (key, norm(f[0]), short_kind(key, f[1], f[0]) if aliases else None)
 
     # Which keys are full names: everything but the short forms that abbreviate some full name.
     index: dict[tuple[str, str, str], set[str]] = defaultdict(set)  # (type, kind, short) -> full keys
@@ -112,12 +116,11 @@ def resolve(
         for etype, key, whole in candidates:
             for kind, short in short_keys(key, etype) + (short_keys(whole, etype) if etype != "person" else []):
                 index[(etype, kind, short)].add(key)
-    short_of = {f: _short(f[1], key, kind, index) for f, (key, _, kind) in forms.items()}
-    full_keys = set()
-    for r in rows:
-        r["short"] = short_of[(r["text"], r["type"])]
-        if r["short"] is None:
-            full_keys.add((r["type"], r["key"]))
+    short_of = {f: (key, _short(f[1], key, kind, index)) for f, (key, _, kind) in forms.items()}
+    keyed = [short_of[f] for f in zip(texts, types)]
+    keys = [k for k, _ in keyed]
+    shorts = [s for _, s in keyed]
+    full_keys = {(etype, key) for (_, etype), (key, short) in short_of.items() if short is None}
 
     uf = _UnionFind()
     merges_between: dict[tuple, tuple[str, float | None]] = {}
@@ -139,37 +142,44 @@ def resolve(
         for fk in group:
             node_of_key[fk] = nid
 
-    merges: list[dict] = []
-    first_of_key: dict[tuple[str, str], dict] = {}
-    by_doc: dict[str, list[dict]] = defaultdict(list)
-    for r in rows:
-        by_doc[r["doc_id"]].append(r)
-        if r["short"] is None:
-            fk = (r["type"], r["key"])
-            r["node_id"] = node_of_key[fk]
-            rep = first_of_key.setdefault(fk, r)
-            if rep is not r:
-                merges.append(_merge(r, rep, rule_between(rep["text"], r["text"]), None))
-    first_of_node: dict[str, dict] = {}
+    # Full names: their node, and a merge to the first mention of the same key.
+    nodes_of: list[str | None] = [None] * len(mids)
+    merges: list[tuple] = []  # (node_id, mention_id, joined_to, rule, score)
+    first_of_key: dict[tuple[str, str], int] = {}  # -> row
+    for i, (etype, key, short) in enumerate(zip(types, keys, shorts)):
+        if short is None:
+            fk = (etype, key)
+            nodes_of[i] = node_of_key[fk]
+            rep = first_of_key.setdefault(fk, i)
+            if rep != i:
+                merges.append((nodes_of[i], mids[i], mids[rep], rule_between(texts[rep], texts[i]), None))
+    first_of_node: dict[str, int] = {}
     for fk in sorted(first_of_key):
         first_of_node.setdefault(node_of_key[fk], first_of_key[fk])
-    merges += _tree_merges(merges_between, first_of_key, node_of_key)
+    merges += _tree_merges(merges_between, first_of_key, node_of_key, mids)
 
-    # Short forms, document by document.
-    for doc_id, doc_rows in by_doc.items():
-        _resolve_short_forms(doc_id, doc_rows, index, node_of_key, first_of_node, merges)
+    # Short forms, document by document (rows are sorted by document: each one's rows are a run).
+    doc_short: dict[str, list[int]] = defaultdict(list)
+    for i, short in enumerate(shorts):
+        if short is not None:
+            doc_short[docs[i]].append(i)
+    ctx = _Rows(texts, types, docs, starts, mids, keys, shorts, nodes_of)
+    for doc_id, short_rows in doc_short.items():
+        lo, hi = bisect_left(docs, doc_id), bisect_right(docs, doc_id)
+        _resolve_short_forms(doc_id, range(lo, hi), short_rows, ctx, index, node_of_key, first_of_node, merges)
 
-    graph_mentions = from_columns({c: [r[c] for r in rows] for c in GRAPH_MENTIONS.names}, GRAPH_MENTIONS)
-    merges_table = from_columns({c: [m[c] for m in merges] for c in MERGES.names}, MERGES)
-    nodes = _nodes(rows, node_of_key)
-    edges, evidence, dropped = _edges(rows, relations, chunks)
-    stats = {"merges": dict(Counter(m["rule"] for m in merges)), "relations dropped": dict(dropped),
-             "nodes": len(nodes), "mentions": len(rows)}
-    return Graph(from_rows(nodes, NODES), from_rows(edges, EDGES), graph_mentions, merges_table,
-                 from_rows(evidence, EVIDENCE), stats)
+    m["node_id"] = nodes_of
+    graph_mentions = from_columns(m, GRAPH_MENTIONS)
+    merges_table = _table(merges, MERGES)
+    nodes = _nodes(nodes_of, texts, keys, types, docs, node_of_key)
+    named = pa.table({c: m[c] for c in ("doc_id", "chunk_id", "name", "type", "node_id")}, schema=_NAMED)
+    edges, evidence, dropped = edges_and_evidence(named, relations, chunks)
+    stats = {"merges": dict(Counter(mg[3] for mg in merges)), "relations dropped": dict(dropped),
+             "nodes": nodes.num_rows, "mentions": len(mids)}
+    return Graph(nodes, edges, graph_mentions, merges_table, evidence, stats)
 
 
-def _tree_merges(between: dict, first_of_key: dict, node_of_key: dict) -> list[dict]:
+def _tree_merges(between: dict, first_of_key: dict, node_of_key: dict, mids: list[str]) -> list[tuple]:
     """One MERGES row per key joined by a fuzzy or judge pair: the accepted pairs form a forest
     over keys; each tree is walked from its canonical key, so every key's first mention is
     joined exactly once, to the key it was paired with."""
@@ -189,21 +199,44 @@ def _tree_merges(between: dict, first_of_key: dict, node_of_key: dict) -> list[d
             for other, rule, score in adjacent[key]:
                 if other not in seen:
                     seen.add(other)
-                    rows.append(_merge(first_of_key[other], first_of_key[key], rule, score))
+                    rows.append((node_of_key[other], mids[first_of_key[other]], mids[first_of_key[key]], rule, score))
                     frontier.append(other)
     return rows
 
 
-def _unique_mentions(mentions: pa.Table) -> list[dict]:
-    rows, seen = [], set()
-    for r in mentions.to_pylist():
-        mid = mention_id(r["doc_id"], r["start"], r["end"], r["type"])
-        if mid not in seen:
-            seen.add(mid)
-            r["mention_id"] = mid
-            rows.append(r)
-    rows.sort(key=lambda r: (r["doc_id"], r["start"], r["end"], r["type"]))
-    return rows
+_KEY = ("doc_id", "start", "end", "type")
+_NAMED = pa.schema([(c, pa.string()) for c in ("doc_id", "chunk_id", "name", "type", "node_id")])
+
+
+def _unique_mentions(mentions: pa.Table) -> dict[str, list]:
+    """GRAPH_MENTIONS' columns but node_id, as lists: one row per (document, start, end, type)
+    (its first in the table: overlapping chunks give a span twice), sorted by those four.
+    Sorted and deduplicated in Arrow; only the kept rows become Python values."""
+    n = mentions.num_rows
+    table = mentions.select(["chunk_id", "text", "name", *_KEY]).append_column("_row", pa.array(np.arange(n, dtype=np.int64)))
+    table = table.take(pc.sort_indices(table, sort_keys=[(c, "ascending") for c in (*_KEY, "_row")]))
+    if n > 1:
+        same = None
+        for c in _KEY:
+            col = table.column(c)
+            eq = pc.fill_null(pc.equal(col.slice(1), col.slice(0, n - 1)), False)
+            same = eq if same is None else pc.and_(same, eq)
+        keep = np.concatenate([[True], ~np.asarray(same.combine_chunks(), dtype=bool)])
+        table = table.filter(pa.array(keep))
+    cols = {c: table.column(c).to_pylist() for c in ("doc_id", "chunk_id", "start", "end", "text", "type", "name")}
+    cols["mention_id"] = mention_ids(*(cols[c] for c in _KEY))
+    return cols
+
+
+class _Rows(NamedTuple):
+    texts: list
+    types: list
+    docs: list
+    starts: list
+    mids: list
+    keys: list
+    shorts: list
+    nodes: list
 
 
 def _short(etype: str, key: str, kind: str | None, index: dict) -> str | None:
@@ -216,18 +249,18 @@ def _short(etype: str, key: str, kind: str | None, index: dict) -> str | None:
     return None
 
 
-def _resolve_short_forms(doc_id, rows, index, node_of_key, first_of_node, merges) -> None:
-    full_in_doc: dict[str, list[dict]] = defaultdict(list)  # node id -> its full mentions here
-    for r in rows:
-        if r["short"] is None:
-            full_in_doc[r["node_id"]].append(r)
-    own: dict[tuple[str, str], dict] = {}
-    for r in rows:
-        if r["short"] is None:
-            continue
-        kinds = ("surname", "first name") if r["short"] in ("surname", "first name") else (r["short"],)
-        corpus = [{node_of_key[(r["type"], k)] for k in index.get((r["type"], kind, r["key"]), ())} for kind in kinds]
-        here = [{n for n in c if n in full_in_doc} for c in corpus]
+def _resolve_short_forms(doc_id, doc_rows, short_rows, c: _Rows, index, node_of_key, first_of_node, merges) -> None:
+    """The short forms of one document (`short_rows`, among its rows `doc_rows`), in order."""
+    full_in_doc: dict[str, list[int]] = defaultdict(list)  # node id -> its full mentions here
+    for i in doc_rows:
+        if c.shorts[i] is None:
+            full_in_doc[c.nodes[i]].append(i)
+    own: dict[tuple[str, str], int] = {}
+    for i in short_rows:
+        etype, key, short = c.types[i], c.keys[i], c.shorts[i]
+        kinds = ("surname", "first name") if short in ("surname", "first name") else (short,)
+        corpus = [{node_of_key[(etype, k)] for k in index.get((etype, kind, key), ())} for kind in kinds]
+        here = [{n for n in s if n in full_in_doc} for s in corpus]
         target, where = None, None
         for level, sets in (("document", here), ("corpus", corpus)):
             found = next((s for s in sets if s), set())
@@ -236,79 +269,48 @@ def _resolve_short_forms(doc_id, rows, index, node_of_key, first_of_node, merges
             if found:
                 break  # candidates at this level: a unique one is taken, several are not guessed
         if target is not None:
-            r["node_id"] = target
+            c.nodes[i] = target
             kind = next(k for k, s in zip(kinds, here if where == "document" else corpus) if target in s)
-            before = [m for m in full_in_doc.get(target, []) if m["start"] < r["start"]]
+            before = [j for j in full_in_doc.get(target, []) if c.starts[j] < c.starts[i]]
             joined = before[-1] if before else (full_in_doc.get(target) or [first_of_node[target]])[0]
-            merges.append(_merge(r, joined, f"{kind} in {where}", None))
+            merges.append((target, c.mids[i], c.mids[joined], f"{kind} in {where}", None))
         else:  # ambiguous: a node of its own, per document
-            key = (r["type"], r["key"])
-            r["node_id"] = node_id(r["type"], f"{r['key']}@{doc_id}")
-            r["own_key"] = f"{r['key']}@{doc_id}"
-            rep = own.setdefault(key, r)
-            if rep is not r:
-                merges.append(_merge(r, rep, "ambiguous short form in document", None))
+            c.nodes[i] = node_id(etype, f"{key}@{doc_id}")
+            rep = own.setdefault((etype, key), i)
+            if rep != i:
+                merges.append((c.nodes[i], c.mids[i], c.mids[rep], "ambiguous short form in document", None))
 
 
-def _merge(r: dict, joined: dict, rule: str, score) -> dict:
-    return {"node_id": r.get("node_id") or joined.get("node_id"), "mention_id": r["mention_id"],
-            "joined_to": joined["mention_id"], "rule": rule, "score": score}
-
-
-def _nodes(rows: list[dict], node_of_key: dict) -> list[dict]:
+def _nodes(nodes_of: list, texts: list, keys: list, types: list, docs: list, node_of_key: dict) -> pa.Table:
+    """NODES, sorted by id. Counted over (node, surface, key) and (node, document) pairs, so the
+    per-node work is over its distinct names, not its mentions."""
     canon: dict[str, str] = {}
     for (etype, key), nid in node_of_key.items():
         if nid not in canon or (-len(key), key) < (-len(canon[nid]), canon[nid]):
             canon[nid] = key
-    by_node: dict[str, list[dict]] = defaultdict(list)
-    for r in rows:
-        by_node[r["node_id"]].append(r)
-    nodes = []
-    for nid in sorted(by_node):
-        ms = by_node[nid]
+    forms: dict[str, list[tuple[str, str, int]]] = defaultdict(list)  # node -> (surface, key, count)
+    for (nid, text, key), n in Counter(zip(nodes_of, texts, keys)).items():
+        forms[nid].append((text, key, n))
+    mention_count = Counter(nodes_of)
+    doc_count = Counter(nid for nid, _ in set(zip(nodes_of, docs)))
+    type_of = dict(zip(reversed(nodes_of), reversed(types)))  # the type of the node's first mention
+    cols: dict[str, list] = {c: [] for c in NODES.names}
+    for nid in sorted(forms):
         key = canon.get(nid)
-        named = [m["text"] for m in ms if m["key"] == key] or [m["text"] for m in ms]
-        counts = Counter(named)
+        counts: Counter = Counter()
+        for text, k, n in forms[nid]:
+            if k == key:
+                counts[text] += n
+        if not counts:
+            for text, _, n in forms[nid]:
+                counts[text] += n
         name = sorted(counts, key=lambda t: (-counts[t], -len(t), t))[0]
-        nodes.append({"node_id": nid, "name": name, "type": ms[0]["type"],
-                      "aliases": sorted({m["text"] for m in ms} - {name}),
-                      "mention_count": len(ms), "doc_count": len({m["doc_id"] for m in ms})})
-    return nodes
+        for c, v in zip(NODES.names, (nid, name, type_of[nid], sorted({t for t, _, _ in forms[nid]} - {name}),
+                                      mention_count[nid], doc_count[nid])):
+            cols[c].append(v)
+    return from_columns(cols, NODES)
 
 
-def _edges(rows: list[dict], relations: pa.Table, chunks: pa.Table | None):
-    # (doc, chunk, name, type) and (doc, None, name, type) -> node of the first such mention
-    names: dict[tuple, str] = {}
-    for r in rows:
-        names.setdefault((r["doc_id"], r["chunk_id"], r["name"], r["type"]), r["node_id"])
-        names.setdefault((r["doc_id"], None, r["name"], r["type"]), r["node_id"])
-    texts = {}
-    if chunks is not None:
-        texts = {c: (s, t) for c, s, t in zip(*(chunks.column(k).to_pylist() for k in ("chunk_id", "start", "text")))}
-
-    def node(doc, chunk, name, etype):
-        return names.get((doc, chunk, name, etype)) or names.get((doc, None, name, etype))
-
-    counts: Counter = Counter()
-    ids: dict[tuple, str] = {}
-    evidence: dict[tuple, dict] = {}
-    dropped: Counter = Counter()
-    for rel in relations.to_pylist():
-        h = node(rel["doc_id"], rel["chunk_id"], rel["head"], rel["head_type"])
-        t = node(rel["doc_id"], rel["chunk_id"], rel["tail"], rel["tail_type"])
-        if h is None or t is None:
-            dropped["no mention of its head or tail"] += 1
-            continue
-        triple = (h, rel["type"], t)
-        eid = ids.get(triple) or ids.setdefault(triple, edge_id(*triple))
-        counts[(eid, h, rel["type"], t)] += 1
-        text = ""
-        if rel["chunk_id"] in texts:
-            cstart, ctext = texts[rel["chunk_id"]]
-            text = ctext[rel["start"] - cstart : rel["end"] - cstart]
-        evidence.setdefault((eid, rel["doc_id"], rel["start"], rel["end"]),
-                            {"edge_id": eid, "doc_id": rel["doc_id"], "start": rel["start"], "end": rel["end"],
-                             "text": text})
-    edges = [{"edge_id": e, "head": h, "tail": t, "type": ty, "count": n, "confidence": None}
-             for (e, h, ty, t), n in sorted(counts.items())]
-    return edges, [evidence[k] for k in sorted(evidence)], dropped
+def _table(rows: list[tuple], schema: pa.Schema) -> pa.Table:
+    """Row tuples in the schema's column order to a table."""
+    return from_columns(dict(zip(schema.names, map(list, zip(*rows)))) if rows else {c: [] for c in schema.names}, schema)

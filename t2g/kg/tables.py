@@ -75,6 +75,14 @@ def mention_id(doc_id: str, start: int, end: int, type_: str) -> str:
     return "m" + _h(f"{doc_id}\0{int(start)}\0{int(end)}\0{type_}")
 
 
+def mention_ids(doc_ids: list, starts: list, ends: list, types: list) -> list[str]:
+    """`mention_id` of every row of four columns: the same formula, inlined, because two Python
+    calls per mention were a third of resolve's first step."""
+    sha = hashlib.sha256
+    return ["m" + sha(f"{d}\0{int(s)}\0{int(e)}\0{t}".encode("utf-8")).hexdigest()[:16]
+            for d, s, e, t in zip(doc_ids, starts, ends, types)]
+
+
 def empty(schema: pa.Schema) -> pa.Table:
     """An empty table of a schema (a stage with nothing to write still writes its columns)."""
     return schema.empty_table()

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import html
 import json
-from collections import Counter, defaultdict
+from collections import Counter
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -65,16 +66,24 @@ def graph_data(nodes: pa.Table, edges: pa.Table, mentions: pa.Table, evidence: p
                 f"and the {len(kept_edges)} of {edges.num_rows} relations among them.")
 
     def _provenance(table: pa.Table, key: str, wanted: set[str]) -> dict[str, dict]:
-        out: dict[str, dict] = defaultdict(lambda: {"total": 0, "items": []})
         # Filtered in Arrow first: a corpus has millions of mentions, the page a few hundred nodes.
         table = table.filter(pc.is_in(table.column(key), value_set=pa.array(sorted(wanted), pa.string())))
-        for r in table.select([key, "doc_id", "start", "end", "text"]).to_pylist():
-            if r[key] in wanted:
-                slot = out[r[key]]
-                slot["total"] += 1
-                if len(slot["items"]) < max_provenance:
-                    slot["items"].append([r["doc_id"], r["start"], r["end"], r["text"]])
-        return dict(out)
+        table = table.select([key, "doc_id", "start", "end", "text"]).combine_chunks()
+        if not table.num_rows:
+            return {}
+        # Per id (in order of first appearance, as the page lists them): its total, and its first
+        # `max_provenance` rows, picked by rank within the id in numpy: only those become Python.
+        encoded = table.column(key).chunk(0).dictionary_encode()
+        ids, codes = encoded.dictionary.to_pylist(), encoded.indices.to_numpy()
+        totals = np.bincount(codes, minlength=len(ids))
+        order = np.argsort(codes, kind="stable")
+        rank = np.empty(len(codes), dtype=np.int64)
+        rank[order] = np.arange(len(codes)) - (np.cumsum(totals) - totals)[codes[order]]
+        out = {i: {"total": n, "items": []} for i, n in zip(ids, totals.tolist())}
+        picked = table.filter(pa.array(rank < max_provenance))
+        for k, *item in zip(*(picked.column(c).to_pylist() for c in (key, "doc_id", "start", "end", "text"))):
+            out[k]["items"].append(item)
+        return out
 
     return {
         "nodes": [{"id": r["node_id"], "name": r["name"], "type": r["type"], "aliases": r["aliases"] or [],

@@ -239,3 +239,17 @@ def test_common_words_do_not_make_giant_blocks():
 
     assert largest(blocking_keys(m)) < 20
     assert largest(blocking_keys(m, common=frozenset())) > 3 * largest(blocking_keys(m))
+
+
+def test_the_columnwise_mention_ids_are_mention_id():
+    # resolve hashes mention ids column-wise (tables.mention_ids); the formula must stay mention_id's
+    from hypothesis import given, strategies as st
+
+    from t2g.kg.tables import mention_id, mention_ids
+
+    @given(st.lists(st.tuples(st.text(), st.integers(0, 10**9), st.integers(0, 10**9), st.text()), max_size=20))
+    def check(rows):
+        columns = [list(c) for c in zip(*rows)] or [[], [], [], []]
+        assert mention_ids(*columns) == [mention_id(*r) for r in rows]
+
+    check()
