@@ -20,7 +20,8 @@ from t2g.stage import StageResult
 from t2g.stages.collect import collect
 
 
-def read_identities(src: IdentitiesSource) -> Iterator[Row]:
+def read_identities(src: IdentitiesSource, max_chars: int | None = None) -> Iterator[Row]:
+    # Generated text: max_chars bounds what a file source reads, there is no file here.
     world = World(seed=src.world_seed, long_every=src.long_every)
     for index, doc in enumerate(documents(src.n, src.seed, world)):
         entities = list(dict.fromkeys((m["text"], m["type"]) for m in doc["mentions"]))
