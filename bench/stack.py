@@ -28,11 +28,25 @@ def _run(args: list[str], **kwargs: Any) -> None:
         raise RuntimeError(f"{' '.join(args[:4])} ... failed ({proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-3000:]}")
 
 
+def _allow_store(api_url: str, auth: str) -> None:
+    """What an operator does to let a deployment write to another store (a tag on the
+    deployment: a run's parameters alone may not move it, docs/security.md)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import DeploymentUpdate
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: api_url, PREFECT_API_AUTH_STRING: auth}):
+        with get_client(sync_client=True) as client:
+            full = client.read_deployment_by_name("t2g-pipeline/full")
+            client.update_deployment(full.id, DeploymentUpdate(tags=[*full.tags, "t2g-allow:store"]))
+
+
 def run(smoke: bool = False) -> dict[str, Any]:
     bin_dir = Path(sys.executable).parent
-    env = {**os.environ, **QUIET}
-    env.pop("PREFECT_API_URL", None)
     with tempfile.TemporaryDirectory() as tmp:
+        # The benchmark's recipe lives outside configs/: the operator declares its folder.
+        env = {**os.environ, **QUIET, "T2G_RECIPE_DIRS": tmp}
+        env.pop("PREFECT_API_URL", None)
         home = Path(tmp) / "stack"
         config = recipes.write(SMOKE if smoke else RECIPE, Path(tmp))
         started = time.perf_counter()
@@ -40,7 +54,10 @@ def run(smoke: bool = False) -> dict[str, Any]:
         up_s = time.perf_counter() - started
         try:
             state = json.loads((home / "stack.json").read_text())
-            run_env = {**env, "PREFECT_API_URL": state["api_url"], "PREFECT_HOME": str(home / "prefect")}
+            auth = (home / "auth").read_text().strip()
+            run_env = {**env, "PREFECT_API_URL": state["api_url"], "PREFECT_HOME": str(home / "prefect"),
+                       "PREFECT_API_AUTH_STRING": auth}
+            _allow_store(state["api_url"], auth)
             started = time.perf_counter()
             # An absolute recipe path: the worker runs the flow from the repository root.
             _run(

@@ -20,7 +20,7 @@ def counter(tokenizer: str | None) -> Callable[[str], int]:
         return words  # no model needed
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(tokenizer)
+    tok = AutoTokenizer.from_pretrained(tokenizer, trust_remote_code=False)  # a tokenizer never needs its repo's code
     return lambda text: len(tok.encode(text, add_special_tokens=False))
 
 
