@@ -85,6 +85,13 @@ def _cpu_rows(results: dict[str, Any]) -> list[str]:
             f"| GRPO rewards (`bench/rewards.py`: {len(rew['rewards'])} rewards over {rew['n']:,} completions) | "
             f"{rew['t2g_s']:.2f} CPU s, against {rew['baseline_s']:.2f} s for seed-style rewards that each re-parse ({rew['ratio']:.1f}x) |"
         )
+    if res := results.get("graph_resolution"):
+        rows.append(
+            f"| entity resolution (`bench/graph_resolution.py`: {res['documents']:,} toy documents with identities, "
+            f"gold mentions) | B-cubed F1 {res['f1']:.4f} against {res['exact_f1']:.4f} for exact matching, "
+            f"{res['cross_type_nodes']} cross-type nodes; {res['scale']['documents_per_cpu_s']:,} documents per CPU-second "
+            f"at {res['scale']['documents']:,} |"
+        )
     if not rows:
         return []
     machine = (results.get("load") or {}).get("machine", "2 CPU cores").split(",")[0]
