@@ -704,8 +704,15 @@ def load_recipe(
     path: str | Path, overrides: list[str] | None = None, store: str | None = None, now: datetime.datetime | None = None
 ) -> Recipe:
     """Read, override and validate a recipe. Raises RecipeError naming file and field."""
-    path = Path(path)
-    data = _read_recipe(path, ())
+    return validate_recipe(read_recipe(path, overrides, store, now), source=str(path))
+
+
+def read_recipe(
+    path: str | Path, overrides: list[str] | None = None, store: str | None = None, now: datetime.datetime | None = None
+) -> dict[str, Any]:
+    """The recipe's raw mapping: `extends` merged, `--set` overrides and the store applied,
+    not yet validated (t2g.kg.config validates it as a graph recipe when it has one)."""
+    data = _read_recipe(Path(path), ())
     for item in overrides or []:
         apply_override(data, item)
     if store:
@@ -713,7 +720,7 @@ def load_recipe(
     if isinstance(data.get("store"), str):
         # Before validation, so the store check sees the URI the run will use.
         data["store"] = dated_store(data["store"], now)
-    return validate_recipe(data, source=str(path))
+    return data
 
 
 def _read_recipe(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
@@ -770,11 +777,11 @@ def dated_store(store: str, now: datetime.datetime | None = None) -> str:
 MAX_ERRORS_SHOWN = 10
 
 
-def validate_recipe(data: dict[str, Any], source: str = "recipe") -> Recipe:
-    """The Recipe of `data`; a RecipeError names each wrong field, in a bounded excerpt
-    (a key or a value quoted in it is cut to a few dozen characters)."""
+def validate_recipe(data: dict[str, Any], source: str = "recipe", model: type[Recipe] | None = None) -> Recipe:
+    """The Recipe (or `model`, a subclass) of `data`; a RecipeError names each wrong field,
+    in a bounded excerpt (a key or a value quoted in it is cut to a few dozen characters)."""
     try:
-        return Recipe.model_validate(data)
+        return (model or Recipe).model_validate(data)
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False)
         lines = []

@@ -120,7 +120,7 @@ _MONTHS = ("January", "February", "March", "April", "May", "June", "July",
            "August", "September", "October", "November", "December")  # fmt: skip
 
 # Per-type syllables: a name's shape hints at its type, which a tiny model can use.
-_SYLLABLES = {
+SYLLABLES = {
     "person": (("Ma", "Ta", "Li", "Ro", "Ke", "Su", "Da", "Ni", "Jo", "Fe", "Ve", "Lo"),
                ("rin", "vel", "sa", "nor", "lia", "ten", "mo", "rek", "dan", "lie", "vin", "ra")),
     "organisation": (("Zen", "Kor", "Vex", "Tral", "Quor", "Brex", "Dyn", "Plex", "Oxo", "Norv"),
@@ -181,7 +181,7 @@ def cast(world: World = World()) -> Cast:
     taken: list[str] = []
     names: dict[str, tuple[str, ...]] = {}
     for etype, count in wanted.items():
-        firsts, lasts = _SYLLABLES[etype]
+        firsts, lasts = SYLLABLES[etype]
         pool = [a + b for a in firsts for b in lasts]
         rng.shuffle(pool)
         chosen: list[str] = []

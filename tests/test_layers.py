@@ -114,15 +114,8 @@ def test_no_module_reaches_into_another_modules_private_names():
     assert [hit for p in files for hit in _private_reach_ins(p) if not _allowed(hit)] == []
 
 
-# Known, deliberate reach-ins, each with its reason. t2g/kg/config.py loads recipes with
-# graph sections and needs the raw merged mapping (extends resolved) that only
-# t2g.config._read_recipe gives; making it public means editing t2g/config.py, which is in
-# every stage's code version and would change every artifact key. Rename it (and drop this
-# entry) the next time t2g/config.py changes for another reason.
-# Likewise t2g/kg/identities.py builds its cast from the toy world's name syllables: a public
-# alias in t2g/toyworld.py would change collect's code version, hence every key.
-ALLOWED = {("t2g/kg/config.py", "from t2g.config import _read_recipe"),
-           ("t2g/kg/identities.py", "from t2g.toyworld import _SYLLABLES")}
+# Known, deliberate reach-ins, each with its reason (none today).
+ALLOWED: set[tuple[str, str]] = set()
 
 
 def _allowed(hit: str) -> bool:

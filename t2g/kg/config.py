@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import Field, ValidationError, model_validator
 
-from t2g.config import CollectConfig, LLMSection, Recipe, RecipeError, Section, Source, _read_recipe, apply_override, dated_store
+from t2g.config import CollectConfig, LLMSection, Recipe, RecipeError, Section, Source, read_recipe, validate_recipe
 
 GRPO = "@grpo"  # graph.model: the GRPO model the same recipe trains (round 1's)
 GRAPH_SECTIONS = ("corpus", "chunk", "graph", "resolve", "export")
@@ -138,24 +138,11 @@ def load_recipe(
 ) -> Recipe:
     """t2g.config.load_recipe, validated as a GraphRecipe when the recipe names a graph
     section (after extends and overrides), else as the plain Recipe."""
-    path = Path(path)
-    data = _read_recipe(path, ())
-    for item in overrides or []:
-        apply_override(data, item)
-    if store:
-        data["store"] = store
-    if isinstance(data.get("store"), str):
-        data["store"] = dated_store(data["store"], now)
-    return validate(data, source=str(path))
+    return validate(read_recipe(path, overrides, store, now), source=str(path))
 
 
 def validate(data: dict[str, Any], source: str = "recipe") -> Recipe:
     graph = any(data.get(name) is not None for name in GRAPH_SECTIONS)
     if not graph:  # `chunk: null` and the like: the plain recipe, which has no such keys
         data = {k: v for k, v in data.items() if k not in GRAPH_SECTIONS}
-    cls = GraphRecipe if graph else Recipe
-    try:
-        return cls.model_validate(data)
-    except ValidationError as exc:
-        lines = [f"  {'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()]
-        raise RecipeError(f"{source} is not a valid recipe:\n" + "\n".join(lines)) from None
+    return validate_recipe(data, source, GraphRecipe if graph else Recipe)

@@ -30,7 +30,7 @@ from random import Random
 import pyarrow as pa
 
 from t2g.kg.tables import MENTIONS, RELATIONS, from_rows
-from t2g.toyworld import _SYLLABLES as SYLLABLES  # private: see tests/test_layers.py ALLOWED
+from t2g.toyworld import SYLLABLES
 from t2g.toyworld import DISTRACTORS, FACTS, SLOT_TYPE
 
 ENTITY_TYPES: tuple[str, ...] = ("person", "organisation", "location", "product")
