@@ -322,9 +322,9 @@ def test_store_names_cannot_escape_the_root(tmp_path, stage, key, name):
     assert path.is_relative_to(root.resolve()) and path != root.resolve(), (stage, key)
     assert len(rel.split("/")) == 2 and ".." not in rel.split("/")
     try:
-        from t2g.store import _file_name
+        from t2g.store import check_file_name
 
-        fname = _file_name(name)
+        fname = check_file_name(name)
     except ValueError:
         return
     assert (path / fname).resolve().parent == path, name

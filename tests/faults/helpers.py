@@ -35,11 +35,11 @@ def reread_digest(store: Store, stage: str, key: str) -> str:
     """A digest of the rows as read back through the manifest's part list."""
     import hashlib
 
-    from t2g.store import _table_digest
+    from t2g.store import table_digest
 
     h = hashlib.sha256()
     for part in store.iter_parts(stage, key):
-        h.update(_table_digest(part).encode())
+        h.update(table_digest(part).encode())
     return h.hexdigest()
 
 
