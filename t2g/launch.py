@@ -72,7 +72,7 @@ def accelerate_command(stage: str, config: BaseModel, upstream: Mapping[str, Art
     cmd += list(settings.extra_args)
     cmd += [
         "-m", "t2g.rank", "--store", store.root, "--stage", stage, "--key", key,
-        # The dump leaves `launch` out (config.py): the ranks run the stage in place.
+        # The dump leaves `launch` out (t2g/config/train_sections.py): the ranks run the stage in place.
         "--config-json", json.dumps(config.model_dump(mode="json"), separators=(",", ":")),
         "--upstream-json", json.dumps({p: u.to_dict() for p, u in upstream.items()}, separators=(",", ":")),
     ]  # fmt: skip

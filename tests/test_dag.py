@@ -95,13 +95,13 @@ def test_an_extra_stage_runs_through_the_flow(tmp_path, extra_stage, prefect_api
 def test_a_run_across_midnight_stays_in_the_prefix_of_its_start(tmp_path, monkeypatch, prefect_api):
     # The clock says day 1 at the first look and day 2 ever after: a run that resolved its
     # recipe more than once (per subflow, for the report) would split across two prefixes.
-    import t2g.config
+    import t2g.config.store_uri
     from flows.pipeline import pipeline
 
     days = itertools.chain([datetime.datetime(2026, 1, 1, 23, 59, 59, tzinfo=datetime.timezone.utc)],
                            itertools.repeat(datetime.datetime(2026, 1, 2, 0, 0, 1, tzinfo=datetime.timezone.utc)))  # fmt: skip
     clock = lambda: next(days)  # noqa: E731
-    monkeypatch.setattr(t2g.config, "utc_now", clock)
+    monkeypatch.setattr(t2g.config.store_uri, "utc_now", clock)  # where dated_store reads the clock
     monkeypatch.setattr("flows.pipeline.utc_now", clock)
     refs = pipeline(config=str(TINY), store=f"file://{tmp_path}/{{date}}", overrides=SMALL, until="filter")
     assert list(refs) == ["collect", "extract", "filter"]

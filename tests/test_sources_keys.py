@@ -171,7 +171,7 @@ def test_nightly_regeneration_shares_one_store_and_indexes_each_date(tmp_path, m
     follows rerun), not before the third (all hits, the second night's keys)."""
     import datetime
 
-    import t2g.config
+    import t2g.config.store_uri
     from flows.data import data_flow
     from t2g import toyworld
 
@@ -187,7 +187,7 @@ def test_nightly_regeneration_shares_one_store_and_indexes_each_date(tmp_path, m
     for day, n in ((1, 40), (2, 60), (3, 60)):
         corpus.write_text("".join(json.dumps(d) + "\n" for d in docs[:n]))
         night = datetime.datetime(2026, 3, day, 2, 0, tzinfo=datetime.timezone.utc)
-        monkeypatch.setattr(t2g.config, "utc_now", lambda night=night: night)
+        monkeypatch.setattr(t2g.config.store_uri, "utc_now", lambda night=night: night)
         monkeypatch.setattr("flows.pipeline.utc_now", lambda night=night: night)
         data_flow(config=str(recipe), store=f"file://{store}", until="reason", index="{date}")
         nights[day] = json.loads((store / "_runs" / f"2026-03-0{day}.json").read_text())["stages"]
