@@ -18,7 +18,8 @@ from tests.fake_graph import ENTITY_TYPES, RELATION_TYPES, corpus, grounded_answ
 from tests.fake_openai import FakeOpenAI
 
 CONFIGS = ["configs/tiny.yaml", "configs/tiny-gold.yaml", "configs/tiny-r1.yaml", "configs/tiny-think.yaml", "configs/r1-70b.yaml"]
-GRAPH_STAGES = {"corpus", "chunk", "graph-extract", "resolve", "export", "graph_extract", "resolve-blocks", "resolve-pairs", "resolve_pairs"}
+GRAPH_STAGES = {"corpus", "chunk", "graph-extract", "resolve", "export", "graph_extract",
+                "resolve-blocks", "resolve-pairs", "resolve_pairs"}
 
 
 @pytest.mark.parametrize("config", CONFIGS)

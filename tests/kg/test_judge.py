@@ -88,7 +88,7 @@ def test_the_judges_yes_merges_with_rule_judge_its_no_keeps_apart_and_a_rerun_as
     assert counts == {"asked": 2, "same": 1, "not same": 1, "unparsed": 0, "failed": 0}
     assert asked == 2 and len(prompts) == 2
     kortron = next(p for p in prompts if "Kortron" in p)
-    assert '"Kortron Labs" and "Kortran Lab" (type organisation)' in kortron
+    assert '"Kortran Lab" and "Kortron Labs" (type organisation)' in kortron  # keys in order
     assert "Kortron Labs rose in Lagos." in kortron  # a sentence where each name occurs
     assert fake.bodies[0]["response_format"]["json_schema"]["schema"]["required"] == ["same"]
     # a cross-type pair is never sent: blocks are per type

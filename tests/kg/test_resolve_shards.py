@@ -55,7 +55,7 @@ def random_cut(seed: int, n: int):
         rng = random.Random(seed)
         ids = blocks.column("id").to_pylist()
         shard_of = {b: rng.randrange(n) for b in sorted(set(ids))}
-        return [blocks.filter(pa.array([shard_of[b] == s for b in ids])) for s in range(n)]
+        return [blocks.filter(pa.array([shard_of[b] == s for b in ids], pa.bool_())) for s in range(n)]
 
     return cut
 
