@@ -30,7 +30,7 @@ DOCS = {
     "e": "Velmont Freight grew.",
     "f": "Velmond Freigh shrank.",
     "g": "Ostvik Marine sold boats.",
-    "h": "They sailed to Ostvik Marina.",
+    "h": "They sailed to Ostvik Marinas.",
 }
 SPANS = {
     "c": [("Kortron Labs", "organisation"), ("Lagos", "location")],
@@ -38,7 +38,7 @@ SPANS = {
     "e": [("Velmont Freight", "organisation")],
     "f": [("Velmond Freigh", "organisation")],
     "g": [("Ostvik Marine", "organisation")],
-    "h": [("Ostvik Marina", "location")],  # near the organisation's name, but another type
+    "h": [("Ostvik Marinas", "location")],  # 0.89 from the organisation's name, but another type
 }
 
 
@@ -92,8 +92,8 @@ def test_the_judges_yes_merges_with_rule_judge_its_no_keeps_apart_and_a_rerun_as
     assert "Kortron Labs rose in Lagos." in kortron  # a sentence where each name occurs
     assert fake.bodies[0]["response_format"]["json_schema"]["schema"]["required"] == ["same"]
     # a cross-type pair is never sent: blocks are per type
-    assert not any("Ostvik Marine" in p and "Ostvik Marina" in p for p in prompts)
-    assert n[("g", "Ostvik Marine")] != n[("h", "Ostvik Marina")]
+    assert not any("Ostvik Marine" in p and "Ostvik Marinas" in p for p in prompts)
+    assert n[("g", "Ostvik Marine")] != n[("h", "Ostvik Marinas")]
     assert again.summary["llm"]["cache_hits"] == 2 and again.summary["llm"]["cache_misses"] == 0
     assert again.main.equals(first.main) and again.side["merges"].equals(first.side["merges"])
 
