@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from t2g import shards
-from t2g.kg.blocking import UNCERTAIN, block_pairs, blocking_keys, concat_pairs, fuzzy_pairs
+from t2g.kg.blocking import PAIRS, UNCERTAIN, block_pairs, blocking_keys, concat_pairs, fuzzy_pairs
 from t2g.kg.config import BlockPairsConfig, validate
 from t2g.kg.resolve import resolve
 from t2g.kg.tables import MENTIONS, RELATIONS
@@ -43,9 +43,11 @@ def judge(pairs):
 
 
 def sharded_pairs(mentions: pa.Table, cut, cfg: BlockPairsConfig) -> pa.Table:
-    """What the resolve-blocks and resolve-pairs nodes compute, the blocks cut by `cut`."""
+    """What the resolve-blocks and resolve-pairs nodes compute, the blocks cut by `cut`, the
+    shards' pairs concatenated as they come (as t2g.shards merges them: a pair two shards
+    found is there twice, in shard order)."""
     blocks = resolve_blocks(cfg, mentions).main
-    return concat_pairs([resolve_pairs(cfg, part).main for part in cut(blocks)])
+    return pa.concat_tables([resolve_pairs(cfg, part).main for part in reversed(cut(blocks))])
 
 
 def random_cut(seed: int, n: int):
@@ -66,8 +68,8 @@ def test_sharded_pairs_are_the_pairs_of_one_process(mentions, n, seed, judge_thr
     cfg = BlockPairsConfig(fuzzy_threshold=0.9, judge_threshold=judge_threshold)
     options = {"fuzzy_threshold": 0.9} | ({"judge_threshold": judge_threshold, "uncertain": True} if judge_threshold else {})
     one = block_pairs(blocking_keys(mentions), **options)
-    assert sharded_pairs(mentions, random_cut(seed, n), cfg).equals(one)
-    assert sharded_pairs(mentions, lambda b: shards.split(b, size), cfg).equals(one)  # t2g.shards' content cut
+    assert concat_pairs([sharded_pairs(mentions, random_cut(seed, n), cfg)]).equals(one)
+    assert concat_pairs([sharded_pairs(mentions, lambda b: shards.split(b, size), cfg)]).equals(one)  # t2g.shards' cut
     if judge_threshold is None:
         assert UNCERTAIN not in one.column("rule").to_pylist()
         assert one.equals(fuzzy_pairs(mentions))
@@ -139,3 +141,20 @@ def test_a_recipe_resolves_the_same_unsharded_in_one_shard_and_in_several(tmp_pa
         for t, table in unsharded[1].items():
             assert other[1][t].equals(table), t
         assert other[2] == unsharded[2]  # every export file, byte for byte
+
+
+def test_shards_pairs_in_any_order_and_twice_give_the_same_merges():
+    """Which pair of a triangle joins which name depends on the order the pairs are walked:
+    resolve puts the shards' pairs in one order first (t2g.shards concatenates them as the
+    shards come, a pair two shards found twice)."""
+    names = ["Alpha Works", "Alpha Work", "Alpha Wonks"]
+    m = pa.Table.from_pylist([{"doc_id": f"d{i}", "chunk_id": f"d{i}#0", "start": 0, "end": len(t), "text": t,
+                               "type": "organisation", "name": t} for i, t in enumerate(names)], schema=MENTIONS)  # fmt: skip
+    keys = sorted(n.lower() for n in names)
+    triangle = [{"type": "organisation", "a": a, "b": b, "rule": "fuzzy", "score": 0.95}
+                for i, a in enumerate(keys) for b in keys[i + 1 :]]  # fmt: skip
+    empty = pa.Table.from_pylist([], schema=RELATIONS)
+    walked = resolve(m, empty, pairs=pa.Table.from_pylist(triangle, schema=PAIRS))
+    shuffled = pa.Table.from_pylist(triangle[::-1] + triangle[:1], schema=PAIRS)
+    again = resolve(m, empty, pairs=shuffled)
+    assert walked.merges.num_rows == 2 and again.merges.equals(walked.merges)
