@@ -153,3 +153,13 @@ def test_parse_takes_only_a_same_boolean(text):
 @pytest.mark.parametrize("text,expected", [('{"same": true}', True), (' {"same": false}\n', False), ('{"same": 1}', None)])
 def test_parse_examples(text, expected):
     assert parse(Result(text=text)) is expected
+
+
+@pytest.mark.parametrize("override", ["resolve.judge.base_url=http://elsewhere/v1", "resolve.judge.api_key_env=OTHER_API_KEY",
+                                      "resolve.judge={backend: openai, model: m, base_url: http://elsewhere/v1}"])
+def test_a_deployment_run_may_not_point_the_judge_elsewhere(override):
+    from t2g.config import RecipeError
+    from t2g.recipe_input import check_deployment_overrides
+
+    with pytest.raises(RecipeError, match="may not be overridden by a deployment run"):
+        check_deployment_overrides([override])
