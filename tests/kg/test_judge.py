@@ -123,6 +123,7 @@ def test_without_a_judge_nothing_is_asked_and_the_key_is_as_before():
     other_model = cfg("http://127.0.0.1:1/v1", model="other-judge")
     keys = {stage_key("resolve", c, up) for c in (plain, judged, other_model, cfg("http://127.0.0.1:1/v1", threshold=0.8))}
     assert len(keys) == 4  # the judge's settings and model are in the key
+    assert registered("resolve").externals(judged) == {"served model fake-judge": "served:fake-judge@"}  # fingerprinted as graph's
     sharded = plain.model_copy(update={"shard_size": 50})
     assert config_dict(sharded) == config_dict(plain)  # how pairs are computed is not
 
