@@ -5,6 +5,7 @@ the model only about the new chunks while the exports equal a build from scratch
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -18,7 +19,8 @@ from tests.fake_graph import ENTITY_TYPES, RELATION_TYPES, corpus, grounded_answ
 from tests.fake_openai import FakeOpenAI
 
 CONFIGS = ["configs/tiny.yaml", "configs/tiny-gold.yaml", "configs/tiny-r1.yaml", "configs/tiny-think.yaml", "configs/r1-70b.yaml"]
-GRAPH_STAGES = {"corpus", "chunk", "graph-extract", "resolve", "export", "graph_extract"}
+GRAPH_STAGES = {"corpus", "chunk", "graph-extract", "resolve", "export", "graph_extract",
+                "resolve-blocks", "resolve-pairs", "resolve_pairs"}
 
 
 @pytest.mark.parametrize("config", CONFIGS)
@@ -178,21 +180,42 @@ def test_the_identities_corpus_is_read_with_its_gold_without_touching_collect(tm
     assert {e["text"] for e in gold["entities"]} == {m["text"] for m in expected[0]["mentions"]}
 
 
-def test_t2g_graph_config_runs_the_graph_stages_through_prefect(tmp_path, prefect_server):
+def judging(extract):
+    """An answer function for FakeOpenAI: `extract`'s graphs, and no to every judge question."""
+
+    def answer(key: str, body: dict):
+        if "same real-world entity" in body["messages"][-1]["content"]:
+            return '{"same": false}', None
+        return extract(key, body)
+
+    return answer
+
+
+@pytest.mark.parametrize("sharded", [False, True], ids=["one-task-resolve", "sharded-pairs-and-judge"])
+def test_t2g_graph_config_runs_the_graph_stages_through_prefect(tmp_path, prefect_server, sharded):
     import yaml
 
     from tests.flowrun import run_t2g
 
     docs = tmp_path / "docs.jsonl"
     write_jsonl(docs, corpus(30))
-    with FakeOpenAI(answer=grounded_answer(ungrounded_every=7)) as fake:
+    with FakeOpenAI(answer=judging(grounded_answer(ungrounded_every=7))) as fake:
         recipe = tmp_path / "graph.yaml"
-        recipe.write_text(yaml.safe_dump(_recipe_data("file://.t2g/store", fake.base_url, docs)))
+        data = _recipe_data("file://.t2g/store", fake.base_url, docs)
+        if sharded:  # resolve-pairs as row shards on the flow's task runner, the judge in resolve's task
+            data["resolve"] = {"shard_size": 40, "judge": {"backend": "openai", "model": "judge", "base_url": fake.base_url,
+                                                           "threshold": 0.5, "max_retries": 0}}  # fmt: skip
+        recipe.write_text(yaml.safe_dump(data))
         first = run_t2g(["graph", "--config", str(recipe)], tmp_path, prefect_server.env())
         again = run_t2g(["graph", "--config", str(recipe)], tmp_path, prefect_server.env())
     assert first.returncode == 0, first.output[-3000:]
-    assert list(first.stages) == ["collect", "chunk", "graph-extract", "resolve", "export"], first.output[-3000:]
+    resolve = ["resolve-blocks", "resolve-pairs", "resolve"] if sharded else ["resolve"]
+    assert list(first.stages) == ["collect", "chunk", "graph-extract", *resolve, "export"], first.output[-3000:]
     assert not any(s["hit"] for s in first.stages.values())
     assert again.returncode == 0 and all(s["hit"] for s in again.stages.values()), again.output[-3000:]
     export = Path(first.stages["export"]["uri"].removeprefix("file://"))
     assert "ungrounded" in next(export.glob("files/*/report.md")).read_text()
+    if sharded:
+        manifest = (Path(first.stages["resolve"]["uri"].removeprefix("file://")) / "_manifest.json").read_text()
+        summary = json.loads(manifest)["summary"]
+        assert summary["judge"]["asked"] > 0 and summary["judge"]["not same"] == summary["judge"]["asked"], summary

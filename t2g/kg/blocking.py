@@ -18,11 +18,13 @@ is not installed) and:
 - for people, only names with as many tokens and the same last-name initial are compared
   ("Jon Smith" ~ "John Smith", never "John Smith" ~ "Smith Johns").
 
-Sharding (the resolve stage does this on its task runner): `blocking_keys` maps each
-distinct name to its blocks (a table: block, type, key); the stage groups rows by block
-(a shuffle), runs `compare_block` on each block anywhere, concatenates the pairs and hands them
-to `resolve(..., pairs=...)`. Memory: a worker holds one block; the reducer holds the accepted
-pairs and a union-find over distinct names, never the mentions' pairs.
+Sharding (`resolve.shard_size`; t2g/stages/resolve_pairs.py): `blocking_keys` maps each
+distinct name to its blocks (a table: block, type, key) in one task; the rows are cut into
+shards of whole blocks by the blocks' digests (t2g.shards, a hash range of blocking keys per
+shard), `block_pairs` runs on each shard on the recipe's task runner, and resolve takes the
+shards' pairs concatenated (`concat_pairs`: one row per pair, sorted, so any sharding gives
+the same table). Memory: a worker holds its shard's blocks; the reducer holds the accepted
+and uncertain pairs and a union-find over distinct names, never the mentions' pairs.
 """
 
 from __future__ import annotations
@@ -46,7 +48,10 @@ BLOCKS = pa.schema([("block", pa.string()), ("type", pa.string()), ("key", pa.st
 PAIRS = pa.schema([("type", pa.string()), ("a", pa.string()), ("b", pa.string()), ("rule", pa.string()),
                    pa.field("score", pa.float64(), nullable=True)])
 
-# judge(pairs) -> list[bool]; a pair is (entity type, name a, name b) as written in the corpus.
+UNCERTAIN = "uncertain"  # a PAIRS rule: between judge_threshold and fuzzy_threshold, for the judge to decide
+
+# judge(pairs) -> list[bool]; a pair is (entity type, key a, key b): the names' resolution
+# keys (t2g.kg.names.core); t2g.kg.judge finds their surface forms and sentences.
 Judge = Callable[[Sequence[tuple[str, str, str]]], Sequence[bool]]
 
 
@@ -135,16 +140,21 @@ def compare_block(
     fuzzy_threshold: float = 0.9,
     judge_threshold: float = 0.75,
     judge: Judge | None = None,
+    uncertain: bool = False,
     surface: Callable[[str], str] = lambda k: k,
 ) -> list[dict]:
-    """PAIRS rows of one block: the pairs to merge (see the module docstring)."""
+    """PAIRS rows of one block: the pairs to merge (see the module docstring). The uncertain
+    pairs are asked of `judge` when one is given, else kept as rule `uncertain` rows when
+    `uncertain` (a sharded stage keeps them, and the judge is asked once, over all shards'
+    uncertain pairs, where the pairs are concatenated: `settle`)."""
     keys = sorted(set(keys))
     if len(keys) <= MAX_BLOCK:
         candidates = ((a, b) for i, a in enumerate(keys) for b in keys[i + 1 :])
     else:  # a huge block (a very common pattern): sorted neighbourhood, bounded work
         candidates = ((a, b) for i, a in enumerate(keys) for b in keys[i + 1 : i + 1 + WINDOW])
     sure, unsure = [], []
-    floor = judge_threshold if judge is not None else fuzzy_threshold
+    keep_unsure = judge is not None or uncertain
+    floor = judge_threshold if keep_unsure else fuzzy_threshold
     for a, b in candidates:
         if not _comparable(etype, a, b) or 2 * min(len(a), len(b)) / (len(a) + len(b)) < floor:
             continue
@@ -154,28 +164,60 @@ def compare_block(
         score = matcher.ratio()
         if score >= fuzzy_threshold:
             sure.append({"type": etype, "a": a, "b": b, "rule": "fuzzy", "score": round(score, 4)})
-        elif score >= judge_threshold and judge is not None:
-            unsure.append((a, b, score))
-    if unsure:
-        answers = list(judge([(etype, surface(a), surface(b)) for a, b, _ in unsure]))
-        if len(answers) != len(unsure):
-            raise ValueError(f"the judge answered {len(answers)} times for {len(unsure)} pairs: one bool per pair")
-        sure += [{"type": etype, "a": a, "b": b, "rule": "judge", "score": round(s, 4)}
-                 for (a, b, s), yes in zip(unsure, answers) if yes]
-    return sure
+        elif score >= judge_threshold and keep_unsure:
+            unsure.append({"type": etype, "a": a, "b": b, "rule": UNCERTAIN, "score": round(score, 4)})
+    if judge is not None:
+        return sure + judged(unsure, judge, surface)
+    return sure + unsure
 
 
-def fuzzy_pairs(mentions: pa.Table, **options) -> pa.Table:
-    """In one process: every block's pairs (what the stage does sharded), deduplicated."""
-    blocks: dict[str, list[str]] = defaultdict(list)
+def judged(rows: Sequence[dict], judge: Judge, surface: Callable[[str], str] = lambda k: k) -> list[dict]:
+    """The uncertain PAIRS rows the judge says name one entity, as rule `judge` rows."""
+    if not rows:
+        return []
+    answers = list(judge([(r["type"], surface(r["a"]), surface(r["b"])) for r in rows]))
+    if len(answers) != len(rows):
+        raise ValueError(f"the judge answered {len(answers)} times for {len(rows)} pairs: one bool per pair")
+    return [{**r, "rule": "judge"} for r, yes in zip(rows, answers) if yes]
+
+
+def block_pairs(blocks: pa.Table, **options) -> pa.Table:
+    """PAIRS of every block in `blocks` (BLOCKS rows; a shard of them holds whole blocks),
+    one row per pair, sorted (`concat_pairs`). `options`: compare_block's."""
+    members: dict[str, list[str]] = defaultdict(list)
     types: dict[str, str] = {}
-    table = blocking_keys(mentions)
-    for block, etype, key in zip(*(table.column(c).to_pylist() for c in ("block", "type", "key"))):
-        blocks[block].append(key)
+    for block, etype, key in zip(*(blocks.column(c).to_pylist() for c in ("block", "type", "key"))):
+        members[block].append(key)
         types[block] = etype
+    rows = [p for block in sorted(members) if len(members[block]) > 1 for p in compare_block(types[block], members[block], **options)]
+    return concat_pairs([pa.Table.from_pylist(rows, schema=PAIRS)])
+
+
+def concat_pairs(tables: Iterable[pa.Table]) -> pa.Table:
+    """Pairs from any number of shards as one PAIRS table: a pair that two blocks share
+    (in one shard or two) once, sorted by (type, a, b). A pair's rule and score depend on
+    its two names only, so the result is the same however the blocks were sharded, and
+    resolve, which walks the pairs in order, gives the same merges."""
     found: dict[tuple[str, str, str], dict] = {}
-    for block in sorted(blocks):
-        if len(blocks[block]) > 1:
-            for p in compare_block(types[block], blocks[block], **options):
-                found.setdefault((p["type"], p["a"], p["b"]), p)
+    for table in tables:
+        for row in table.select(PAIRS.names).to_pylist():
+            found.setdefault((row["type"], row["a"], row["b"]), row)
     return pa.Table.from_pylist([found[k] for k in sorted(found)], schema=PAIRS)
+
+
+def settle(pairs: pa.Table, judge: Judge | None, surface: Callable[[str], str] = lambda k: k) -> pa.Table:
+    """`pairs` with its `uncertain` rows decided: those the judge says yes to become rule
+    `judge` rows, the rest (all of them without a judge) are left out. One judge call."""
+    rules = pairs.column("rule").to_pylist()
+    if UNCERTAIN not in rules:
+        return pairs
+    rows = pairs.to_pylist()
+    unsure = [r for r, rule in zip(rows, rules) if rule == UNCERTAIN]
+    yes = judged(unsure, judge, surface) if judge is not None else []
+    return concat_pairs([pa.Table.from_pylist([r for r in rows if r["rule"] != UNCERTAIN] + yes, schema=PAIRS)])
+
+
+def fuzzy_pairs(mentions: pa.Table, *, judge: Judge | None = None, **options) -> pa.Table:
+    """In one process: every block's pairs (what the resolve-pairs stage does sharded),
+    deduplicated and sorted, the uncertain ones settled by `judge` in one call."""
+    return settle(block_pairs(blocking_keys(mentions), uncertain=judge is not None, **options), judge)

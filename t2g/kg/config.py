@@ -15,7 +15,7 @@ import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_serializer, model_validator
 
 from t2g.config import CollectConfig, LLMSection, Recipe, RecipeError, Section, Source, read_recipe, validate_recipe
 
@@ -90,10 +90,61 @@ class GraphConfig(LLMSection):
         return self
 
 
+class JudgeConfig(LLMSection):
+    """The judge of uncertain fuzzy pairs (t2g.kg.judge): any t2g.llm backend, with the LLM
+    settings graph and extract take (LLMSection), asked one small question per pair."""
+
+    backend: Literal["transformers", "vllm", "openai"] = "transformers"
+    threshold: float = Field(0.75, gt=0, lt=1, description="pairs scoring from here to resolve.fuzzy_threshold are asked")
+    context_sentences: int = Field(1, ge=0, le=5, description="sentences quoted per name (each from another document)")
+    max_new_tokens: int = Field(32, ge=1, description='the answer is {"same": true} or {"same": false}')
+    seed: int = 0
+    constrained: bool = Field(True, description="ask for the answer's JSON schema (constrained decoding where the backend has it)")
+
+    @model_validator(mode="after")
+    def _a_model_it_can_reach(self) -> "JudgeConfig":
+        if not self.model or self.model.startswith("@"):
+            raise ValueError("model: name a model folder, hub name or served model (the recipe's own models are not judges)")
+        if self.api_key_block:
+            # The resolve stage runs as one plain task, which resolves no Prefect Secret
+            # block (tasks/shards.py does, for LLM shards only).
+            raise ValueError("api_key_block is not supported for the judge yet: name the key's environment variable in api_key_env")
+        return self
+
+
 class ResolveConfig(Section):
-    """Entity resolution (t2g.kg.resolve): exact, alias rules, fuzzy; never across types."""
+    """Entity resolution (t2g.kg.resolve): exact, alias rules, fuzzy, an optional LLM judge;
+    never across types."""
 
     fuzzy_threshold: float = Field(0.9, gt=0, le=1, description="character n-gram similarity at or above which names merge (t2g.kg.resolve)")
+    judge: JudgeConfig | None = Field(None, description="null: pairs below fuzzy_threshold stay apart")
+    # How the stage runs, not what it gives (the same nodes for any value): left out of the
+    # dump, so out of the key, like a training section's `launch`.
+    shard_size: int | None = Field(
+        None, ge=1, exclude=True,
+        description="blocking-key rows per shard of fuzzy pairs, on the recipe's task runner; null: one task",
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _judge_below_fuzzy(self) -> "ResolveConfig":
+        if self.judge is not None and self.judge.threshold >= self.fuzzy_threshold:
+            raise ValueError(f"judge.threshold ({self.judge.threshold}) must be below fuzzy_threshold ({self.fuzzy_threshold})")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _judge_only_when_set(self, handler: Any) -> dict[str, Any]:
+        out = handler(self)
+        if self.judge is None:
+            out.pop("judge", None)  # a recipe without a judge keeps the key it had before judges
+        return out
+
+
+class BlockPairsConfig(Section):
+    """The settings the sharded fuzzy pairs depend on (the `resolve-blocks` and
+    `resolve-pairs` nodes; derived from `resolve`, never written in a recipe)."""
+
+    fuzzy_threshold: float
+    judge_threshold: float | None = None  # None: no judge, uncertain pairs are not kept
 
 
 class ExportConfig(Section):
@@ -111,6 +162,15 @@ class GraphRecipe(Recipe):
     graph: GraphConfig | None = None
     resolve: ResolveConfig | None = None
     export: ExportConfig | None = None
+
+    @property
+    def resolve_blocks(self) -> BlockPairsConfig | None:
+        """The section of the nodes that compute fuzzy pairs by shards of blocking keys:
+        present only with `resolve.shard_size` (else resolve computes them itself)."""
+        if self.resolve is None or self.resolve.shard_size is None:
+            return None
+        judge = self.resolve.judge
+        return BlockPairsConfig(fuzzy_threshold=self.resolve.fuzzy_threshold, judge_threshold=judge.threshold if judge else None)
 
     @model_validator(mode="after")
     def _corpus_split_exists(self) -> "GraphRecipe":

@@ -14,7 +14,8 @@ Tiers, each recorded in MERGES with its rule:
     the short form is not guessed: it becomes a node of its own for that document (all its
     mentions in the document together, key "<name>@<doc_id>").
 (c) `fuzzy`: spelling variants of full names, by blocking keys (`t2g.kg.blocking`).
-(d) `judge`: an optional callable for the uncertain fuzzy pairs, judge(pairs) -> list[bool].
+(d) `judge`: an optional callable for the uncertain fuzzy pairs, judge(pairs) -> list[bool]
+    (a recipe's `resolve.judge` asks an LLM: t2g.kg.judge).
 
 Never across types: every key, block and index is per entity type. "Jordan" the person and
 "Jordan" the country are two nodes.
@@ -41,7 +42,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from t2g.kg.blocking import Judge, fuzzy_pairs
+from t2g.kg.blocking import Judge, concat_pairs, fuzzy_pairs, settle
 from t2g.kg.edges import edges_and_evidence
 from t2g.kg.names import core, norm, rule_between, short_keys, short_kind
 from t2g.kg.tables import GRAPH_MENTIONS, MERGES, NODES, from_columns, mention_ids, node_id
@@ -93,8 +94,9 @@ def resolve(
     chunks: pa.Table | None = None,
 ) -> Graph:
     """Resolve MENTIONS into a Graph (see the module docstring). `aliases=False, fuzzy=False` is
-    tier (a) alone. `pairs`: fuzzy pairs computed elsewhere (sharded blocks); `chunks`: CHUNKS,
-    to fill the evidence text."""
+    tier (a) alone. `pairs`: fuzzy pairs computed elsewhere (sharded blocks), their rule
+    `uncertain` rows settled by `judge` (left out without one); `chunks`: CHUNKS, to fill the
+    evidence text."""
     # Columns, not rows: one Python list per column of the distinct mentions (sorted), and the
     # per-mention results (key, short form, node) as lists beside them; a dict per mention cost
     # more than everything else resolve does (issue 26's scale figure).
@@ -125,8 +127,10 @@ def resolve(
     uf = _UnionFind()
     merges_between: dict[tuple, tuple[str, float | None]] = {}
     if aliases and fuzzy:
-        table = pairs if pairs is not None else fuzzy_pairs(
-            mentions, fuzzy_threshold=fuzzy_threshold, judge_threshold=judge_threshold, judge=judge)
+        if pairs is None:
+            table = fuzzy_pairs(mentions, fuzzy_threshold=fuzzy_threshold, judge_threshold=judge_threshold, judge=judge)
+        else:  # from shards: one row per pair in a fixed order, the uncertain ones judged here
+            table = settle(concat_pairs([pairs]), judge)
         for etype, a, b, rule, score in zip(*(table.column(c).to_pylist() for c in ("type", "a", "b", "rule", "score"))):
             if (etype, a) in full_keys and (etype, b) in full_keys and uf.union((etype, a), (etype, b)):
                 merges_between[(etype, a, b)] = (rule, score)

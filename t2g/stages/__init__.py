@@ -274,13 +274,32 @@ STAGES: dict[str, Stage] = _registry(
         row_wise=False,
         external="t2g.stages.graph_extract:external_inputs",
     ),
+    # With resolve.shard_size only (the derived section `resolve_blocks`): fuzzy pairs by
+    # shards of blocking keys, each block in one shard, on the recipe's task runner.
+    Stage("resolve-blocks", "t2g.stages.resolve_pairs:resolve_blocks", "resolve_blocks", (Input("mentions", "graph-extract"),),
+          row_wise=False),
+    Stage(
+        "resolve-pairs",
+        "t2g.stages.resolve_pairs:resolve_pairs",
+        "resolve_blocks",
+        (Input("blocks", "resolve-blocks"),),
+        sharding="rows",
+        shard_size=lambda r: r.resolve.shard_size,
+        row_wise=False,
+    ),
     Stage(
         "resolve",
         "t2g.stages.resolve:resolve",
         "resolve",
-        (Input("mentions", "graph-extract"), Input("relations", "graph-extract", side="relations"), Input("chunks", "chunk")),
+        (
+            Input("mentions", "graph-extract"),
+            Input("relations", "graph-extract", side="relations"),
+            Input("chunks", "chunk"),
+            Input("pairs", "resolve-pairs", when=lambda s: s.shard_size is not None),
+        ),
         side=("edges", "mentions", "merges", "evidence"),
         row_wise=False,
+        external="t2g.stages.resolve:external_inputs",
     ),
     Stage(
         "export",
