@@ -290,6 +290,10 @@ DEPLOYMENT_GUARDED: tuple[tuple[str, str], ...] = (
     ("collect.sources.*.path", "a file or folder the worker reads"),
     ("collect.sources.*.dataset", "a dataset path or hub name the worker reads"),
     ("collect.sources.*.data_files", "files the worker reads"),
+    # a graph recipe's documents come from the same source kinds
+    ("corpus.sources.*.path", "a file or folder the worker reads"),
+    ("corpus.sources.*.dataset", "a dataset path or hub name the worker reads"),
+    ("corpus.sources.*.data_files", "files the worker reads"),
     ("evaluate.benchmarks", "files the worker reads"),
 )
 

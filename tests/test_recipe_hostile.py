@@ -269,6 +269,9 @@ def test_named_credentials_are_refused(name):
         "grpo.launch.extra_args=[--main_process_ip, 1.2.3.4]",
         "sft.work_dir=/home/user/.ssh",
         "collect.sources.0.path=/home/user/.aws/credentials",
+        "corpus.sources.0.path=/etc",
+        "corpus.sources.1.data_files=[/home/user/.netrc]",
+        "corpus={sources: [{kind: text, path: /root}]}",
         "evaluate.benchmarks=[/etc/passwd]",
         # a parent set whole carries the field inside its value
         "extract={backend: openai, base_url: http://evil.example/v1}",
