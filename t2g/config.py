@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
 
+from t2g.llm.registry import LabelBackend, LLMBackend, LocalBackend  # the registered LLM backends, read at validation
 # Re-exported: t2g.config stays the one place recipes come from.
 from t2g.recipe_input import (  # noqa: F401
     MAX_DEPTH,
@@ -209,7 +210,7 @@ def check_api_key_env(name: str) -> str:
 
 
 class ExtractConfig(LLMSection):
-    backend: Literal["gold", "transformers", "vllm", "openai"] = "gold"
+    backend: LabelBackend = "gold"
     # Types requested from documents that bring none: sampled per document from these.
     entity_types: list[str] = []
     relation_types: list[str] = []
@@ -255,7 +256,7 @@ class FilterConfig(Section):
 
 class ReasonConfig(LLMSection):
     thinking: bool = False
-    backend: Literal["transformers", "vllm", "openai"] = "transformers"
+    backend: LLMBackend = "transformers"
     shard_size: int = Field(64, ge=1)
     max_think_chars: int = Field(8000, ge=1, description="longer reasoning is dropped")
     max_new_tokens: int = Field(2048, ge=1)
@@ -502,7 +503,7 @@ class SampleConfig(LLMSection):
     `min_reward`. Runs in later rounds only (`rounds`); this section is their default."""
 
     model: Literal["grpo", "sft"] = Field("grpo", description="which model of the round before answers")
-    backend: Literal["transformers", "vllm"] = "transformers"
+    backend: LocalBackend = "transformers"
     k: int = Field(4, ge=1, le=64, description="answers sampled per document")
     max_new_tokens: int = Field(256, ge=1)
     temperature: float = Field(0.8, ge=0)
