@@ -61,7 +61,7 @@ def _run(tmp_path):
 
 def test_the_run_report_reads_as_before(tmp_path):
     recipe, refs, manifests = _run(tmp_path)
-    md = render(recipe, refs, "configs/tiny-r1.yaml", ["sample.k=4"], manifests, TABLE)
+    md = render(recipe, refs, "configs/tiny-r1.yaml", ["sample.k=4"], manifests)
     assert md.replace(str(tmp_path), "<tmp>") == RUN_REPORT
 
 
