@@ -6,7 +6,7 @@ it: the identity the response cache (t2g.llm.cache) and the stage keys
 
 Adding a backend is one module with its class plus one `register(...)` entry at the end
 of this file: the recipe's `backend` fields accept exactly the registered names (the
-`LLMBackend`, `LocalBackend` and `backend_field` types below, read at validation time),
+`LLMBackend`, `LocalBackend` and `LabelBackend` types below, read at validation time),
 t2g.llm builds it, and the cache and the keys identify its model.
 tests/test_llm_registry.py registers a fake backend in a test registry with no other edit.
 
