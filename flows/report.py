@@ -1,47 +1,70 @@
 """The pipeline's run report: one markdown artifact (`t2g-run-report`) per run.
 
 It says what went in (recipe, overrides, store), what came out (each stage's artifact URI,
-rows, cache hit or not, drop reasons), the evaluation's F1 table when the run got that far
-and links to the plots the stages saved. `render` is plain (tested without Prefect);
-`publish` is what the pipeline flow calls at its end.
+rows, cache hit or not, drop reasons, LLM requests), what each stage says of its own output
+(its registry `report` hook, t2g.reporting: the teacher's label quality, the filter's
+repairs, the evaluation's F1 table) and links to the plots the stages saved. No stage is
+named here. `render` is plain (tested without Prefect); `publish` is what the pipeline
+flow calls at its end; `closing_report` is what `t2g run` prints.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
-from typing import Any, Mapping
+import logging
+from typing import Any, Callable, Mapping
 
-from t2g import counts
+from t2g import counts, rounds
 from t2g.config import Recipe
-from t2g.stages.extract import label_quality
+from t2g.dag import DagError, graph
+from t2g.reporting import PARTS, ReportHookError, ReportNode, table
+from t2g.stages import registered
 from tasks.storage import open_store
 
 REPORT_KEY = "t2g-run-report"
 
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return str(value).replace("|", "\\|").replace("\n", " ")
+log = logging.getLogger(__name__)
 
 
-def _table(rows: list[Mapping[str, Any]], columns: list[str] | None = None) -> list[str]:
-    if not rows:
-        return []
-    columns = columns or list(rows[0])
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(r.get(c, "")) for c in columns) + " |" for r in rows]
-    return lines
-
-
-def f1_rows(evaluation: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
-    """The evaluation table's rows (one per model) and its columns: labels (text) first, then scores."""
-    if not evaluation:
-        return [], []
-    columns = list(evaluation[0])
-    labels = [c for c in columns if isinstance(evaluation[0][c], str)]
-    return evaluation, labels + [c for c in columns if c not in labels]
+def stage_parts(
+    recipe: Recipe,
+    summaries: Mapping[str, Mapping[str, Any]],
+    uris: Mapping[str, str],
+    kind: str,
+    read: Callable[[str, str], bytes] | None = None,
+) -> dict[str, list[str]]:
+    """What each node's stage says in a report of `kind` (its registry `report` hook,
+    t2g.reporting), gathered by part, nodes in the order of `summaries`. `read(node,
+    name)`: one of a node's files. A hook that fails (a file gone) is left out: a report
+    never fails a finished run."""
+    try:
+        wired = {name: node.inputs for name, node in graph(recipe).items()}
+    except DagError:
+        wired = {}
+    parts: dict[str, list[str]] = {part: [] for part in PARTS}
+    for name, summary in summaries.items():
+        try:
+            spec = registered(name)
+        except KeyError:
+            continue
+        node = ReportNode(
+            name=name,
+            uri=uris.get(name, ""),
+            round=rounds.parse(name)[1],
+            inputs={param: summaries.get(up) or {} for param, up in wired.get(name, ())},
+            **({"read": lambda file, node=name: read(node, file)} if read else {}),
+        )
+        try:
+            said = spec.report_parts(dict(summary or {}), node, kind)
+        except ReportHookError:
+            raise
+        except Exception as exc:
+            log.warning("the %s report of %s is left out: %s", kind, name, exc)
+            continue
+        for part, lines in said.items():
+            parts[part] += lines
+    return parts
 
 
 def render(
@@ -50,9 +73,10 @@ def render(
     config: str,
     overrides: list[str] | None = None,
     manifests: Mapping[str, Mapping[str, Any]] | None = None,
-    evaluation: list[dict[str, Any]] | None = None,
 ) -> str:
     manifests = manifests or {}
+    summaries = {stage: (m or {}).get("summary") or {} for stage, m in manifests.items()}
+    said = stage_parts(recipe, summaries, {stage: ref.get("uri", "") for stage, ref in refs.items()}, "markdown")
     lines = [f"# t2g run: {recipe.name}", ""]
     if recipe.description:
         lines += [recipe.description, ""]
@@ -65,33 +89,22 @@ def render(
         dropped = sum(counts.reasons(summary).values())
         rows.append({"stage": stage, "rows in": summary.get("rows_in", ""), "rows out": ref.get("rows", ""),
                      "dropped": dropped or "", "cache": "hit" if ref.get("hit") else "ran", "artifact": f"`{ref.get('uri')}`"})  # fmt: skip
-    lines += _table(rows)
+    lines += table(rows)
     reasons = [
         {"stage": stage, "reason": reason, "rows": n}
         for stage, m in manifests.items()
         for reason, n in sorted(((m.get("summary") or {}).get("reasons") or {}).items())
     ]
     if reasons:
-        lines += ["", "### Drop reasons", "", *_table(reasons)]
-    repaired = [
-        {"stage": stage, "repaired (kept)": reason, "rows": n}
-        for stage, m in manifests.items()
-        for reason, n in sorted(((m.get("summary") or {}).get("repaired") or {}).items())
-    ]
-    if repaired:  # kept rows; what repair removed is in <stage>-repaired
-        lines += ["", "### Repaired instead of dropped", "", *_table(repaired)]
-    quality = label_quality((manifests.get("extract") or {}).get("summary") or {})
-    if quality:  # the documents carried gold: how good were the teacher's labels?
-        lines += ["", "### Teacher labels against the documents' gold", "", *_table(quality)]
+        lines += ["", "### Drop reasons", "", *table(reasons)]
+    lines += said["counts"] + said["data"] + said["rounds"]  # the stages' own sections (t2g.reporting)
     from t2g.llm.cache import accounting_lines
 
     spent = [f"- {stage}: " + "; ".join(accounting_lines((m or {}).get("summary") or {})) for stage, m in manifests.items()
              if accounting_lines((m or {}).get("summary") or {})]  # fmt: skip
     if spent:  # what the teacher and the reasoner cost, and what the response cache saved
         lines += ["", "### LLM requests", "", *spent]
-    table, columns = f1_rows(evaluation or [])
-    if columns:
-        lines += ["", "## Evaluation", "", *_table(table, columns)]
+    lines += said["results"] + said["links"]
     plots = [
         f"- [{name}]({refs[stage]['uri']}/{name})"
         for stage, m in manifests.items()
@@ -123,69 +136,25 @@ def llm_lines(store, refs: Mapping[str, Mapping[str, Any]]) -> list[str]:
 
 
 def closing_report(recipe: Recipe, refs: Mapping[str, Mapping[str, Any]]) -> str:
-    """What `t2g run` prints at the end of a run that evaluated: the F1 table and where
-    the report, the predictions and the reward plot are."""
-    if "evaluate" not in refs:
-        return ""
+    """What `t2g run` prints at the end of a run that evaluated (a stage gave `results`):
+    the stages' own lines (t2g.reporting), each part but the last two a paragraph, the
+    results with the links to the stages' files after them."""
     store = open_store(recipe.store)
-    md = store.read_file("evaluate", refs["evaluate"]["key"], "report.md").decode()
-    lines = ["", *data_lines(store, refs), *sample_lines(store, refs), md.strip(), "",
-             f"report:      {refs['evaluate']['uri']}/report.md (and report.json; predictions in the parquet parts)"]  # fmt: skip
-    for name, ref in refs.items():
-        if name == "grpo" or name.startswith("grpo-"):
-            lines.append(f"reward plot: {ref['uri']}/rewards.png" + (f" ({name})" if name != "grpo" else ""))
-    return "\n".join(lines)
 
-
-def sample_lines(store, refs: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """Per rejection-sampling node (`sample-2`, …): documents, answers, what was kept and,
-    where the documents carry gold, how often the kept answer beats the teacher's label."""
-    lines = []
-    for name, ref in refs.items():
-        if not name.startswith("sample-"):
-            continue
+    def summary(ref: Mapping[str, Any]) -> dict[str, Any]:
         try:
-            s = store.manifest(ref["stage"], ref["key"]).get("summary") or {}
+            return store.manifest(ref["stage"], ref["key"]).get("summary") or {}
         except Exception:  # a report never fails a finished run
-            continue
-        if "documents" not in s:
-            continue
-        line = (f"{name}: {s['documents']} documents x {s['samples'] // max(s['documents'], 1)} answers from "
-                f"the round before's {s.get('model')}: {s['accepted']} accepted ({100 * s['acceptance_rate']:.1f}%), "
-                f"mean best reward {s.get('mean_best_reward')}")  # fmt: skip
-        if g := s.get("vs_gold"):
-            line += (f"; against the gold, the kept answer beats the teacher's label on {g['closer']} of "
-                     f"{g['documents']} ({100 * g['closer'] / g['documents']:.1f}%), ties on {g['same']}")
-        lines.append(line + f" ({ref['uri']}/report.md)")
-    return [*lines, ""] if lines else []
-
-
-def data_lines(store, refs: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """Where the student's data came from, when a teacher labelled it: the teacher's
-    labels against the documents' own gold (the toy world's hidden gold), per split, and
-    what the filter removed."""
-
-    def summary(stage: str) -> dict[str, Any]:
-        if stage not in refs:
             return {}
-        return store.manifest(refs[stage]["stage"], refs[stage]["key"]).get("summary") or {}
 
-    lines = []
-    for row in label_quality(summary("extract")):
-        lines.append(
-            f"teacher labels, {row['split']} ({row['documents']} documents, against their gold): "
-            f"entity P/R/F1 {row['entity precision']:.3f} / {row['entity recall']:.3f} / {row['entity f1']:.3f}, "
-            f"relation {row['relation precision']:.3f} / {row['relation recall']:.3f} / {row['relation f1']:.3f}"
-        )
-    kept = summary("filter")
-    if lines and kept:
-        reasons = ", ".join(f"{n} {why}" for why, n in sorted((kept.get("reasons") or {}).items(), key=lambda kv: -kv[1]))
-        fixed = kept.get("repaired") or {}
-        repaired = ", ".join(f"{why}: {n}" for why, n in sorted(fixed.items(), key=lambda kv: -kv[1]))
-        lines.append(f"filter kept {kept.get('kept')} of {kept.get('rows_in')} labelled documents"
-                     + (f", {sum(fixed.values())} of them repaired ({repaired})" if fixed else "")
-                     + (f" (dropped: {reasons})" if reasons else ""))  # fmt: skip
-    return [*lines, ""] if lines else []
+    said = stage_parts(recipe, {name: summary(ref) for name, ref in refs.items()}, {name: ref["uri"] for name, ref in refs.items()},
+                       "text", read=lambda name, file: store.read_file(refs[name]["stage"], refs[name]["key"], file))  # fmt: skip
+    if not said["results"]:
+        return ""
+    lines = [""]
+    for part in PARTS[:-2]:
+        lines += [*said[part], ""] if said[part] else []
+    return "\n".join([*lines, *said["results"], *said["links"]])
 
 
 RUNS = "_runs"  # loose files (t2g.store): one index per run that asks for one
@@ -218,8 +187,6 @@ def publish(recipe: Recipe, refs: Mapping[str, Mapping[str, Any]], config: str, 
             manifests[stage] = store.manifest(ref["stage"], ref["key"])
         except Exception:  # a report never fails a finished run
             manifests[stage] = {}
-    # The evaluate stage keeps its F1 table (one row per model) in its summary.
-    evaluation = (manifests.get("evaluate", {}).get("summary") or {}).get("table") or None
-    markdown = render(recipe, refs, config, overrides, manifests, evaluation)
+    markdown = render(recipe, refs, config, overrides, manifests)
     create_markdown_artifact(markdown, key=REPORT_KEY, description=f"t2g run report: {recipe.name}")
     return markdown

@@ -46,6 +46,7 @@ from t2g.config import (
     SftConfig,
     TextSource,
 )
+from t2g.llm import registry
 from t2g.sources.datafiles import folder_entries, system_problem
 
 TINY = "tiny"  # sft.model built from the config (t2g.training.TINY; that module loads trainers)
@@ -207,11 +208,12 @@ def sft_inputs(cfg: SftConfig) -> dict[str, str | None]:
 
 
 def llm_inputs(cfg: LLMSection) -> dict[str, str | None]:
-    """The model an LLM stage prompts. A served model (openai) is its name, plus the
-    revision when the recipe gives one: the server is trusted to serve what its name says."""
+    """The model an LLM stage prompts, as its backend's registry entry names it
+    (t2g.llm.registry): a served model (openai) by its name, plus the revision when the
+    recipe gives one (the server is trusted to serve what its name says); a local one by
+    `model_identity`."""
     backend = getattr(cfg, "backend", None)
     if backend == "gold" or getattr(cfg, "thinking", True) is False or cfg.model in (None, TEACHER, REASONER, TINY):
         return {}  # no model is prompted, or the model is an upstream artifact
-    if backend == "openai":
-        return {f"served model {cfg.model}": f"served:{cfg.model}@{cfg.model_revision or ''}"}
-    return {f"model {cfg.model}": model_identity(cfg.model, cfg.model_revision)}
+    spec = registry.lookup(backend)
+    return {f"{spec.input_name} {cfg.model}": spec.model_identity(cfg.model, cfg.model_revision)}

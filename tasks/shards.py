@@ -22,6 +22,7 @@ from t2g import shards as sh
 from t2g.config import Recipe
 from t2g.dag import section
 from t2g.llm.cache import use_cache
+from t2g.llm.registry import BACKENDS
 from tasks.gpu import gpu_slot
 from tasks.stage_task import options, prefect_key, publish, refs, t2g_logs_to_run
 from tasks.storage import open_llm_cache, open_store
@@ -31,7 +32,8 @@ def _api_key(cfg: Any) -> str | None:
     """A Prefect Secret block named by the recipe, resolved here (t2g never imports
     prefect); None: the backend reads the environment variable the recipe names."""
     name = getattr(cfg, "api_key_block", None)
-    if getattr(cfg, "backend", None) != "openai" or not name:
+    served = BACKENDS.get(getattr(cfg, "backend", None))
+    if served is None or served.local or not name:
         return None
     from prefect.blocks.system import Secret
 

@@ -147,7 +147,7 @@ def stage_task(stage: str) -> Task:
         result_serializer="json",
         # Under Prefect's print capture the trainers' dataset preparation floods the run
         # log with bytecode listings (and every progress print would be an API call).
-        log_prints=not registered(stage).model and registered(stage).name != "evaluate",
+        log_prints=registered(stage).log_prints,
     )
 
 

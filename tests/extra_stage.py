@@ -12,3 +12,13 @@ def word_counts(cfg: dict, docs: pa.Table) -> StageResult:
     words = [len(text.split()) for text in docs.column("text").to_pylist()]
     table = pa.table({"id": docs.column("id"), "words": pa.array(words, pa.int64())})
     return StageResult(main=table, summary={"rows_in": docs.num_rows, "rows_out": docs.num_rows, "words": sum(words)})
+
+
+def word_report(summary: dict, node, kind: str) -> dict[str, list[str]]:
+    """Its report hook (t2g.reporting): tests/test_report_hooks.py shows it reaches both
+    reports with no edit in flows/."""
+    if "words" not in summary:
+        return {}
+    if kind == "markdown":
+        return {"data": ["", "### Words", "", f"{summary['words']} words in {node.name}"]}
+    return {"data": [f"{node.name}: {summary['words']} words ({node.uri})"]}

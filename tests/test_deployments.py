@@ -186,7 +186,7 @@ def test_run_report_lists_inputs_artifacts_drops_f1_and_plots():
         "grpo": {"files": {"rewards.png": "digest"}},
         "evaluate": {"summary": {"table": table}},
     }
-    md = render(recipe, refs, "configs/tiny-gold.yaml", ["filter.max_entities=10"], manifests, table)
+    md = render(recipe, refs, "configs/tiny-gold.yaml", ["filter.max_entities=10"], manifests)
     assert "# t2g run: tiny-gold" in md and "`configs/tiny-gold.yaml`" in md and "`filter.max_entities=10`" in md
     assert "| filter | 100 | 90 | 10 | ran | `file:///tmp/store/filter/k1` |" in md
     assert "| filter | ungrounded entity | 7 |" in md
@@ -195,11 +195,11 @@ def test_run_report_lists_inputs_artifacts_drops_f1_and_plots():
     assert "Teacher labels" not in md  # gold labels: nothing to score
     assert "Repaired instead of dropped" not in md
     repaired = {**manifests, "filter": {"summary": {**manifests["filter"]["summary"], "repaired": {"ungrounded entity removed": 5}}}}
-    md = render(recipe, refs, "configs/tiny-gold.yaml", [], repaired, table)
+    md = render(recipe, refs, "configs/tiny-gold.yaml", [], repaired)
     assert "### Repaired instead of dropped" in md and "| filter | ungrounded entity removed | 5 |" in md
 
     vs_gold = {"pool": {"documents": 10, "entities": {"tp": 6, "fp": 2, "fn": 4}, "relations": {"tp": 1, "fp": 1, "fn": 3}}}
-    md = render(recipe, refs, "configs/tiny-gold.yaml", [], {**manifests, "extract": {"summary": {"vs_gold": vs_gold}}}, table)
+    md = render(recipe, refs, "configs/tiny-gold.yaml", [], {**manifests, "extract": {"summary": {"vs_gold": vs_gold}}})
     assert "### Teacher labels against the documents' gold" in md
     assert "| pool | 10 | 0.750 | 0.600 | 0.667 | 0.500 | 0.250 | 0.333 |" in md
 
@@ -207,10 +207,16 @@ def test_run_report_lists_inputs_artifacts_drops_f1_and_plots():
 def test_closing_report_says_how_good_the_teachers_labels_were_and_what_the_filter_dropped(tmp_path):
     import pyarrow as pa
 
-    from flows.report import data_lines
+    from flows.report import stage_parts
     from t2g.store import Store
 
     store = Store(f"file://{tmp_path}")
+    recipe = load_recipe(TINY, store=f"file://{tmp_path}")
+
+    def data_lines(store, refs):  # the closing text's first paragraph: extract's and the filter's report hooks
+        summaries = {n: store.manifest(r["stage"], r["key"]).get("summary") or {} for n, r in refs.items()}
+        return stage_parts(recipe, summaries, {n: r["uri"] for n, r in refs.items()}, "text")["data"]
+
     vs_gold = {"pool": {"documents": 10, "entities": {"tp": 6, "fp": 2, "fn": 4}, "relations": {"tp": 1, "fp": 1, "fn": 3}}}
     refs = {
         "extract": store.write("extract", "e1", pa.table({"x": [1]}), meta={"summary": {"vs_gold": vs_gold}}).to_dict(),
@@ -219,7 +225,6 @@ def test_closing_report_says_how_good_the_teachers_labels_were_and_what_the_filt
     assert data_lines(store, refs) == [
         "teacher labels, pool (10 documents, against their gold): entity P/R/F1 0.750 / 0.600 / 0.667, relation 0.500 / 0.250 / 0.333",
         "filter kept 4 of 10 labelled documents (dropped: 4 ungrounded entity, 2 dangling relation)",
-        "",
     ]
     summary = {"rows_in": 10, "kept": 7, "reasons": {"dangling relation": 3}, "repaired": {"ungrounded entity removed": 4}}
     repaired = {**refs, "filter": store.write("filter", "f2", pa.table({"x": [1]}), meta={"summary": summary}).to_dict()}

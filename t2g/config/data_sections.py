@@ -6,6 +6,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field, model_validator
 
+from t2g.llm.registry import LabelBackend, LLMBackend  # the registered LLM backends, read at validation
 from t2g.config.llm_section import LLMSection
 from t2g.config.section import Section
 
@@ -98,7 +99,7 @@ class CollectConfig(Section):
 
 
 class ExtractConfig(LLMSection):
-    backend: Literal["gold", "transformers", "vllm", "openai"] = "gold"
+    backend: LabelBackend = "gold"
     # Types requested from documents that bring none: sampled per document from these.
     entity_types: list[str] = []
     relation_types: list[str] = []
@@ -144,7 +145,7 @@ class FilterConfig(Section):
 
 class ReasonConfig(LLMSection):
     thinking: bool = False
-    backend: Literal["transformers", "vllm", "openai"] = "transformers"
+    backend: LLMBackend = "transformers"
     shard_size: int = Field(64, ge=1)
     max_think_chars: int = Field(8000, ge=1, description="longer reasoning is dropped")
     max_new_tokens: int = Field(2048, ge=1)

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from t2g.llm.registry import LocalBackend  # the registered LLM backends, read at validation
 from t2g.config.data_sections import FilterConfig
 from t2g.config.llm_section import LLMSection
 from t2g.config.section import Section
@@ -19,7 +20,7 @@ class SampleConfig(LLMSection):
     `min_reward`. Runs in later rounds only (`rounds`); this section is their default."""
 
     model: Literal["grpo", "sft"] = Field("grpo", description="which model of the round before answers")
-    backend: Literal["transformers", "vllm"] = "transformers"
+    backend: LocalBackend = "transformers"
     k: int = Field(4, ge=1, le=64, description="answers sampled per document")
     max_new_tokens: int = Field(256, ge=1)
     temperature: float = Field(0.8, ge=0)

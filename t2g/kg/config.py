@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal, Union, get_args
 from pydantic import Field, ValidationError, model_serializer, model_validator
 
 from t2g.config import CollectConfig, LLMSection, Recipe, RecipeError, Section, Source, read_recipe, validate_recipe
+from t2g.llm.registry import LLMBackend
 
 GRPO = "@grpo"  # graph.model: the GRPO model the same recipe trains (round 1's)
 GRAPH_SECTIONS = ("corpus", "chunk", "graph", "resolve", "export")
@@ -76,7 +77,7 @@ class GraphConfig(LLMSection):
     """Graph extraction over chunks with any t2g.llm backend: the LLM settings are
     extract's (LLMSection); `model` may also be "@grpo"."""
 
-    backend: Literal["transformers", "vllm", "openai"] = "transformers"
+    backend: LLMBackend = "transformers"
     entity_types: list[str] = Field(min_length=1)
     relation_types: list[str] = []
     seed: int = 0

@@ -1,5 +1,6 @@
-"""LLM generation for the teacher and the reasoner: one protocol (t2g.llm.base), three
-backends chosen by the recipe (transformers, vllm, openai).
+"""LLM generation for the teacher and the reasoner: one protocol (t2g.llm.base), the
+backends chosen by the recipe (transformers, vllm, openai: t2g.llm.registry says how each
+is built and what names its model).
 
 A backend holds a loaded model (or a client configuration), so it is created once per
 worker process and reused by every shard that process runs: `get_backend` caches it by
@@ -15,6 +16,7 @@ import os
 import threading
 from typing import Any
 
+from t2g.llm import registry
 from t2g.llm.base import Backend, Request, Result, Sampling, failed
 
 __all__ = ["Backend", "Request", "Result", "Sampling", "failed", "get_backend", "engine_settings", "resolve_api_key"]
@@ -22,28 +24,11 @@ __all__ = ["Backend", "Request", "Result", "Sampling", "failed", "get_backend", 
 _CACHE: dict[tuple, Backend] = {}
 _LOCK = threading.Lock()
 
-# The settings that shape a loaded engine; sampling and per-request settings are not here.
-_ENGINE_FIELDS = {
-    "transformers": ("model", "trust_remote_code", "device", "dtype", "batch_size", "too_long", "max_prompt_tokens"),
-    "vllm": (
-        "model",
-        "trust_remote_code",
-        "dtype",
-        "tensor_parallel_size",
-        "quantization",
-        "max_model_len",
-        "gpu_memory_utilization",
-        "too_long",
-        "max_prompt_tokens",
-    ),
-    "openai": ("model", "base_url", "max_in_flight", "timeout_s", "max_retries", "backoff_s"),
-}
-
 
 def engine_settings(cfg: Any, model: str) -> dict[str, Any]:
     """The engine settings of a recipe section (ExtractConfig/ReasonConfig), with the
     model resolved (e.g. "@teacher" replaced by a local folder)."""
-    settings = {name: getattr(cfg, name) for name in _ENGINE_FIELDS[cfg.backend]}
+    settings = {name: getattr(cfg, name) for name in registry.lookup(cfg.backend).engine_fields}
     settings["model"] = model
     return settings
 
@@ -63,25 +48,24 @@ def resolve_api_key(cfg: Any, api_key: str | None = None) -> str:
 
 
 def get_backend(backend: str, settings: dict[str, Any], api_key: str | None = None) -> Backend:
-    """The process-wide backend for these settings, created on first use."""
+    """The process-wide backend for these settings, created on first use (a ValueError
+    naming the registered backends for an unknown one)."""
+    spec = registry.lookup(backend)
     digest = hashlib.sha256((api_key or "").encode()).hexdigest()[:16]  # the key itself is never kept in the cache key
     key = (backend, tuple(sorted((k, repr(v)) for k, v in settings.items())), digest)
     with _LOCK:
         if key not in _CACHE:
-            if backend in LOCAL:
+            if spec.local:
                 _evict_local()
-            _CACHE[key] = _create(backend, settings, api_key)
+            _CACHE[key] = spec.create(settings, api_key)
         return _CACHE[key]
-
-
-LOCAL = ("transformers", "vllm")  # backends that hold a model in this process's (GPU) memory
 
 
 def _evict_local() -> None:
     """One local model per process: the teacher's engine goes before the reasoner's
     loads (two 70B engines do not fit one node). Best effort for vLLM, whose workers
     release the GPUs once the engine is garbage-collected."""
-    stale = [k for k in _CACHE if k[0] in LOCAL]
+    stale = [k for k in _CACHE if getattr(registry.BACKENDS.get(k[0]), "local", True)]  # unregistered since: gone too
     if not stale:
         return
     for k in stale:
@@ -96,22 +80,6 @@ def _evict_local() -> None:
             torch.cuda.empty_cache()
     except ImportError:  # pragma: no cover
         pass
-
-
-def _create(backend: str, settings: dict[str, Any], api_key: str | None) -> Backend:
-    if backend == "transformers":
-        from t2g.llm.hf import TransformersBackend
-
-        return TransformersBackend(**settings)
-    if backend == "vllm":
-        from t2g.llm.vllm_backend import VllmBackend
-
-        return VllmBackend(**settings)
-    if backend == "openai":
-        from t2g.llm.openai_backend import OpenAIBackend
-
-        return OpenAIBackend(**settings, api_key=api_key or "EMPTY")
-    raise ValueError(f"unknown LLM backend {backend!r}; choose transformers, vllm or openai")
 
 
 def clear_cache() -> None:

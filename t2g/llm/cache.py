@@ -10,12 +10,13 @@ result arrives (a kill loses only the requests in flight); only results without 
 are written. Two writers of one key write the same answer (or, sampling without a seed,
 an equally valid one): the last wins, whole. A lookup is one GET; nothing lists.
 
-Identity (`identity`): a local model folder (an "@teacher" artifact, a checkpoint) by
-its content digest (t2g.fingerprint); a hub name only with `model_revision` pinned, since
-an unpinned name can change its weights under the cache: such a model gets no cache
-(`identity` returns None, and the stage says so in its summary). An openai-compatible
-server is named by its served name plus the optional `model_revision`: whoever serves it
-vouches for the name (set or change `model_revision` when the weights behind it change).
+Identity (`identity`), as the backend's registry entry (t2g.llm.registry) names its
+model: for a local backend, a model folder (an "@teacher" artifact, a checkpoint) by its
+content digest (t2g.fingerprint); a hub name only with `model_revision` pinned, since an
+unpinned name can change its weights under the cache: such a model gets no cache
+(`identity` returns None, and the stage says so in its summary). A served backend
+(openai-compatible) by its served name plus the optional `model_revision`: whoever serves
+it vouches for the name (set or change `model_revision` when the weights behind it change).
 
 Which cache: the orchestration opens it from the recipe (`open_cache`: the store named
 by `llm_cache`, default the recipe's own store) and wraps the stage in `use_cache(...)`,
@@ -38,8 +39,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Sequence
 
-from t2g.fingerprint import model_identity
-from t2g.llm import engine_settings, get_backend, resolve_api_key
+from t2g.llm import engine_settings, get_backend, registry, resolve_api_key
 from t2g.llm.base import Backend, Request, Result
 from t2g.store import Store
 
@@ -62,13 +62,9 @@ log = logging.getLogger(__name__)
 def identity(backend: str, cfg: Any, model: str) -> str | None:
     """What names the model behind a stage's requests, with the engine settings that
     change its answers; None: not cacheable (an unpinned hub model)."""
-    revision = getattr(cfg, "model_revision", None)
-    if backend == "openai":
-        who = f"served:{model}@{revision or ''}"
-    else:
-        who = model_identity(model, revision)
-        if who is None:
-            return None
+    who = registry.lookup(backend).model_identity(model, getattr(cfg, "model_revision", None))
+    if who is None:
+        return None
     settings = {name: getattr(cfg, name, None) for name in _ANSWER_SETTINGS}
     return json.dumps({"backend": backend, "model": who, "settings": settings}, sort_keys=True)
 

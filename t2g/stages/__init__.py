@@ -24,6 +24,7 @@ from typing import Any, Callable, Literal
 
 from t2g import rounds as _rounds
 from t2g.config import REASONER, TEACHER
+from t2g.reporting import Kind, ReportNode, checked
 from t2g.stage import StageResult, code_version, import_closure
 
 
@@ -81,6 +82,20 @@ class Stage:
     # "once": a node in round 1 only; "every": also in each later round of the recipe, with
     # the round's merged section (Recipe.round_section); "later": in later rounds only.
     rounds: Literal["once", "every", "later"] = "once"
+    # "module:attr", called with a node's summary, a view of the node and the report's
+    # kind: what the stage says about its output in the run's reports, {part: lines}
+    # (t2g.reporting). None: the generic rows only (counts, drop reasons, plots).
+    report: str | None = None
+    # Its function prints so much (model loading, generation) that the task keeps prints
+    # out of the run log; a stage whose output is a model folder (trainers) always does.
+    quiet: bool = False
+
+    @property
+    def log_prints(self) -> bool:
+        return not (self.model or self.quiet)
+
+    def report_parts(self, summary: dict[str, Any], node: ReportNode, kind: Kind) -> dict[str, list[str]]:
+        return checked(_attr(self.report)(summary, node, kind), self.name) if self.report else {}
 
     def in_round(self, round: int) -> bool:
         return round == 1 if self.rounds == "once" else round > 1 if self.rounds == "later" else round >= 1
@@ -166,6 +181,7 @@ STAGES: dict[str, Stage] = _registry(
         shard_size=lambda r: r.extract.shard_size if r.extract.backend != "gold" else None,
         gpu=True,
         external="t2g.fingerprint:llm_inputs",
+        report="t2g.stages.extract:run_report",
     ),
     Stage(
         "filter",
@@ -175,6 +191,7 @@ STAGES: dict[str, Stage] = _registry(
         side=("dropped", "repaired"),  # repaired: only with filter.ungrounded: repair
         sharding="rows",
         shard_size=lambda r: r.orchestration.filter_shard_size,
+        report="t2g.stages.filter:run_report",
     ),
     # The tiny reasoner: a model bootstrapped on the toy world's rationales of one split.
     Stage("reasoner", "t2g.stages.reasoner:reasoner", "reasoner",
@@ -217,6 +234,7 @@ STAGES: dict[str, Stage] = _registry(
         model=True,
         row_wise=False,
         rounds="every",
+        report="t2g.stages.grpo:run_report",
     ),
     # Rejection sampling: the round before's model answers each labelled document k times;
     # the best answer that passes the filter's checks and reaches min_reward is kept.
@@ -234,6 +252,7 @@ STAGES: dict[str, Stage] = _registry(
         check="t2g.rewards:check_section",
         gpu=True,
         rounds="later",
+        report="t2g.stages.sample:run_report",
     ),
     Stage(
         "evaluate",
@@ -247,6 +266,8 @@ STAGES: dict[str, Stage] = _registry(
         gpu=True,
         row_wise=False,
         external="t2g.fingerprint:benchmark_inputs",
+        report="t2g.stages.evaluate:run_report",
+        quiet=True,  # loads and prompts every round's models
     ),
     # The corpus graph (docs/graph.md): optional sections (t2g.kg.config), so a recipe
     # without them has none of these nodes. Documents of collect's corpus split -> chunks

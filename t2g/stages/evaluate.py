@@ -21,6 +21,7 @@ from typing import Any, Sequence
 
 import pyarrow as pa
 
+from t2g import reporting
 from t2g.config import EvaluateConfig
 from t2g.evaluation import evaluate as score, read_interchange
 from t2g.graph import graph_from_obj, json_schema, parse_completion
@@ -31,6 +32,7 @@ from t2g.rounds import later_models
 from t2g.stage import StageResult
 from t2g.training import TINY, TrainingError, load_model, load_tokenizer, read_base, rebuild_tiny, trained_to_think
 
+REPORT = "report.md"  # the evaluation's tables and comparisons, for people
 PRED_SCHEMA = pa.schema(
     [
         pa.field("dataset", pa.string()),
@@ -186,6 +188,25 @@ def table_rows(reports: dict[str, dict]) -> list[dict[str, Any]]:
     ]
 
 
+def f1_rows(evaluation: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The evaluation table's rows (one per model) and its columns: labels (text) first, then scores."""
+    if not evaluation:
+        return [], []
+    columns = list(evaluation[0])
+    labels = [c for c in columns if isinstance(evaluation[0][c], str)]
+    return evaluation, labels + [c for c in columns if c not in labels]
+
+
+def run_report(summary: dict[str, Any], node: reporting.ReportNode, kind: reporting.Kind) -> dict[str, list[str]]:
+    """The registry's report hook (t2g.reporting): the F1 table in the run report; the
+    whole report.md, and where it is, in the closing text."""
+    if kind == "markdown":
+        rows, columns = f1_rows(summary.get("table") or [])
+        return {"results": ["", "## Evaluation", "", *reporting.table(rows, columns)]} if columns else {}
+    md = node.read(REPORT).decode()
+    return {"results": [md.strip(), "", f"report:      {node.uri}/{REPORT} (and report.json; predictions in the parquet parts)"]}
+
+
 def evaluate(cfg: EvaluateConfig, docs: pa.Table, sft_model: Path, grpo_model: Path | None = None, **later: Path) -> StageResult:
     """Score the models `cfg.models` names; without a GRPO model (evaluate-only on an SFT
     artifact) "grpo" is left out. `later`: the later rounds' models (`sft_model_2`, …),
@@ -233,5 +254,5 @@ def evaluate(cfg: EvaluateConfig, docs: pa.Table, sft_model: Path, grpo_model: P
         "skipped_benchmarks": skipped,
         "seconds": round(time.time() - started, 1),
     }
-    files = {"report.json": json.dumps(full, indent=1).encode(), "report.md": ("\n\n".join(md) + "\n").encode()}
+    files = {"report.json": json.dumps(full, indent=1).encode(), REPORT: ("\n\n".join(md) + "\n").encode()}
     return StageResult(main=pa.Table.from_pylist(rows, schema=PRED_SCHEMA), summary=summary, files=files)

@@ -19,7 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from t2g import llm
+from t2g import llm, reporting
 from t2g.config import TEACHER, ExtractConfig  # TEACHER: the model artifact passed as the stage's second input
 from t2g.graph import graph_from_obj, json_schema, parse_completion
 from t2g.llm import cache as llm_cache
@@ -217,6 +217,23 @@ def label_quality(summary: dict[str, Any]) -> list[dict[str, Any]]:
             row.update({f"{label} {k}": round(v, 3) for k, v in prf.items()})
         rows.append(row)
     return rows
+
+
+def run_report(summary: dict[str, Any], node: reporting.ReportNode, kind: reporting.Kind) -> dict[str, list[str]]:
+    """The registry's report hook (t2g.reporting): how good the teacher's labels were
+    against the documents' own gold, per split; nothing for gold labels or documents
+    without gold."""
+    quality = label_quality(summary)
+    if not quality:
+        return {}
+    if kind == "markdown":
+        return {"data": ["", "### Teacher labels against the documents' gold", "", *reporting.table(quality)]}
+    return {"data": [
+        f"teacher labels, {row['split']} ({row['documents']} documents, against their gold): "
+        f"entity P/R/F1 {row['entity precision']:.3f} / {row['entity recall']:.3f} / {row['entity f1']:.3f}, "
+        f"relation {row['relation precision']:.3f} / {row['relation recall']:.3f} / {row['relation f1']:.3f}"
+        for row in quality
+    ]}  # fmt: skip
 
 
 def _graph(res: llm.Result, etypes: list[str], rtypes: list[str]) -> tuple[str | None, str]:

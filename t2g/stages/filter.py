@@ -43,6 +43,7 @@ from typing import Any, Iterator, Sequence
 
 import pyarrow as pa
 
+from t2g import reporting
 from t2g.config import AugmentConfig, FilterConfig
 from t2g.graph import Entity, Graph, Relation, graph_from_obj
 from t2g.metrics import normalise
@@ -167,6 +168,24 @@ def filter_graphs(cfg: FilterConfig, table: pa.Table) -> StageResult:
         summary["repair_removed"] = removed
         summary["repaired_then_dropped"] = {why: n for why, n in sorted(then_dropped.items()) if n}
     return StageResult(main=pa.Table.from_pydict(out, schema=MAIN_SCHEMA), side=side, summary=summary)
+
+
+def run_report(summary: dict[str, Any], node: reporting.ReportNode, kind: reporting.Kind) -> dict[str, list[str]]:
+    """The registry's report hook (t2g.reporting): the run report's table of what was
+    repaired instead of dropped; in the closing text, after the teacher's label quality
+    (only when its labels, the `table` input, were scored against gold), how many of
+    those labelled documents were kept, repaired and dropped, and why."""
+    repaired = summary.get("repaired") or {}
+    if kind == "markdown":
+        rows = [{"stage": node.name, "repaired (kept)": why, "rows": n} for why, n in sorted(repaired.items())]
+        return {"counts": ["", "### Repaired instead of dropped", "", *reporting.table(rows)]} if rows else {}
+    if not summary or not (node.inputs.get("table") or {}).get("vs_gold"):
+        return {}
+    dropped = ", ".join(f"{n} {why}" for why, n in sorted((summary.get("reasons") or {}).items(), key=lambda kv: -kv[1]))
+    fixed = ", ".join(f"{why}: {n}" for why, n in sorted(repaired.items(), key=lambda kv: -kv[1]))
+    return {"data": [f"filter kept {summary.get('kept')} of {summary.get('rows_in')} labelled documents"
+                     + (f", {sum(repaired.values())} of them repaired ({fixed})" if repaired else "")
+                     + (f" (dropped: {dropped})" if dropped else "")]}  # fmt: skip
 
 
 def _rows(table: pa.Table) -> Iterator[dict[str, Any]]:

@@ -18,9 +18,11 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
+from t2g import reporting
 from t2g.checkpoints import checkpoint_step, mirror_callbacks, resume_from
 from t2g.progress import trainer_callback
 from t2g.config import GrpoConfig
@@ -49,6 +51,17 @@ from t2g.training import (
 # the column the rewards read.
 COLUMNS = ("text", "entity_types", "relation_types", "graph")
 CURVE_SCHEMA = pa.schema([pa.field("step", pa.int64()), pa.field("reward", pa.string()), pa.field("mean", pa.float64())])
+
+
+PLOT = "rewards.png"  # the per-step reward means, drawn
+
+
+def run_report(summary: dict[str, Any], node: reporting.ReportNode, kind: reporting.Kind) -> dict[str, list[str]]:
+    """The registry's report hook (t2g.reporting): where the reward plot is, after the
+    evaluation in the closing text (the run report links every plot already)."""
+    if kind != "text":
+        return {}
+    return {"links": [f"reward plot: {node.uri}/{PLOT}" + (f" ({node.name})" if node.round > 1 else "")]}
 
 
 def relation_count(graph: str | None) -> int:
@@ -184,5 +197,5 @@ def grpo(cfg: GrpoConfig, reasoned: pa.Table, sft_model: Path) -> StageResult:
         **final_metrics(history),
         "seconds": round(time.time() - started, 1),
     }
-    files = {"rewards.png": plot_curves(curves)}
+    files = {PLOT: plot_curves(curves)}
     return StageResult(main=log_table(history), side={"rewards": curves}, summary=summary, files=files, model_dir=out)

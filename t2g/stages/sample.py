@@ -46,7 +46,7 @@ from typing import Any, Sequence
 
 import pyarrow as pa
 
-from t2g import llm
+from t2g import llm, reporting
 from t2g.config import FilterConfig, SampleConfig
 from t2g.graph import Graph, graph_from_obj, json_schema, parse_completion
 from t2g.llm import cache as llm_cache
@@ -442,6 +442,22 @@ def report(cfg: SampleConfig, s: dict[str, Any]) -> str:
             f"| teacher labels | {_prf(g['label']['entities'])} | {_prf(g['label']['relations'])} |",
         ]
     return "\n".join(lines) + "\n"
+
+
+def run_report(summary: dict[str, Any], node: reporting.ReportNode, kind: reporting.Kind) -> dict[str, list[str]]:
+    """The registry's report hook (t2g.reporting): one line of the closing text per
+    round: documents, answers, what was kept and, where the documents carry gold, how
+    often the kept answer beats the teacher's label."""
+    s = summary
+    if kind != "text" or "documents" not in s:
+        return {}
+    line = (f"{node.name}: {s['documents']} documents x {s['samples'] // max(s['documents'], 1)} answers from "
+            f"the round before's {s.get('model')}: {s['accepted']} accepted ({100 * s['acceptance_rate']:.1f}%), "
+            f"mean best reward {s.get('mean_best_reward')}")  # fmt: skip
+    if g := s.get("vs_gold"):
+        line += (f"; against the gold, the kept answer beats the teacher's label on {g['closer']} of "
+                 f"{g['documents']} ({100 * g['closer'] / g['documents']:.1f}%), ties on {g['same']}")
+    return {"rounds": [line + f" ({node.uri}/report.md)"]}
 
 
 def plot(best: Sequence[float], every: Sequence[float], min_reward: float) -> bytes:
