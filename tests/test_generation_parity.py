@@ -4,7 +4,7 @@ backend (t2g.inference) exactly as the retired t2g.inference.Generator answered.
 tests/data/generation_parity.json holds what that Generator answered, greedily, on the
 models built here (an untrained tiny model, the same with sharpened weights, one trained
 for a few steps), recorded with `python -m tests.test_generation_parity` at the commit
-before it was retired: free and schema-constrained answers, the thinking prompt, mixed
+before it was retired (ee96a8f, where this test called the Generator): free and schema-constrained answers, the thinking prompt, mixed
 prompt lengths in batches, evaluate's report (F1 figures, comparisons, every completion)
 and `extract`'s graphs. The tests assert the generation path of today gives the same
 strings and figures. Greedy answers depend on the float kernels: the recording says
@@ -131,12 +131,11 @@ GENERATE_CASES = {
 
 def generate_case(models: dict[str, Path], name: str) -> list[list[Any]]:
     """[text, finish_reason] of each answer of case `name`, through today's path."""
-    from t2g.inference import Generator
+    from t2g.inference import LocalGenerator, greedy
 
     model, thinking, constrained, max_new, batch = GENERATE_CASES[name]
     chats, schemas = chats_of(7, thinking)
-    gen = Generator.load(models[model])
-    answers = gen.generate(chats, max_new_tokens=max_new, batch_size=batch, schemas=schemas if constrained else None)
+    answers = LocalGenerator(models[model], batch).generate(greedy(chats, max_new, schemas if constrained else None))
     return [[a.text, a.finish_reason] for a in answers]
 
 
