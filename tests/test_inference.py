@@ -80,3 +80,26 @@ def test_answers_come_back_in_the_order_asked_whatever_the_batching(model):
     gen.backend().batch_size = 2
     together = [a.text for a in gen.generate(greedy(chats, 12))]
     assert together == alone
+
+
+def test_a_model_given_its_content_digest_is_named_by_its_bytes(tmp_path):
+    # A tiny base is rebuilt into a new temporary folder on every evaluation: its weights
+    # (over 1 MiB in the demo) would be named by their file times and never be found in
+    # the cache again; named by their bytes they are, and other bytes are another model.
+    import os
+    import shutil
+
+    from t2g.fingerprint import data_digest
+    from t2g.inference import LocalModel, model_identity
+
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    a.mkdir()
+    (a / "config.json").write_text("{}")
+    (a / "model.safetensors").write_bytes(b"\0" * (2 << 20))
+    shutil.copytree(a, b)
+    os.utime(b / "model.safetensors", ns=(1, 1))
+    shutil.copytree(a, c)
+    (c / "model.safetensors").write_bytes(b"\1" * (2 << 20))
+    named = {p: model_identity(LocalModel(str(p), content=data_digest(p))) for p in (a, b, c)}
+    assert named[a] == named[b] != named[c]
+    assert model_identity(LocalModel(str(a))) != model_identity(LocalModel(str(b)))  # file times: why the bytes are needed
