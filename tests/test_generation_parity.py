@@ -8,7 +8,7 @@ before it was retired (ee96a8f, where this test called the Generator): free and 
 prompt lengths in batches, evaluate's report (F1 figures, comparisons, every completion)
 and `extract`'s graphs. The tests assert the generation path of today gives the same
 strings and figures. Greedy answers depend on the float kernels: the recording says
-which torch and transformers made it, and a run under others is skipped with that reason
+which torch, transformers and device made it, and a run under others is skipped with that reason
 (re-record then, after checking the answers are still right).
 """
 
@@ -50,7 +50,9 @@ def versions() -> dict[str, str]:
     import torch
     import transformers
 
-    return {"torch": torch.__version__, "transformers": transformers.__version__}
+    # The device too: the backend runs on CUDA where there is one, with other kernels.
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "device": device}
 
 
 def build_models(root: Path) -> dict[str, Path]:
