@@ -83,13 +83,14 @@ def extract(
     except InputError as exc:
         _refuse(str(exc))
 
-    from t2g.inference import Generator
+    from t2g.inference import LocalGenerator, LocalModel
     from t2g.inference import extract as run_extract
     from t2g.kg.guard import drop_ungrounded
     from t2g.training import TrainingError
 
     try:
-        generator = Generator.load(_model_folder(model), trust_remote_code)
+        generator = LocalGenerator(LocalModel(_model_folder(model), trust_remote_code), batch_size)
+        generator.backend()  # load now: a model that does not load fails before any output
     except TrainingError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)

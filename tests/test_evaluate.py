@@ -111,7 +111,7 @@ def test_type_conformity_counts_items():
 def test_a_student_trained_to_think_is_prompted_to_think_and_scored_on_its_format(model, tmp_path):
     import shutil
 
-    from t2g.inference import Generator
+    from t2g.inference import LocalGenerator
     from t2g.prompts import THINKING_SUFFIX
     from t2g.stages.evaluate import run_model
     from t2g.training import BASE_FILE
@@ -130,16 +130,80 @@ def test_a_student_trained_to_think_is_prompted_to_think_and_scored_on_its_forma
     # The prompt a thinking model gets asks for the thinking (the real model answers it).
     seen = []
 
-    class Recording(Generator):
-        def generate(self, chats, **kw):
-            seen.extend(chats)
-            return super().generate(chats, **kw)
+    class Recording(LocalGenerator):
+        def generate(self, requests):
+            seen.extend(r.messages for r in requests)
+            return super().generate(requests)
 
     records = held_out(docs, "test", None)
-    run_model(Recording.load(thinker), records, cfg, thinking=True)
-    run_model(Recording.load(thinker), records, cfg, thinking=False)
+    run_model(Recording(thinker), records, cfg, thinking=True)
+    run_model(Recording(thinker), records, cfg, thinking=False)
+    assert len(seen) == 6
     assert all(THINKING_SUFFIX in c[0]["content"] for c in seen[:3])
     assert not any(THINKING_SUFFIX in c[0]["content"] for c in seen[3:])
     assert "| format | think chars |" in result.files["report.md"].decode()
     with pytest.raises(TrainingError, match="no room for <think>"):
         evaluate(EvaluateConfig(max_new_tokens=8, constrained=True, models=["sft"]), docs, thinker)
+
+
+def test_re_evaluating_the_same_models_on_the_same_texts_asks_nothing(model, tmp_path, monkeypatch):
+    """Evaluate generates through the LLM response cache: a second evaluation answers
+    every request from it and loads no model, with the same report and completions; the
+    cache is content-addressed, so new weights in the same folder are asked again."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from t2g.llm import hf
+    from t2g.llm.cache import ResponseCache, use_cache
+    from t2g.store import Store
+
+    def scaled(folder, factor):
+        lm = AutoModelForCausalLM.from_pretrained(folder)
+        with torch.no_grad():
+            for p in lm.parameters():
+                p.mul_(factor)
+        lm.save_pretrained(folder)
+
+    sft, grpo = tmp_path / "sft", tmp_path / "grpo"
+    shutil.copytree(model, sft)
+    shutil.copytree(model, grpo)
+    scaled(grpo, 8.0)  # other weights: other answers (a copy of sft would share its entries)
+    docs = collect_table({"seed": 2, "test": 3})
+    cfg = EvaluateConfig(max_new_tokens=8, batch_size=2)
+    cache = ResponseCache(Store(f"file://{tmp_path / 'cache'}"))
+    loads = []
+    real_init = hf.TransformersBackend.__init__
+
+    def counting_init(self, model, *args, **kwargs):
+        loads.append(model)
+        real_init(self, model, *args, **kwargs)
+
+    monkeypatch.setattr(hf.TransformersBackend, "__init__", counting_init)
+
+    def run():
+        with use_cache(cache):
+            return evaluate(cfg, docs, sft, grpo)
+
+    first = run()
+    assert len(loads) == 3 and first.summary["llm"]["cache_misses"] == 9, first.summary["llm"]  # 3 models x 3 documents
+    second = run()
+    assert len(loads) == 3, "a model was loaded although the cache held every answer"
+    assert second.summary["llm"]["cache_hits"] == 9 and second.summary["llm"]["cache_misses"] == 0
+    assert second.main.to_pylist() == first.main.to_pylist()
+    assert second.files["report.json"] == first.files["report.json"]
+
+    # New weights in the same folder: sft is asked again; the base (rebuilt from the seed,
+    # named by its bytes) and grpo are not.
+    scaled(sft, 4.0)
+    third = run()
+    assert third.summary["llm"]["cache_hits"] == 6 and third.summary["llm"]["cache_misses"] == 3, third.summary["llm"]
+    assert loads[3:] == [str(sft)]
+    assert third.main.to_pylist() != second.main.to_pylist()
+
+
+def test_without_a_cache_evaluate_says_so(model):
+    result = evaluate(EvaluateConfig(max_new_tokens=4, models=["sft"]), collect_table({"test": 2}), model)
+    assert result.summary["llm"]["cache_off"] == "no cache configured"
+    assert result.summary["llm"]["cache_misses"] == 2

@@ -78,18 +78,21 @@ class TransformersBackend:
         batch_size: int = 8,
         too_long: str = "truncate",
         max_prompt_tokens: int | None = None,
+        revision: str | None = None,  # a hub model's pinned revision (evaluate's base)
     ):
         self.model = model
         self.batch_size = batch_size
         self.too_long = too_long
         self.max_prompt_tokens = max_prompt_tokens
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-        self.tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
+        self.tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code, revision=revision)
         self.tokenizer.padding_side = "left"  # decoder-only batches pad on the left
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
-        self.lm = AutoModelForCausalLM.from_pretrained(model, trust_remote_code=trust_remote_code, dtype=torch_dtype)
+        self.lm = AutoModelForCausalLM.from_pretrained(
+            model, trust_remote_code=trust_remote_code, revision=revision, dtype=torch_dtype
+        )
         self.lm.to(self.device).eval()
         self.context = int(getattr(self.lm.config, "max_position_embeddings", 0) or 4096)
         # The model's vocabulary can be padded beyond the tokenizer's: masks cover the logits.

@@ -10,27 +10,36 @@ bootstrap interval over the documents, in `report.json` under "comparisons" and 
 table. Interchange JSONL benchmarks named in the recipe are scored the same way. A recipe
 with later rounds (`rounds`) adds each round's models after GRPO (`sft-2`, `grpo-2`, …),
 each compared with the one before it the same way.
+
+The models answer through t2g.inference: the transformers backend (the one the LLM stages
+use) behind the LLM response cache the orchestration opens, keyed by the model's content
+(a tiny base, rebuilt from its seed, by its bytes), so evaluating the same model on the
+same texts again asks it nothing and loads nothing; the summary's `llm` entry counts it.
 """
 
 from __future__ import annotations
 
+import gc
 import json
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import pyarrow as pa
 
 from t2g import reporting
 from t2g.config import EvaluateConfig
 from t2g.evaluation import evaluate as score, read_interchange
+from t2g.fingerprint import data_digest
 from t2g.graph import graph_from_obj, json_schema, parse_completion
-from t2g.inference import Generator
+from t2g.inference import LocalGenerator, LocalModel, greedy
 from t2g.metrics import paired_bootstrap
 from t2g.prompts import messages
 from t2g.rounds import later_models
 from t2g.stage import StageResult
-from t2g.training import TINY, TrainingError, load_model, load_tokenizer, read_base, rebuild_tiny, trained_to_think
+from t2g.training import TINY, TrainingError, read_base, rebuild_tiny, trained_to_think
 
 REPORT = "report.md"  # the evaluation's tables and comparisons, for people
 PRED_SCHEMA = pa.schema(
@@ -68,27 +77,28 @@ def _record(rid: str, text: str, gold: dict, etypes: Sequence[str] | None, rtype
     return {"id": str(rid), "text": text, "entity_types": list(etypes), "relation_types": list(rtypes), **restricted}
 
 
-def load_models(names: Sequence[str], sft_dir: Path, grpo_dir: Path | None,
-                later: dict[str, Path] | None = None) -> dict[str, tuple[Any, Any]]:  # fmt: skip
-    """(model, tokenizer) per requested name; the base is what the SFT started from;
-    `later`: the later rounds' model folders by name (`sft-2`)."""
-    out = {}
-    for name in names:
-        if name == "base":
-            base = read_base(sft_dir)
-            if base is None:
-                raise TrainingError(f"evaluate: {sft_dir} does not say what its base model was (no t2g_base.json)")
-            if base["model"] == TINY:
-                out[name] = rebuild_tiny(sft_dir, base)
-            else:
-                trust = bool(base.get("trust_remote_code", False))
-                rev = base.get("revision")  # the hub revision sft trained from
-                out[name] = (load_model(base["model"], trust, rev), load_tokenizer(base["model"], trust, rev))
-        else:
-            folder = sft_dir if name == "sft" else grpo_dir if name == "grpo" else (later or {})[name]
-            trust = bool((read_base(folder) or {}).get("trust_remote_code", False))
-            out[name] = (load_model(folder, trust), load_tokenizer(folder, trust))
-    return out
+@contextmanager
+def model_to_evaluate(name: str, sft_dir: Path, grpo_dir: Path | None,
+                      later: dict[str, Path] | None = None) -> Iterator[LocalModel]:  # fmt: skip
+    """The model `name` stands for; the base is what the SFT started from; `later`: the
+    later rounds' model folders by name (`sft-2`). A tiny base exists only as a seed and
+    a tokenizer: it is rebuilt into a temporary folder, named by its bytes."""
+    if name != "base":
+        folder = sft_dir if name == "sft" else grpo_dir if name == "grpo" else (later or {})[name]
+        yield LocalModel(str(folder), bool((read_base(folder) or {}).get("trust_remote_code", False)))
+        return
+    base = read_base(sft_dir)
+    if base is None:
+        raise TrainingError(f"evaluate: {sft_dir} does not say what its base model was (no t2g_base.json)")
+    if base["model"] != TINY:  # a hub name at the revision sft trained from, or a folder
+        yield LocalModel(base["model"], bool(base.get("trust_remote_code", False)), base.get("revision"))
+        return
+    model, tokenizer = rebuild_tiny(sft_dir, base)
+    with tempfile.TemporaryDirectory(prefix="t2g-tiny-base-") as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        del model
+        yield LocalModel(tmp, content=data_digest(tmp))
 
 
 def type_conformity(records: Sequence[dict[str, Any]], preds: Sequence[dict[str, Any]]) -> float | None:
@@ -101,14 +111,14 @@ def type_conformity(records: Sequence[dict[str, Any]], preds: Sequence[dict[str,
     return round(ok / total, 4) if total else None
 
 
-def run_model(gen: Generator, records: list[dict], cfg: EvaluateConfig, thinking: bool = False) -> tuple[dict, list[dict]]:
+def run_model(gen: LocalGenerator, records: list[dict], cfg: EvaluateConfig, thinking: bool = False) -> tuple[dict, list[dict]]:
     """The report R and the per-example answers of one model on `records`; a model trained
     to think gets the thinking prompt and is scored on the JSON after its think block."""
     if thinking and cfg.constrained:
         raise TrainingError("evaluate.constrained: a JSON schema leaves no room for <think>; set it false to score a thinking student")
     chats = [messages(r["text"], r["entity_types"], r["relation_types"], thinking) for r in records]
     schemas = [json_schema(r["entity_types"], r["relation_types"]) for r in records] if cfg.constrained else None
-    answers = gen.generate(chats, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, schemas=schemas)
+    answers = gen.generate(greedy(chats, cfg.max_new_tokens, schemas))
     preds, rows, formats, thinks = [], [], 0, []
     for rec, ans in zip(records, answers):
         parsed = parse_completion(ans.text)
@@ -129,6 +139,22 @@ def run_model(gen: Generator, records: list[dict], cfg: EvaluateConfig, thinking
     report["format_rate"] = round(formats / len(rows), 4) if rows else 0.0
     report["think_chars"] = round(sum(thinks) / len(thinks), 1) if thinks else None
     return report, rows
+
+
+def added(summaries: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The models' LLM accounting summed (t2g.llm.cache.Accounting.summary): how many
+    answers came from the response cache; `cache_off` says why a model had none."""
+    out: dict[str, Any] = {}
+    off: set[str] = set()
+    for summary in summaries:
+        for k, v in summary.items():
+            if k == "cache_off":
+                off.add(v)
+            else:
+                out[k] = round(out.get(k, 0) + v, 3)
+    if off:
+        out["cache_off"] = "; ".join(sorted(off))  # as an LLM stage's summary says it
+    return out
 
 
 def markdown(reports: dict[str, dict], title: str) -> str:
@@ -230,14 +256,18 @@ def evaluate(cfg: EvaluateConfig, docs: pa.Table, sft_model: Path, grpo_model: P
     names = [m for m in cfg.models if m != "grpo" or grpo_model is not None]
     rounds = later_models(later, [m for m in cfg.models if m != "base"])
     folders = {"sft": sft_model, "grpo": grpo_model, **rounds}  # the base never learnt to think
-    for model_name, (model, tokenizer) in load_models(names + list(rounds), sft_model, grpo_model, rounds).items():
-        gen = Generator(model, tokenizer)
-        thinking = trained_to_think(folders.get(model_name))
-        for ds, recs in datasets.items():
-            report, answers = run_model(gen, recs, cfg, thinking)
-            reports[ds][model_name] = report
-            rows += [{"dataset": ds, "model": model_name, **a} for a in answers]
-        del gen, model
+    llm = []
+    for model_name in names + list(rounds):
+        with model_to_evaluate(model_name, sft_model, grpo_model, rounds) as model:
+            gen = LocalGenerator(model, cfg.batch_size)  # loaded on first need: never, when the cache knows every answer
+            thinking = trained_to_think(folders.get(model_name))
+            for ds, recs in datasets.items():
+                report, answers = run_model(gen, recs, cfg, thinking)
+                reports[ds][model_name] = report
+                rows += [{"dataset": ds, "model": model_name, **a} for a in answers]
+            llm.append(gen.summary())
+            del gen
+            gc.collect()  # the next model may not fit beside this one
 
     main_reports = reports.pop(cfg.split)
     comps = comparisons([r for r in rows if r["dataset"] == cfg.split], list(main_reports))
@@ -252,6 +282,7 @@ def evaluate(cfg: EvaluateConfig, docs: pa.Table, sft_model: Path, grpo_model: P
         "comparisons": {name: {k: round(c[k]["delta"], 4) for k in ("entities", "relations")} for name, c in comps.items()},
         "benchmarks": {name: table_rows(r) for name, r in reports.items()},
         "skipped_benchmarks": skipped,
+        "llm": added(llm),
         "seconds": round(time.time() - started, 1),
     }
     files = {"report.json": json.dumps(full, indent=1).encode(), REPORT: ("\n\n".join(md) + "\n").encode()}
