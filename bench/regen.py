@@ -31,7 +31,7 @@ from t2g.llm.cache import ResponseCache, use_cache
 from t2g.llm.openai_backend import OpenAIBackend  # noqa: F401  imported before the clock starts: the first run must not pay for it
 from t2g.stages.collect import collect
 from t2g.store import Store
-from tests.fake_openai import FakeOpenAI
+from tests.support.fake_openai import FakeOpenAI
 
 GOAL = 0.12
 N, SMOKE_N = 2000, 40

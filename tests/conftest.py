@@ -20,7 +20,7 @@ WORK_ROOT_ENV = "T2G_WORK_ROOT"
 
 # checkout_guard fails the run when a test leaves a file in the checkout; pytester lets
 # tests/test_checkout_guard.py run a session of its own to show that it does.
-pytest_plugins = ["tests.seaweedfs", "tests.prefect_server", "tests.checkout_guard", "pytester"]
+pytest_plugins = ["tests.support.seaweedfs", "tests.support.prefect_server", "tests.support.checkout_guard", "pytester"]
 
 # Hypothesis keeps no example database (a failure still prints its example and how to
 # reproduce it); its other files go to the run's temporary folder (below). On 2 shared

@@ -14,8 +14,8 @@ import pyarrow.compute as pc
 from t2g.config import load_recipe
 from t2g.sources import read_source
 from t2g.store import Store
-from tests.fake_openai import FakeOpenAI
-from tests.flowrun import SMALL, TINY, run_t2g, small_args
+from tests.support.fake_openai import FakeOpenAI
+from tests.support.flowrun import SMALL, TINY, run_t2g, small_args
 
 API_KEY = "SENTINEL-teacher-5e1d"
 TRANSIENT = ["500", "429", "drop", "slow", "500"]
