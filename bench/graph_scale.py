@@ -1,6 +1,6 @@
 """The corpus graph at scale: N short documents through corpus → chunk → graph-extract →
 resolve → export, extraction served by the test suite's fake OpenAI-compatible server
-answering grounded graphs (tests/fake_openai.py, tests/fake_graph.py), the stages walked
+answering grounded graphs (tests/support/fake_openai.py, tests/support/fake_graph.py), the stages walked
 in this process as a flow walks them (t2g.kg.local: same keys, shards and LLM cache).
 
 Figures: seconds per stage, peak RSS of the process (server included), resolve + export

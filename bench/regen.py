@@ -1,6 +1,6 @@
 """Regeneration: what a rerun over a grown corpus costs with the LLM response cache.
 
-The teacher is tests/fake_openai.py with a per-request latency, a token rate and a
+The teacher is tests/support/fake_openai.py with a per-request latency, a token rate and a
 capacity (answers in progress at once: a GPU server's batch), scaled down. A full relabel
 of N documents (extract, backend openai, sharded as the flow runs it: every shard at once,
 as Prefect's default thread pool maps them, each with max_in_flight requests, an empty

@@ -1,5 +1,5 @@
-"""Shared fixtures. Real services live in plugins: SeaweedFS (S3) in tests/seaweedfs.py,
-a Prefect server in tests/prefect_server.py.
+"""Shared fixtures. Real services live in plugins: SeaweedFS (S3) in tests/support/seaweedfs.py,
+a Prefect server in tests/support/prefect_server.py.
 
 - tiny_model_dir: a ~1M-parameter Qwen2 chat model with a BPE trained on toy-world
   documents, saved like a hub checkpoint (built once per session, ~1 s).
@@ -15,11 +15,11 @@ from hypothesis import HealthCheck, settings
 from hypothesis.configuration import set_hypothesis_home_dir
 
 # t2g.training.WORK_ROOT_ENV, spelled out: importing t2g.training here would cost every
-# test run seconds (tests/test_checkout_guard.py checks the two agree).
+# test run seconds (tests/repo/test_checkout_guard.py checks the two agree).
 WORK_ROOT_ENV = "T2G_WORK_ROOT"
 
 # checkout_guard fails the run when a test leaves a file in the checkout; pytester lets
-# tests/test_checkout_guard.py run a session of its own to show that it does.
+# tests/repo/test_checkout_guard.py run a session of its own to show that it does.
 pytest_plugins = ["tests.support.seaweedfs", "tests.support.prefect_server", "tests.support.checkout_guard", "pytester"]
 
 # Hypothesis keeps no example database (a failure still prints its example and how to

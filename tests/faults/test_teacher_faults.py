@@ -1,5 +1,5 @@
 """Teacher faults at the flow level: `t2g run` labels documents through an
-OpenAI-compatible teacher (tests/fake_openai.py) that answers 500, 429, drops the
+OpenAI-compatible teacher (tests/support/fake_openai.py) that answers 500, 429, drops the
 connection, stalls past the timeout, returns text that is not JSON and refuses one
 request with a 400. The run finishes; transient faults cost retries, not rows; the two
 answers that can never succeed are kept with their error and dropped by filter with a

@@ -261,7 +261,7 @@ def test_credentials_appear_nowhere(tmp_path, seaweedfs, prefect_server):
         "AWS_SECRET_ACCESS_KEY": SECRET, "OPENAI_API_KEY": API_KEY, TEACHER_KEY_ENV: TEACHER_KEY,
     }  # fmt: skip
     gold = _gold_by_text()
-    # The teacher is real HTTP to tests/fake_openai.py, through the openai backend: the key
+    # The teacher is real HTTP to tests/support/fake_openai.py, through the openai backend: the key
     # named by extract.api_key_env must reach it (so it was used) and nothing else.
     with FakeOpenAI(answer=lambda key, body: (gold.get(body["messages"][-1]["content"].split("Text: ", 1)[-1], '{"entities": [], "relations": []}'), None)) as teacher:
         teacher_args = [

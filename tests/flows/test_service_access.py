@@ -5,7 +5,7 @@ credentials at its own URL (`extract.base_url`, `extract.api_key_env=AWS_SECRET_
 move the store, or make the worker read a file that is not a recipe (`config=/etc/shadow`)
 and echo it into the run's log. These run in-process, no server: the deployment is a plain
 object, as `prefect.client` returns it (tags, parameters). The wiring against a real stack
-is in tests/test_stack_e2e.py.
+is in tests/flows/test_stack_e2e.py.
 """
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ def test_split_digest_and_summary_merge():
     from t2g import shards
 
     table = pa.table({"id": [str(i) for i in range(10)]})
-    parts = shards.split(table, 4)  # cut by content (tests/test_shards_content.py)
+    parts = shards.split(table, 4)  # cut by content (tests/t2g/test_shards_content.py)
     assert sorted(pa.concat_tables(parts).column("id").to_pylist()) == sorted(table.column("id").to_pylist())
     assert shards.split(table.slice(0, 0), 4)[0].num_rows == 0  # an empty input is one empty shard
     # A shard's digest is its rows': the same rows cut differently give the same digest.

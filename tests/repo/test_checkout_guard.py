@@ -1,4 +1,4 @@
-"""Tests write only under temporary folders: the guard (tests/checkout_guard.py) fails a run
+"""Tests write only under temporary folders: the guard (tests/support/checkout_guard.py) fails a run
 that leaves a file in the checkout, and the suite sends what used to land there (training
 work folders, hypothesis's database) to temporary folders."""
 

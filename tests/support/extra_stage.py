@@ -1,4 +1,4 @@
-"""A stage that is not in t2g: tests/test_dag.py registers it in a test registry to show
+"""A stage that is not in t2g: tests/t2g/test_dag.py registers it in a test registry to show
 that adding a stage takes one module (this one) plus one registry entry, no other edit."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A corpus whose graph is known, and the answer of tests/fake_openai.py's server that
+"""A corpus whose graph is known, and the answer of tests/support/fake_openai.py's server that
 extracts it: grounded graphs, so the graph stages can be driven (and measured) without a
 model. Documents are short: "<First> <Last> works for <Org>. <Org> is located in <City>."
 (a few names recur across documents, as entities do in a corpus), and one document in

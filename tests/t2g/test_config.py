@@ -245,7 +245,7 @@ SECRET = "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY"
     ids=["scanner", "mapping", "ini", "alias", "tag", "int", "timestamp", "control", "string"],
 )
 def test_a_file_that_is_not_yaml_is_named_but_never_quoted(tmp_path, text):
-    # Named .yaml: any other name is refused unread (tests/test_recipe_hostile.py); a
+    # Named .yaml: any other name is refused unread (tests/t2g/test_recipe_hostile.py); a
     # .yaml file may hold secrets too, and PyYAML's own messages would quote them.
     other = tmp_path / "credentials.yaml"
     other.write_text(text)

@@ -65,7 +65,7 @@ def test_shards_and_missing_sections_come_from_the_registry():
 
 @pytest.fixture
 def extra_stage(monkeypatch):
-    """A test registry: the real one plus `wordcount` (tests/extra_stage.py) fed by collect."""
+    """A test registry: the real one plus `wordcount` (tests/support/extra_stage.py) fed by collect."""
     spec = Stage("wordcount", "tests.support.extra_stage:word_counts", None, (Input("docs", "collect"),))
     monkeypatch.setitem(STAGES, "wordcount", spec)
     return spec

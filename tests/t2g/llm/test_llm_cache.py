@@ -1,7 +1,7 @@
 """The LLM response cache (t2g/llm/cache.py): keys follow the request's content, a
 regeneration over a grown and edited corpus asks the teacher only for what is new, a
 kill loses only the requests in flight, and processes sharing one cache lose nothing.
-The teacher is tests/fake_openai.py, which counts the requests it gets per prompt."""
+The teacher is tests/support/fake_openai.py, which counts the requests it gets per prompt."""
 
 from __future__ import annotations
 
