@@ -1,5 +1,5 @@
 """Small, fast inputs for the training-stage tests: reason-shaped tables from the toy
-world and the smallest tiny model settings that still train."""
+world, the smallest tiny model settings that still train, and the SFT settings they share."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from t2g import tiny, toyworld
-from t2g.config import TinyModelConfig
+from t2g.config import SftConfig, TinyModelConfig
 from t2g.graph import Graph
 from t2g.training import BASE_FILE
 
@@ -34,6 +34,14 @@ def collect_table(splits: dict[str, int]) -> pa.Table:
             rows.append({"id": f"{split}-{doc['id']}", "text": doc["text"], "source": split, "split": split, "meta": "{}",
                          "gold": gold, "entity_types": doc["entity_types"], "relation_types": doc["relation_types"]})  # fmt: skip
     return pa.Table.from_pylist(rows)
+
+
+def sft_config(work: Path, **kw) -> SftConfig:
+    """The SFT settings of the training tests: 3 steps of 4 examples on SMALL_TINY, no
+    checkpoint unless a test asks (save_steps 100), a log line every step; kw override."""
+    base = dict(max_steps=3, batch_size=4, learning_rate=3e-3, save_steps=100, logging_steps=1,
+                tiny=SMALL_TINY, work_dir=str(work))  # fmt: skip
+    return SftConfig(**{**base, **kw})
 
 
 def small_tiny_model(out: Path) -> Path:

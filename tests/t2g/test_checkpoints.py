@@ -23,12 +23,12 @@ from t2g.checkpoints import (
     resume_from,
     upload,
 )
-from t2g.config import GrpoConfig, SftConfig
+from t2g.config import GrpoConfig
 from t2g.runner import execute, stage_key
 from t2g.store import ArtifactRef, Store
 from t2g.stages.grpo import grpo
 from tests.support.faultkit import kill_at
-from tests.support.trainkit import SMALL_TINY, reason_table, small_tiny_model
+from tests.support.trainkit import reason_table, sft_config, small_tiny_model
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -117,13 +117,12 @@ def test_loose_paths_stay_out_of_artifacts_and_the_root(store, bad):
 # --- a real S3 and a real kill -----------------------------------------------------------
 
 
-def config(work: Path) -> SftConfig:
-    return SftConfig(max_steps=30, batch_size=4, learning_rate=3e-3, save_steps=2, save_total_limit=2,
-                     logging_steps=1, tiny=SMALL_TINY, work_dir=str(work))  # fmt: skip
+# Long enough to be killed mid-way, a checkpoint every 2 steps, the newest 2 kept.
+KILLABLE = {"max_steps": 30, "save_steps": 2, "save_total_limit": 2}
 
 
 def _run(root: str, work: str, reason: dict) -> None:  # the subprocess that gets killed
-    execute("sft", config(Path(work)), [ArtifactRef.from_dict(reason)], Store(root))
+    execute("sft", sft_config(Path(work), **KILLABLE), [ArtifactRef.from_dict(reason)], Store(root))
 
 
 def test_killed_sft_resumes_from_s3_after_losing_its_disk(s3_env, tmp_path):
@@ -135,7 +134,7 @@ def test_killed_sft_resumes_from_s3_after_losing_its_disk(s3_env, tmp_path):
         REPO, lambda: any(rel.endswith(f"/{MARKER}") for rel in store.list_tree(f"{PREFIX}/sft")), timeout=120, poll=0.1,
     )  # fmt: skip
     assert outcome == "killed", f"the run ended before it could be killed: {outcome}"
-    key = stage_key("sft", config(work), [reason])
+    key = stage_key("sft", sft_config(work, **KILLABLE), [reason])
     assert store.ref("sft", key) is None  # killed before the end
 
     [local] = work.glob("sft/*/checkpoints")
@@ -144,7 +143,7 @@ def test_killed_sft_resumes_from_s3_after_losing_its_disk(s3_env, tmp_path):
     assert uploaded, store.list_tree(prefix)
     shutil.rmtree(work)  # the new machine starts with an empty disk
 
-    outcome = execute("sft", config(work), [reason], store)
+    outcome = execute("sft", sft_config(work, **KILLABLE), [reason], store)
     assert outcome.summary["resumed_from_step"] == max(uploaded) > 0, outcome.summary
     assert outcome.summary["steps"] == 30
     assert store.list_tree(prefix) == []  # spent once the model is an artifact

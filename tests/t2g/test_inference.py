@@ -14,14 +14,8 @@ from t2g.graph import json_schema, parse_completion
 from t2g.inference import Generator, extract
 from t2g.prompts import messages
 from t2g.training import TrainingError
-from tests.support.trainkit import small_tiny_model
 
 ETYPES, RTYPES = ["person", "organisation"], ["works_for"]
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return small_tiny_model(tmp_path_factory.mktemp("model"))
 
 
 def test_constrained_output_is_a_valid_graph_of_the_requested_types(model):

@@ -10,20 +10,19 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from t2g.config import LaunchSettings, SftConfig
+from t2g.config import LaunchSettings
 from t2g.launch import LaunchError, launch_env
 from t2g.runner import execute, stage_key
 from t2g.store import Store
-from tests.support.trainkit import SMALL_TINY, reason_table
+from tests.support.trainkit import reason_table, sft_config
 
 REPO = Path(__file__).resolve().parents[2]
 DDP = str(REPO / "configs/accelerate/ddp.yaml")
 EXAMPLES, BATCH = 16, 4
 
 
-def config(work: Path, launch: LaunchSettings | None) -> SftConfig:
-    return SftConfig(epochs=1, batch_size=BATCH, learning_rate=3e-3, save_steps=100, logging_steps=1,
-                     tiny=SMALL_TINY, work_dir=str(work), launch=launch)  # fmt: skip
+# One whole epoch (no max_steps): the steps taken then tell how many processes shared it.
+EPOCH = {"epochs": 1, "max_steps": -1, "batch_size": BATCH}
 
 
 def two_processes(**kw) -> LaunchSettings:
@@ -36,7 +35,7 @@ def upstream(store: Store, rows: int = EXAMPLES):
 
 
 def test_launch_settings_stay_out_of_the_key_and_the_manifest(tmp_path):
-    plain, launched = config(tmp_path, None), config(tmp_path, two_processes())
+    plain, launched = sft_config(tmp_path, **EPOCH, launch=None), sft_config(tmp_path, **EPOCH, launch=two_processes())
     assert "launch" not in launched.model_dump(mode="json")  # the dump (key, manifest, work folder) is unchanged
     assert plain.model_dump(mode="json") == launched.model_dump(mode="json")
     ref = upstream(Store(f"file://{tmp_path}/store"))
@@ -46,7 +45,7 @@ def test_launch_settings_stay_out_of_the_key_and_the_manifest(tmp_path):
 def test_sft_trains_on_two_processes_and_only_the_main_rank_writes(tmp_path):
     store = Store(f"file://{tmp_path}/store")
     ref = upstream(store)
-    cfg = config(tmp_path / "work", two_processes())
+    cfg = sft_config(tmp_path / "work", **EPOCH, launch=two_processes())
 
     first = execute("sft", cfg, [ref], store)
     assert not first.hit
@@ -69,7 +68,7 @@ def test_sft_trains_on_two_processes_and_only_the_main_rank_writes(tmp_path):
 def test_a_failing_launch_names_the_command_and_shows_stderr(tmp_path):
     store = Store(f"file://{tmp_path}/store")
     bad = store.write("reason", "b" * 24, reason_table(4).drop_columns(["target"]))
-    cfg = config(tmp_path / "work", LaunchSettings(num_processes=1))
+    cfg = sft_config(tmp_path / "work", **EPOCH, launch=LaunchSettings(num_processes=1))
     with pytest.raises(LaunchError) as err:
         execute("sft", cfg, [bad], store)
     message = str(err.value)
@@ -85,7 +84,7 @@ def test_extra_args_cannot_replace_what_the_runner_sets():
 
 def test_a_missing_accelerate_config_fails_before_launching(tmp_path):
     store = Store(f"file://{tmp_path}/store")
-    cfg = config(tmp_path / "work", LaunchSettings(accelerate_config=str(tmp_path / "nope.yaml")))
+    cfg = sft_config(tmp_path / "work", **EPOCH, launch=LaunchSettings(accelerate_config=str(tmp_path / "nope.yaml")))
     with pytest.raises(LaunchError, match=r"sft.launch.accelerate_config: .*nope.yaml does not exist"):
         execute("sft", cfg, [upstream(store)], store)
 

@@ -9,18 +9,7 @@ import pyarrow as pa
 import pytest
 
 from t2g.store import ArtifactMissing, ArtifactRef, Store, StoreError, check_name
-
-
-@pytest.fixture(params=["file", "s3"])
-def store(request, tmp_path):
-    if request.param == "file":
-        return Store(f"file://{tmp_path}/store")
-    root = request.getfixturevalue("s3_env")
-    return Store(root)
-
-
-def _table(n: int, offset: int = 0) -> pa.Table:
-    return pa.table({"id": [f"d{i}" for i in range(offset, offset + n)], "x": list(range(offset, offset + n))})
+from tests.support.tables import numbered_table as _table
 
 
 def test_write_then_read_round_trips_parts_and_manifest(store):
@@ -30,7 +19,8 @@ def test_write_then_read_round_trips_parts_and_manifest(store):
     assert [t.num_rows for t in store.iter_parts("collect", "k1")] == [3, 2]
     m = store.manifest("collect", "k1")
     assert m["rows"] == 5 and m["config"] == {"a": 1} and len(m["parts"]) == 2
-    assert m["schema"] == [{"name": "id", "type": "string"}, {"name": "x", "type": "int64"}]
+    assert m["schema"] == [{"name": "id", "type": "string"}, {"name": "text", "type": "string"},
+                           {"name": "tags", "type": "list<item: string>"}, {"name": "x", "type": "int64"}]  # fmt: skip
     assert store.read_file("collect", "k1", "report.json") == b"{}"
     assert ArtifactRef.from_dict(json.loads(json.dumps(ref.to_dict()))) == ref
 
@@ -71,7 +61,7 @@ def test_stray_parts_are_never_read(store):
 def test_empty_artifact_keeps_its_schema(store):
     store.write("s", "empty", [_table(0)])
     t = store.read("s", "empty")
-    assert t.num_rows == 0 and t.column_names == ["id", "x"]
+    assert t.num_rows == 0 and t.column_names == ["id", "text", "tags", "x"]
 
 
 @pytest.mark.parametrize("bad", ["..", "../x", "a/b", "/abs", "A", "", "x" * 65, "s3:", "%2e%2e", "a\x00b", "ü"])

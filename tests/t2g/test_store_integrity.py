@@ -20,23 +20,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from t2g.store import MANIFEST, ArtifactCorrupt, ArtifactMissing, Store, StoreError, StoreFatal, table_digest
-
-
-@pytest.fixture(params=["file", "s3"])
-def store(request, tmp_path):
-    if request.param == "file":
-        return Store(f"file://{tmp_path}/store")
-    return Store(request.getfixturevalue("s3_env"))
-
-
-def _table(n: int, offset: int = 0) -> pa.Table:
-    return pa.table(
-        {
-            "id": [f"d{i}" for i in range(offset, offset + n)],
-            "text": [f"text number {i}" for i in range(offset, offset + n)],
-            "tags": [[f"t{i}", None] if i % 3 else None for i in range(offset, offset + n)],
-        }
-    )
+from tests.support.tables import numbered_table as _table
 
 
 # Raw access to the stored bytes, as a hostile operator (or a failing disk) has it.

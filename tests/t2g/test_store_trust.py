@@ -20,17 +20,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from t2g.store import MANIFEST, MANIFEST_FORMAT, ArtifactCorrupt, Store
-
-
-@pytest.fixture(params=["file", "s3"])
-def store(request, tmp_path):
-    if request.param == "file":
-        return Store(f"file://{tmp_path}/store")
-    return Store(request.getfixturevalue("s3_env"))
-
-
-def _table(n: int, offset: int = 0) -> pa.Table:
-    return pa.table({"id": [f"d{i}" for i in range(offset, offset + n)], "text": [f"text {i}" for i in range(offset, offset + n)]})
+from tests.support.tables import numbered_table as _table
 
 
 def _manifest_rel(store: Store, stage: str, key: str) -> str:

@@ -12,12 +12,7 @@ from t2g.config import EvaluateConfig
 from t2g.graph import json_schema
 from t2g.stages.evaluate import evaluate, held_out, type_conformity
 from t2g.training import TrainingError
-from tests.support.trainkit import collect_table, small_tiny_model
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return small_tiny_model(tmp_path_factory.mktemp("model"))
+from tests.support.trainkit import collect_table
 
 
 def test_report_for_base_sft_and_grpo(model, tmp_path):

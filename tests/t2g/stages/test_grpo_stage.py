@@ -13,7 +13,7 @@ from t2g.config import GrpoConfig, RecipeError, validate_recipe
 from t2g.dag import DagError, graph
 from t2g.stages.grpo import grpo, grpo_args, grpo_rows, relation_count
 from t2g.training import TrainingError, load_model, read_base
-from tests.support.trainkit import reason_table, small_tiny_model
+from tests.support.trainkit import reason_table
 
 REWARDS = ["format", "json", "f1_entities", "f1_relations", "types"]
 
@@ -24,13 +24,8 @@ def config(work, **kw) -> GrpoConfig:
     return GrpoConfig(**{**base, **kw})
 
 
-@pytest.fixture(scope="module")
-def student(tmp_path_factory):
-    return small_tiny_model(tmp_path_factory.mktemp("student"))
-
-
-def test_grpo_trains_and_draws_reward_curves(tmp_path, student):
-    result = grpo(config(tmp_path), reason_table(8), student)
+def test_grpo_trains_and_draws_reward_curves(tmp_path, model):
+    result = grpo(config(tmp_path), reason_table(8), model)
     assert result.summary["steps"] == 2
     curves = result.side["rewards"].to_pylist()
     assert {r["reward"] for r in curves} == {*REWARDS, "total"}
@@ -41,7 +36,7 @@ def test_grpo_trains_and_draws_reward_curves(tmp_path, student):
     load_model(result.model_dir)
 
 
-def test_min_relations_keeps_only_examples_with_that_many_gold_relations(tmp_path, student):
+def test_min_relations_keeps_only_examples_with_that_many_gold_relations(tmp_path, model):
     table = reason_table(40)
     counts = [relation_count(g) for g in table.column("graph").to_pylist()]
     assert 0 in counts and max(counts) >= 2  # the toy world has both kinds
@@ -51,15 +46,15 @@ def test_min_relations_keeps_only_examples_with_that_many_gold_relations(tmp_pat
     assert len(grpo_rows(table, limit=3, min_relations=1)) == 3
     assert relation_count("not json") == relation_count(None) == relation_count('{"entities": []}') == 0
     with pytest.raises(TrainingError, match="lower grpo.min_relations"):
-        grpo(config(tmp_path, min_relations=99), table, student)
+        grpo(config(tmp_path, min_relations=99), table, model)
 
 
-def test_bad_inputs_fail_before_training(tmp_path, student):
+def test_bad_inputs_fail_before_training(tmp_path, model):
     table = reason_table(4)
     with pytest.raises(TrainingError, match="no gold column 'graph'"):
-        grpo(config(tmp_path), table.drop_columns(["graph"]), student)
+        grpo(config(tmp_path), table.drop_columns(["graph"]), model)
     with pytest.raises(TrainingError, match="no examples"):
-        grpo(config(tmp_path), table.slice(0, 0), student)
+        grpo(config(tmp_path), table.slice(0, 0), model)
     with pytest.raises(TrainingError, match="does not exist"):
         grpo(config(tmp_path), table, tmp_path / "missing-model")
 

@@ -14,19 +14,13 @@ from t2g.config import SftConfig
 from t2g.stages.sft import examples_from, sft
 from t2g.training import TrainingError, load_model, read_base, trained_to_think
 from tests.support.faultkit import kill_at
-from tests.support.trainkit import SMALL_TINY, reason_table
+from tests.support.trainkit import SMALL_TINY, reason_table, sft_config
 
 REPO = Path(__file__).resolve().parents[3]
 
 
-def config(work: Path, **kw) -> SftConfig:
-    base = dict(max_steps=3, batch_size=4, learning_rate=3e-3, save_steps=100, logging_steps=1,
-                tiny=SMALL_TINY, work_dir=str(work))  # fmt: skip
-    return SftConfig(**{**base, **kw})
-
-
 def test_sft_trains_a_tiny_student(tmp_path):
-    result = sft(config(tmp_path), reason_table(12))
+    result = sft(sft_config(tmp_path), reason_table(12))
     assert result.summary["steps"] == 3 and result.summary["resumed_from_step"] == 0
     names = set(result.main.column("name").to_pylist())
     assert {"loss", "train_loss"} <= names
@@ -46,15 +40,15 @@ def test_examples_are_prompt_completion_with_the_shared_prompt():
 def test_bad_inputs_fail_before_training(tmp_path):
     table = reason_table(4)
     with pytest.raises(TrainingError, match="does not exist"):
-        sft(config(tmp_path, model=str(tmp_path / "nope")), table)
+        sft(sft_config(tmp_path, model=str(tmp_path / "nope")), table)
     with pytest.raises(TrainingError, match="no examples"):
-        sft(config(tmp_path), table.slice(0, 0))
+        sft(sft_config(tmp_path), table.slice(0, 0))
     with pytest.raises(TrainingError, match="target"):
-        sft(config(tmp_path), table.drop_columns(["target"]))
+        sft(sft_config(tmp_path), table.drop_columns(["target"]))
 
 
 def _run(work: str, steps: int) -> None:  # the subprocess that gets killed
-    sft(config(Path(work), max_steps=steps, save_steps=2, logging_steps=1), reason_table(12))
+    sft(sft_config(Path(work), max_steps=steps, save_steps=2, logging_steps=1), reason_table(12))
 
 
 def test_kill_mid_sft_resumes_from_checkpoint(tmp_path):
@@ -66,7 +60,7 @@ def test_kill_mid_sft_resumes_from_checkpoint(tmp_path):
     assert outcome == "killed", f"the run ended before it could be killed: {outcome}"
     assert not list(tmp_path.glob("sft/*/final/config.json"))  # killed before the end
 
-    result = sft(config(tmp_path, max_steps=steps, save_steps=2, logging_steps=1), reason_table(12))
+    result = sft(sft_config(tmp_path, max_steps=steps, save_steps=2, logging_steps=1), reason_table(12))
     assert result.summary["resumed_from_step"] > 0, result.summary
     assert result.summary["steps"] == steps
 
@@ -79,7 +73,7 @@ def test_a_warmed_up_tiny_base_travels_with_the_model(tmp_path):
     from t2g.training import BASE_WEIGHTS, rebuild_tiny
 
     warm = SMALL_TINY.model_copy(update={"pretrain_steps": 3})
-    result = sft(config(tmp_path, tiny=warm), reason_table(12))
+    result = sft(sft_config(tmp_path, tiny=warm), reason_table(12))
     folder = result.model_dir
     assert (folder / BASE_WEIGHTS).is_file()
     base_model, _ = rebuild_tiny(folder, read_base(folder))
@@ -93,7 +87,7 @@ def test_work_folder_follows_the_code_so_a_code_change_never_resumes_stale_check
     import t2g.stages
     from t2g.training import work_dir
 
-    cfg, data = config(tmp_path), reason_table(4)
+    cfg, data = sft_config(tmp_path), reason_table(4)
     here = work_dir(cfg, "sft", data)
     assert work_dir(cfg, "sft", data) == here  # a rerun after a crash finds its checkpoints
     monkeypatch.setattr(t2g.stages, "code_version", lambda *modules: "another tokenizer")
@@ -110,7 +104,7 @@ def test_a_student_continued_from_the_teacher_carries_the_teacher_as_its_base(tm
 
     cfg = TeacherConfig(max_steps=2, batch_size=4, tiny=SMALL_TINY, logging_steps=1, work_dir=str(tmp_path / "teacher"))
     taught = teacher(cfg, collect_table({"seed": 6})).model_dir
-    result = sft(config(tmp_path, model="@teacher"), reason_table(8), taught)
+    result = sft(sft_config(tmp_path, model="@teacher"), reason_table(8), taught)
     base = read_base(result.model_dir)
     assert base == {"model": "tiny", "tiny": read_base(taught)["tiny"], "from": "@teacher"}
     assert load_tokenizer(result.model_dir).get_vocab() == load_tokenizer(taught).get_vocab()
@@ -124,12 +118,12 @@ def test_a_student_continued_from_the_teacher_carries_the_teacher_as_its_base(tm
 def test_the_teacher_as_base_needs_a_tiny_teacher(tmp_path):
     table = reason_table(4)
     with pytest.raises(TrainingError, match="got no teacher model: add a teacher section"):
-        sft(config(tmp_path, model="@teacher"), table)
+        sft(sft_config(tmp_path, model="@teacher"), table)
     other = tmp_path / "other"
     other.mkdir()
     (other / "t2g_base.json").write_text('{"model": "Qwen/Qwen2.5-0.5B"}')
     with pytest.raises(TrainingError, match="is not a tiny teacher"):
-        sft(config(tmp_path, model="@teacher"), table, other)
+        sft(sft_config(tmp_path, model="@teacher"), table, other)
 
 
 def test_batches_are_padded_to_a_multiple_of_64_on_a_gpu_only(monkeypatch, tmp_path):
