@@ -7,8 +7,8 @@
 
 Each benchmark is a module `bench.<name>` with `run(smoke: bool = False) -> dict`; its
 dict is stored under its name, and keys of benchmarks not run this time are kept, so one
-can be rerun alone. Smoke figures only say that a benchmark still runs (tests/
-test_bench_smoke.py): they are never merged into bench/results.json. T2G_BENCH_SMOKE=1
+can be rerun alone. Smoke figures only say that a benchmark still runs
+(tests/bench/test_bench_smoke.py): they are never merged into bench/results.json. T2G_BENCH_SMOKE=1
 is the same as --smoke; T2G_BENCH_RESULTS=PATH writes the figures there instead, smoke
 or not.
 

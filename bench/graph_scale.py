@@ -1,6 +1,6 @@
 """The corpus graph at scale: N short documents through corpus → chunk → graph-extract →
 resolve → export, extraction served by the test suite's fake OpenAI-compatible server
-answering grounded graphs (tests/fake_openai.py, tests/fake_graph.py), the stages walked
+answering grounded graphs (tests/support/fake_openai.py, tests/support/fake_graph.py), the stages walked
 in this process as a flow walks them (t2g.kg.local: same keys, shards and LLM cache).
 
 Figures: seconds per stage, peak RSS of the process (server included), resolve + export
@@ -25,8 +25,8 @@ from typing import Any
 from t2g.kg.config import validate
 from t2g.kg.local import run_graph
 from t2g.store import Store
-from tests.fake_graph import ENTITY_TYPES, RELATION_TYPES, document, grounded_answer
-from tests.fake_openai import FakeOpenAI
+from tests.support.fake_graph import ENTITY_TYPES, RELATION_TYPES, document, grounded_answer
+from tests.support.fake_openai import FakeOpenAI
 
 FULL, SMOKE = 100_000, 500
 GOAL_DOCS_PER_S, GOAL_RSS_MB = 5_000, 2_048

@@ -1,6 +1,6 @@
 """Regeneration: what a rerun over a grown corpus costs with the LLM response cache.
 
-The teacher is tests/fake_openai.py with a per-request latency, a token rate and a
+The teacher is tests/support/fake_openai.py with a per-request latency, a token rate and a
 capacity (answers in progress at once: a GPU server's batch), scaled down. A full relabel
 of N documents (extract, backend openai, sharded as the flow runs it: every shard at once,
 as Prefect's default thread pool maps them, each with max_in_flight requests, an empty
@@ -31,7 +31,7 @@ from t2g.llm.cache import ResponseCache, use_cache
 from t2g.llm.openai_backend import OpenAIBackend  # noqa: F401  imported before the clock starts: the first run must not pay for it
 from t2g.stages.collect import collect
 from t2g.store import Store
-from tests.fake_openai import FakeOpenAI
+from tests.support.fake_openai import FakeOpenAI
 
 GOAL = 0.12
 N, SMOKE_N = 2000, 40

@@ -3,7 +3,7 @@
     python -m bench.report     # rewrite README.md between the results markers
 
 The figures are never typed by hand: `render(results)` turns what `make bench` (and the
-GPU scripts) recorded into Markdown, and tests/test_docs.py fails when the README's
+GPU scripts) recorded into Markdown, and tests/repo/test_docs.py fails when the README's
 section differs from it. A benchmark missing from results.json leaves its row out.
 """
 

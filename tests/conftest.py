@@ -1,8 +1,11 @@
-"""Shared fixtures. Real services live in plugins: SeaweedFS (S3) in tests/seaweedfs.py,
-a Prefect server in tests/prefect_server.py.
+"""Shared fixtures. Real services live in plugins: SeaweedFS (S3) in tests/support/seaweedfs.py,
+a Prefect server in tests/support/prefect_server.py; fakes and builders in tests/support/.
 
 - tiny_model_dir: a ~1M-parameter Qwen2 chat model with a BPE trained on toy-world
   documents, saved like a hub checkpoint (built once per session, ~1 s).
+- model: the smaller untrained tiny model of the training, inference and evaluation tests
+  (tests/support/trainkit.py), built once per session; tests read it, never change it.
+- store: an empty artifact store, once over file:// and once over S3.
 """
 
 import os
@@ -15,12 +18,12 @@ from hypothesis import HealthCheck, settings
 from hypothesis.configuration import set_hypothesis_home_dir
 
 # t2g.training.WORK_ROOT_ENV, spelled out: importing t2g.training here would cost every
-# test run seconds (tests/test_checkout_guard.py checks the two agree).
+# test run seconds (tests/repo/test_checkout_guard.py checks the two agree).
 WORK_ROOT_ENV = "T2G_WORK_ROOT"
 
 # checkout_guard fails the run when a test leaves a file in the checkout; pytester lets
-# tests/test_checkout_guard.py run a session of its own to show that it does.
-pytest_plugins = ["tests.seaweedfs", "tests.prefect_server", "tests.checkout_guard", "pytester"]
+# tests/repo/test_checkout_guard.py run a session of its own to show that it does.
+pytest_plugins = ["tests.support.seaweedfs", "tests.support.prefect_server", "tests.support.checkout_guard", "pytester"]
 
 # Hypothesis keeps no example database (a failure still prints its example and how to
 # reproduce it); its other files go to the run's temporary folder (below). On 2 shared
@@ -64,3 +67,19 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from t2g import tiny, toyworld
 
     return tiny.build_tiny(tmp_path_factory.mktemp("tiny-model"), toyworld.corpus(2000, seed=0))
+
+
+@pytest.fixture(scope="session")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.support.trainkit import small_tiny_model
+
+    return small_tiny_model(tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture(params=["file", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path):
+    from t2g.store import Store
+
+    if request.param == "file":
+        return Store(f"file://{tmp_path}/store")
+    return Store(request.getfixturevalue("s3_env"))

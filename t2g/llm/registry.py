@@ -8,7 +8,7 @@ Adding a backend is one module with its class plus one `register(...)` entry at 
 of this file: the recipe's `backend` fields accept exactly the registered names (the
 `LLMBackend`, `LocalBackend` and `LabelBackend` types below, read at validation time),
 t2g.llm builds it, and the cache and the keys identify its model.
-tests/test_llm_registry.py registers a fake backend in a test registry with no other edit.
+tests/t2g/llm/test_llm_registry.py registers a fake backend in a test registry with no other edit.
 
 t2g.config reads the names, so this module imports nothing of t2g beyond
 t2g.recipe_input; the classes and identity functions are "module:attr" strings imported

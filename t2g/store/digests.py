@@ -29,7 +29,7 @@ def arrow_owned(data: bytes) -> pa.Buffer:
     aborts the process (exit 134: "terminate called without an active exception", or
     "PyGILState_Release ... finalizing"), after a run that succeeded. An all-hit `t2g run`
     ends right after reading artifacts, so it is where this showed. One copy of a part is
-    cheap next to decoding it. tests/test_sources_security.py reproduces the abort."""
+    cheap next to decoding it. tests/t2g/test_sources_security.py reproduces the abort."""
     out = pa.BufferOutputStream()
     out.write(data)
     return out.getvalue()

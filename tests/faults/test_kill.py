@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from t2g.store import Store
-from tests.faults.helpers import audit_upstreams, booby_trap, half_written, reference, run_until, same_digests
-from tests.flowrun import run_t2g, small_args
+from tests.support.faultkit import audit_upstreams, booby_trap, half_written, reference, run_until, same_digests
+from tests.support.flowrun import run_t2g, small_args
 
 SEED = int(os.environ.get("T2G_FAULT_SEED", "7"))
 KILLS = 5

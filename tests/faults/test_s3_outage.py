@@ -18,8 +18,8 @@ import uuid
 import boto3
 
 from t2g.store import Store
-from tests.faults.helpers import reference, same_digests
-from tests.flowrun import run_t2g, small_args, t2g_cmd
+from tests.support.faultkit import reference, same_digests
+from tests.support.flowrun import run_t2g, small_args, t2g_cmd
 
 MANY = ["collect.sources.1.n=12000"]
 

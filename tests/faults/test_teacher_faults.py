@@ -1,5 +1,5 @@
 """Teacher faults at the flow level: `t2g run` labels documents through an
-OpenAI-compatible teacher (tests/fake_openai.py) that answers 500, 429, drops the
+OpenAI-compatible teacher (tests/support/fake_openai.py) that answers 500, 429, drops the
 connection, stalls past the timeout, returns text that is not JSON and refuses one
 request with a 400. The run finishes; transient faults cost retries, not rows; the two
 answers that can never succeed are kept with their error and dropped by filter with a
@@ -14,8 +14,8 @@ import pyarrow.compute as pc
 from t2g.config import load_recipe
 from t2g.sources import read_source
 from t2g.store import Store
-from tests.fake_openai import FakeOpenAI
-from tests.flowrun import SMALL, TINY, run_t2g, small_args
+from tests.support.fake_openai import FakeOpenAI
+from tests.support.flowrun import SMALL, TINY, run_t2g, small_args
 
 API_KEY = "SENTINEL-teacher-5e1d"
 TRANSIENT = ["500", "429", "drop", "slow", "500"]
