@@ -31,6 +31,8 @@ demo: $(STAMP)
 	$(VENV)/bin/t2g run --config configs/tiny.yaml
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q -m "not slow"  # soaks: pytest -m slow
 
 bench: $(STAMP)

@@ -48,7 +48,8 @@ def _demo(results: dict[str, Any]) -> list[str]:
     if not run.get("f1"):
         return []
     lock = f", lock {run['lock']}" if run.get("lock") else ""
-    head = f"**`make demo`** (seed 0, {run.get('recipe', 'configs/tiny.yaml')}{lock}: {run['first_s']:.0f} s from an empty store):"
+    note = f"; {run['note']}" if run.get("note") else ""
+    head = f"**`make demo`** (seed 0, {run.get('recipe', 'configs/tiny.yaml')}{lock}: {run['first_s']:.0f} s from an empty store{note}):"
     return [head, "", *_f1_table(run), ""]
 
 
