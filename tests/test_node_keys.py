@@ -14,15 +14,16 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
+import t2g.keys
 from t2g import shards
-from t2g.dag import plan, section
+from t2g.dag import cached, plan, section
 from t2g.fingerprint import run_nonce
 from t2g.kg.config import load_recipe
-from t2g.runner import stage_key
-from t2g.stage import import_closure
-from t2g.stages import registered
-from t2g.store import ArtifactRef
-from tests.flowrun import REPO
+from t2g.runner import execute, stage_key
+from t2g.stage import import_closure, module_imports
+from t2g.stages import STAGES, registered
+from t2g.store import ArtifactRef, Store
+from tests.flowrun import REPO, SMALL, TINY
 
 RECIPES = ["tiny.yaml", "tiny-graph.yaml", "tiny-r1.yaml"]
 
@@ -80,7 +81,77 @@ def test_every_node_keeps_the_key_the_formula_gives(name):
     recipe = load_recipe(REPO / "configs" / name)
     expected = frozen_keys(recipe)
     assert len(expected) >= 8
-    assert runner_keys(recipe) == expected
+    assert {n.name: n.key for n in plan(recipe)} == expected  # planned once, carried by the node
+    assert runner_keys(recipe) == expected  # a script without a plan gets the same key
+
+
+def test_a_plan_from_given_artifacts_keys_its_nodes_from_theirs():
+    recipe = load_recipe(REPO / "configs" / "tiny.yaml")
+    full = {n.name: n.key for n in plan(recipe)}
+    data = {s: ref(s, full[s]) for s in ("collect", "teacher", "extract", "filter", "reason")}
+    assert {n.name: n.key for n in plan(recipe, given=data)} == {s: full[s] for s in ("sft", "grpo", "evaluate")}
+    other = {n.name: n.key for n in plan(recipe, given={**data, "reason": ref("reason", "r" * 24)})}
+    assert all(other[s] != full[s] for s in ("sft", "grpo", "evaluate"))
+    assert [n.key for n in plan(recipe, given=set(data))] == [None, None, None]  # names alone: the keys are not known
+    # Evaluate-only, without the optional GRPO input: keyed on the inputs it has.
+    (only,) = plan(recipe, "evaluate", given={**data, "sft": ref("sft", "s" * 24)}, follow_optional=False)
+    assert only.key == frozen_key("evaluate", recipe.evaluate, [f"docs={full['collect']}", f"sft_model={'s' * 24}"])
+
+
+def counting(monkeypatch) -> list[str]:
+    """The names every key digest is made for, from now on (t2g.keys.node_key's last step)."""
+    calls: list[str] = []
+    real = t2g.keys.cache_key
+    monkeypatch.setattr(t2g.keys, "cache_key", lambda stage, *rest: calls.append(stage) or real(stage, *rest))
+    return calls
+
+
+def test_a_walk_computes_each_key_once_when_it_plans(tmp_path, monkeypatch):
+    recipe = load_recipe(TINY, overrides=[*SMALL, "orchestration.filter_shard_size=40"])
+    calls = counting(monkeypatch)
+    nodes = plan(recipe, "filter")
+    assert calls == ["collect", "extract", "filter"] and nodes[-1].sharding == "rows"
+    calls.clear()
+    store, done = Store(f"file://{tmp_path}/store"), {}
+    for node in nodes:
+        cfg, upstream = section(recipe, node.name), {p: done[up] for p, up in node.inputs}
+        out = shards.run_all(node.name, cfg, upstream, store, node.shard_size, node.key) if node.sharding else execute(node.name, cfg, upstream, store, node.key)
+        assert out.ref.key == node.key
+        done[node.name] = out.ref
+    assert set(calls) == {"filter-shard"} and len(calls) == store.manifest("filter", nodes[-1].key)["summary"]["shards"]
+    calls.clear()
+    assert cached(recipe, nodes, store) == done and calls == []
+
+
+def test_the_flow_walk_computes_each_key_once_when_it_plans(tmp_path, monkeypatch, prefect_api):
+    from flows.pipeline import pipeline
+
+    calls = counting(monkeypatch)
+    overrides = [*SMALL, "orchestration.filter_shard_size=40"]
+    refs = pipeline(config=str(TINY), store=f"file://{tmp_path}/store", overrides=overrides, until="filter")
+    shard_keys = Store(f"file://{tmp_path}/store").manifest("filter", refs["filter"]["key"])["shards"]
+    assert sorted(calls) == sorted(["collect", "extract", "filter"] + ["filter-shard"] * len(shard_keys))
+    calls.clear()
+    again = pipeline(config=str(TINY), store=f"file://{tmp_path}/store", overrides=overrides, until="filter")
+    assert all(r["hit"] for r in again.values()) and calls == ["collect", "extract", "filter"]
+
+
+def _module_sources(name: str) -> list[Path]:
+    origin = Path(importlib.util.find_spec(name).origin)
+    return sorted(origin.parent.glob("*.py")) if origin.name == "__init__.py" else [origin]
+
+
+def test_stage_code_never_imports_the_registry():
+    """The registry (t2g.stages) wires stages and reads their code; the code a stage runs
+    gets what it needs passed down (t2g.training.work_dir takes the stage's module)."""
+    upward = {
+        (module, path.name)
+        for spec in STAGES.values()
+        for module in import_closure(spec.module)
+        for path in _module_sources(module)
+        if "t2g.stages" in module_imports(path, module)
+    }
+    assert upward == set()
 
 
 def test_a_shard_keeps_the_key_the_formula_gives():
