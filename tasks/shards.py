@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from prefect import Task, get_run_logger, task, unmapped
+from prefect import get_run_logger, task, unmapped
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.context import TaskRunContext
 from prefect.futures import as_completed
@@ -91,9 +91,6 @@ def row_shard(recipe: Recipe, stage: str, shard: dict[str, Any], upstream: dict[
     return out.to_dict()
 
 
-SHARD_TASKS: dict[str, Task] = {"llm": shard_task, "rows": row_shard}
-
-
 @task(name="shard-merge", task_run_name="{stage} merge [{recipe.name}]", persist_result=False)
 def merge_task(
     recipe: Recipe, stage: str, key: str, upstream: dict[str, dict[str, Any]], shards: list[dict[str, Any]],
@@ -115,7 +112,8 @@ def run_sharded(recipe: Recipe, stage: str, key: str, upstream: dict[str, dict[s
     shards = planned["shards"]
     total, llm = len(shards), sharding == "llm"
     progress = create_progress_artifact(0.0, key=f"t2g-{stage}-progress", description=f"{stage}: 0/{total} shards")
-    futures = options(SHARD_TASKS[sharding], recipe, stage, "shard").map(unmapped(recipe), unmapped(stage), shards, unmapped(upstream))
+    shard_run = options(shard_task, recipe, stage, "shard") if llm else options(row_shard, recipe, stage, "shard")
+    futures = shard_run.map(unmapped(recipe), unmapped(stage), shards, unmapped(upstream))
     started, done, tokens, failures, reused = time.time(), 0, 0, [], []
     for future in as_completed(list(futures)):
         try:
