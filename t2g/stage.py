@@ -32,7 +32,6 @@ class StageResult:
     model_dir: Path | None = None
 
 
-@functools.cache
 def code_version(*modules: str) -> str:
     """Digest of the source files of `modules` (a package: every .py file in it).
 
@@ -40,10 +39,6 @@ def code_version(*modules: str) -> str:
     change lives in other modules. A stage's modules are derived from its own module by
     `import_closure`, so a change in the rewards never invalidates extraction while a
     change in anything extraction imports does.
-
-    Remembered for the process (by module names): a process runs the code it imported,
-    so reading the files again would only find what this run does not execute. A test
-    that edits a module to see the version move calls `code_version.cache_clear()`.
     """
     h = hashlib.sha256()
     for name in sorted(set(modules)):

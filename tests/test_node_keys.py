@@ -160,3 +160,16 @@ def test_a_shard_keeps_the_key_the_formula_gives():
     others = {"model": ref("grpo", "g" * 24)}
     expected = frozen_key("graph-extract", cfg, ["d" * 24, f"model={'g' * 24}"], label="graph-extract-shard")
     assert shards.shard_key("graph-extract", cfg, "d" * 24, others) == expected
+
+
+def test_a_stages_code_version_is_read_once_per_process(monkeypatch):
+    import t2g.stages
+
+    before = STAGES["filter"].code_version()
+    monkeypatch.setattr(t2g.stages, "code_version", lambda *modules: "edited")
+    assert STAGES["filter"].code_version() == before  # remembered: the files are not read again
+    t2g.stages.module_version.cache_clear()  # what a test that edits a module does
+    assert STAGES["filter"].code_version() == "edited"
+    monkeypatch.undo()
+    t2g.stages.module_version.cache_clear()
+    assert STAGES["filter"].code_version() == before
