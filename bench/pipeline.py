@@ -28,7 +28,7 @@ def run_recipe(config: str, store_uri: str, overrides: list[str], until: str | N
     started = time.time()
     for node in plan(recipe, until=until):
         stage = node.name  # a later round's node (sft-2) keys and stores under its own name
-        outcome = execute(stage, section(recipe, stage), {param: refs[up] for param, up in node.inputs}, store)
+        outcome = execute(stage, section(recipe, stage), {param: refs[up] for param, up in node.inputs}, store, node.key)
         refs[stage] = outcome.ref
         timings[stage] = {"seconds": round(outcome.seconds, 1), "hit": outcome.hit}
         print(f"{stage:<9} {'hit' if outcome.hit else 'ran'} {outcome.seconds:7.1f} s", flush=True)

@@ -18,7 +18,7 @@ from prefect import flow
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from t2g.config import Recipe
-from tasks.cpu_shards import run_row_sharded
+from tasks.shards import run_sharded
 
 
 def task_runner(recipe: Recipe) -> TaskRunner:
@@ -41,11 +41,11 @@ def task_runner(recipe: Recipe) -> TaskRunner:
 
 
 @flow(name="t2g-shards", log_prints=True)
-def sharded_stage(recipe: Recipe, stage: str, upstream: dict[str, dict[str, Any]], size: int) -> dict[str, Any]:
-    """One row-wise stage, shard by shard, on the recipe's task runner."""
-    return run_row_sharded(recipe, stage, upstream, size)
+def sharded_stage(recipe: Recipe, stage: str, key: str, upstream: dict[str, dict[str, Any]], size: int) -> dict[str, Any]:
+    """One row-wise stage (node `stage`, its planned `key`), shard by shard, on the recipe's task runner."""
+    return run_sharded(recipe, stage, key, upstream, size, "rows")
 
 
-def run_row_sharded_stage(recipe: Recipe, stage: str, upstream: dict[str, dict[str, Any]], size: int) -> dict[str, Any]:
+def run_row_sharded_stage(recipe: Recipe, stage: str, key: str, upstream: dict[str, dict[str, Any]], size: int) -> dict[str, Any]:
     name = f"{recipe.name}-{stage}-shards-{recipe.orchestration.task_runner}"
-    return sharded_stage.with_options(task_runner=task_runner(recipe), flow_run_name=name)(recipe, stage, upstream, size)
+    return sharded_stage.with_options(task_runner=task_runner(recipe), flow_run_name=name)(recipe, stage, key, upstream, size)

@@ -30,13 +30,16 @@ def resolve(config: str, store: str | None = None, overrides: list[str] | None =
 
 
 def run_node(recipe: Recipe, node: Node, upstream: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Node `node` as its task (or its shards' tasks), under the key the plan gave it."""
+    if node.key is None:
+        raise ValueError(f"node {node.name} has no key: plan it with the given artifacts' references, not their names")
     if node.sharding == "rows":
         from flows.cpu_shards import run_row_sharded_stage  # on the recipe's task runner
 
-        return run_row_sharded_stage(recipe, node.name, upstream, node.shard_size)
+        return run_row_sharded_stage(recipe, node.name, node.key, upstream, node.shard_size)
     if node.sharding == "llm":
-        return run_sharded(recipe, node.name, upstream, node.shard_size)
-    return run_stage(recipe, node.name, upstream)
+        return run_sharded(recipe, node.name, node.key, upstream, node.shard_size, "llm")
+    return run_stage(recipe, node.name, node.key, upstream)
 
 
 def walk(recipe: Recipe, nodes: Iterable[Node], given: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, dict[str, Any]]:

@@ -9,6 +9,10 @@ A recipe with `rounds` expands here: each later round r adds a node `<stage>-<r>
 stage the registry repeats (t2g.rounds), with the round's merged section and its inputs
 wired by `Input.round`. Nodes are addressed by name everywhere (`--until sample-2`, the
 store, the task runs); `Node.stage` is the registry entry a node runs.
+
+`plan` also computes every planned node's key, once, in order (t2g.keys.node_key: its
+section, its inputs' keys, its code), and the node carries it (`Node.key`): whoever runs
+the node reads the key there.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping
 
 from t2g import rounds
+from t2g.keys import node_key
 from t2g.stages import STAGES, Input, Stage, registered
 
 
@@ -35,6 +40,9 @@ class Node:
     sharding: str | None  # "llm" or "rows" when shard_size is set
     gpu: bool
     name: str = ""  # the node's name: the stage's, or `<stage>-<round>` in a later round
+    # Its artifact's key, set by `plan` (t2g.keys.node_key); None in `graph`, or when an
+    # input's key is not known (a given artifact named without its reference).
+    key: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -145,20 +153,23 @@ def _check_gpu_stages(recipe: Any, registry: Mapping[str, Stage]) -> None:
 def plan(
     recipe: Any,
     until: str | None = None,
-    given: Iterable[str] = (),
+    given: Iterable[str] | Mapping[str, Any] = (),
     registry: Mapping[str, Stage] = STAGES,
     follow_optional: bool = True,
 ) -> list[Node]:
-    """The nodes to run, in order.
+    """The nodes to run, in order, each with its key.
 
     - `until`: only that node (`sft`, `sample-2`) and what it needs (its ancestors); None:
       every node that no other consumes (evaluate) and what those need: the whole graph.
     - `given`: stages whose artifacts the caller already has (train-only starts from a
-      data artifact and its lineage): they are not run, and nothing above them is.
+      data artifact and its lineage): they are not run, and nothing above them is. A
+      mapping gives their references (anything with a `key`) or keys, from which the
+      keys of the nodes they feed follow; names alone leave those keys None.
     - `follow_optional=False`: an optional input is wired only when its stage is given
       (evaluate-only scores an SFT model without running a GRPO for it).
     """
     g = graph(recipe, registry)
+    given_keys = {name: getattr(ref, "key", ref) for name, ref in given.items()} if isinstance(given, Mapping) else {}
     given = set(given)
     if until is not None and until not in g:
         raise DagError(f"until={until!r} is not a stage of this recipe{_why_absent(recipe, until, registry)}; choose one of {', '.join(g)}")
@@ -177,7 +188,22 @@ def plan(
             if up not in g:
                 continue  # an optional input whose stage the recipe does not have
             todo.append(up)
-    return [_without_unmet_optional(g[n], wanted | given) for n in g if n in wanted]
+    nodes = [_without_unmet_optional(g[n], wanted | given) for n in g if n in wanted]
+    return _keyed(recipe, nodes, given_keys, registry)
+
+
+def _keyed(recipe: Any, nodes: list[Node], given: Mapping[str, str | None], registry: Mapping[str, Stage]) -> list[Node]:
+    """`nodes` (in run order) with their keys: each from its inputs' keys, the given
+    artifacts' or those of the nodes before it. The one place a planned key is made."""
+    keys: dict[str, str | None] = dict(given)
+    out = []
+    for node in nodes:
+        inputs = {param: keys.get(up) for param, up in node.inputs}
+        known = all(k is not None for k in inputs.values())
+        key = node_key(node.name, section(recipe, node.name, registry), inputs, registry=registry) if known else None  # type: ignore[arg-type]
+        keys[node.name] = key
+        out.append(replace(node, key=key))
+    return out
 
 
 def _why_absent(recipe: Any, name: str, registry: Mapping[str, Stage]) -> str:
@@ -201,16 +227,13 @@ def _without_unmet_optional(node: Node, available: set[str]) -> Node:
 def cached(recipe: Any, nodes: Iterable[Node], store: Any) -> dict[str, Any] | None:
     """Every node's finished artifact, when the store holds all of them; else None.
 
-    Keys come from the recipe alone (config, upstream keys, code), so a rerun can tell
-    that there is nothing to do without starting an orchestrator."""
-    from t2g.runner import stage_key
-
+    Keys come from the recipe alone (config, upstream keys, code: `plan` computed them),
+    so a rerun can tell that there is nothing to do without starting an orchestrator."""
     found: dict[str, Any] = {}
     for node in nodes:
-        upstream = {param: found[up] for param, up in node.inputs if up in found}
-        if len(upstream) != len(node.inputs):
+        if node.key is None or any(up not in found for _, up in node.inputs):
             return None  # an input from outside the plan: only a whole plan is checked here
-        ref = store.finished(node.name, stage_key(node.name, section(recipe, node.name), upstream))
+        ref = store.finished(node.name, node.key)
         if ref is None:
             return None
         found[node.name] = ref

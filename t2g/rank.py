@@ -31,20 +31,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m t2g.rank", description="one rank of a launched training stage")
     parser.add_argument("--store", required=True, help="the store's root URI")
     parser.add_argument("--stage", required=True, type=_node, help="the node: a stage, or a later round's (sft-2)")
-    parser.add_argument("--key", required=True, help="the stage key the runner computed")
+    parser.add_argument("--key", required=True, help="the node's key (the runner's): the artifact is written under it")
     parser.add_argument("--config-json", required=True, help="the stage's recipe section")
     parser.add_argument("--upstream-json", default="{}", help="the upstream artifact references, by parameter")
     args = parser.parse_args(argv)
 
     config = section_model(args.stage).model_validate_json(args.config_json)
     upstream = {param: ArtifactRef.from_dict(u) for param, u in json.loads(args.upstream_json).items()}
-    key = stage_key(args.stage, config, upstream)
-    if key != args.key:
+    # The rank writes under the runner's key (the node's). Computing it here again is a
+    # check, not a second source: a machine with other t2g code, or another file behind a
+    # section's path, would otherwise train on something the key does not name.
+    check = stage_key(args.stage, config, upstream)
+    if check != args.key:
         raise LaunchError(
-            f"rank {rank()}: stage key {key} is not the runner's {args.key}: this machine runs other "
+            f"rank {rank()}: stage key {check} is not the runner's {args.key}: this machine runs other "
             "t2g code than the runner (every node needs the same image)"
         )
-    run_here(args.stage, config, upstream, Store(args.store), write=is_main_process(), note={"processes": world_size()})
+    run_here(args.stage, config, upstream, Store(args.store), args.key, write=is_main_process(), note={"processes": world_size()})
     return 0
 
 

@@ -1,9 +1,11 @@
 """Run one stage against the store: the part of "a cached stage" that is not Prefect.
 
-`stage_key` is the artifact key and the Prefect cache key; `execute` reuses a finished
-artifact when the store has one (even if Prefect's own cache was wiped), otherwise runs
-the stage and writes its artifacts, side artifacts first and the main one last, so a
-finished main artifact implies finished side artifacts.
+A node's key comes with it (t2g.dag.plan computes every key once, through
+t2g.keys.node_key); `execute` reuses a finished artifact when the store has one (even if
+Prefect's own cache was wiped), otherwise runs the stage and writes its artifacts
+(`commit`: side artifacts before the main manifest, so a finished main artifact implies
+finished side artifacts). `finished` and `commit` are also how t2g.shards reads and
+writes a merged stage: one "already done?" and one write path for every stage.
 
 A training section with `launch` set runs under `accelerate launch` instead: every rank
 runs `run_here` (t2g/rank.py), only the main rank writes, and `execute` then finds
@@ -26,9 +28,9 @@ from pydantic import BaseModel
 
 from t2g import __version__
 from t2g.checkpoints import checkpoint_store
-from t2g.fingerprint import run_nonce
+from t2g.keys import config_dict, never_cached, node_key
 from t2g.launch import LaunchError, launch
-from t2g.stage import cache_key
+from t2g.stage import StageResult
 from t2g.stages import registered
 from t2g.store import ArtifactRef, Store
 
@@ -44,10 +46,6 @@ class Outcome:
     summary: dict[str, Any] = field(default_factory=dict)
     side: dict[str, ArtifactRef] = field(default_factory=dict)
     seconds: float = 0.0
-
-
-def config_dict(config: BaseModel | dict[str, Any]) -> dict[str, Any]:
-    return config.model_dump(mode="json") if isinstance(config, BaseModel) else dict(config)
 
 
 def named(stage: str, config: Any, upstream: Upstream) -> dict[str, ArtifactRef]:
@@ -77,37 +75,23 @@ def load_inputs(stage: str, upstream: Mapping[str, ArtifactRef], store: Store) -
 
 
 def stage_key(stage: str, config: BaseModel | dict[str, Any], upstream: Upstream) -> str:
-    inputs = named(stage, config, upstream)
-    wiring = [f"{param}={ref.key}" for param, ref in sorted(inputs.items())] + external_wiring(stage, config)
-    return cache_key(stage, config_dict(config), wiring, registered(stage).code_version())
+    """The key of `stage` on these artifacts, for a caller without a plan (a script, a
+    test): t2g.keys.node_key on the artifacts' keys. A planned node carries its key."""
+    return node_key(stage, config, {param: ref.key for param, ref in named(stage, config, upstream).items()})
 
 
-def external_wiring(stage: str, config: Any) -> list[str]:
-    """The fingerprints of what the section names outside the store, as key parts (none
-    for a stage that names nothing, so its key is what it was before fingerprints). One
-    without a fingerprint gets this run's nonce: the same key all through the run, and
-    no later run finds it."""
-    return [
-        f"external:{name}={fp if fp is not None else 'unpinned:' + run_nonce()}"
-        for name, fp in sorted(registered(stage).externals(config).items())
-    ]
-
-
-def never_cached(stage: str, config: Any) -> list[str]:
-    """Why the stage is never a cache hit under this section, one line per input."""
-    return [f"{name} has no pinned revision: never cached" for name, fp in sorted(registered(stage).externals(config).items()) if fp is None]
-
-
-def execute(stage: str, config: BaseModel, upstream: Upstream, store: Store) -> Outcome:
+def execute(stage: str, config: BaseModel, upstream: Upstream, store: Store, key: str | None = None) -> Outcome:
+    """The node's artifact: the store's when finished, else made here (or by a launch).
+    `key`: the planned node's (Node.key); None, for a caller without a plan: `stage_key`."""
     started = time.time()
     upstream = named(stage, config, upstream)
-    key = stage_key(stage, config, upstream)
+    key = key or stage_key(stage, config, upstream)
     done = finished(stage, key, store, started)
     if done is not None:
         return done
     if getattr(config, "launch", None) is not None:
         return launched(stage, config, upstream, store, key, started)
-    return run_here(stage, config, upstream, store)
+    return run_here(stage, config, upstream, store, key)
 
 
 def finished(stage: str, key: str, store: Store, started: float, hit: bool = True) -> Outcome | None:
@@ -132,16 +116,17 @@ def launched(stage: str, config: BaseModel, upstream: Mapping[str, ArtifactRef],
 
 
 def run_here(
-    stage: str, config: BaseModel, upstream: Upstream, store: Store, write: bool = True,
+    stage: str, config: BaseModel, upstream: Upstream, store: Store, key: str | None = None, write: bool = True,
     note: dict[str, Any] | None = None,
 ) -> Outcome | None:  # fmt: skip
-    """Run the stage in this process and write its artifacts. A launched stage's ranks
-    other than the main one pass `write=False`: they train along and write nothing.
-    `note` joins the summary (what the launch adds: how many processes trained)."""
+    """Run the stage in this process and write its artifacts under `key` (the node's;
+    None: `stage_key`). A launched stage's ranks other than the main one pass
+    `write=False`: they train along and write nothing. `note` joins the summary (what the
+    launch adds: how many processes trained)."""
     spec = registered(stage)
     started = time.time()
     upstream = named(stage, config, upstream)
-    key = stage_key(stage, config, upstream)
+    key = key or stage_key(stage, config, upstream)
     inputs = load_inputs(stage, upstream, store)
     # Training stages mirror their checkpoints to the store (a crashed worker's disk is
     # gone); through a context, not the config, so the key stays the same.
@@ -149,10 +134,24 @@ def run_here(
         result = spec.load()(config, **inputs)
     if not write:
         return None
-    meta = manifest_meta(stage, config, upstream)
-    # Main parts first, streamed; a streaming stage finishes its summary and side tables
-    # only once its last chunk is produced. Then the side artifacts, and the main
-    # manifest last: a finished main artifact implies finished side artifacts.
+    outcome = commit(stage, config, upstream, key, store, result, started, note)
+    checkpoints.discard()  # the trained model is an artifact now
+    return outcome
+
+
+def commit(
+    stage: str, config: Any, upstream: Mapping[str, ArtifactRef], key: str, store: Store, result: StageResult,
+    started: float, note: dict[str, Any] | None = None, meta: dict[str, Any] | None = None,
+) -> Outcome:  # fmt: skip
+    """Write a stage's result as its artifacts under `key`, the one write path of a stage
+    run here and of a sharded stage's merge (t2g.shards.merge). `note` joins the summary,
+    `meta` the manifests.
+
+    Main parts first, streamed: a streaming stage finishes its summary and side tables
+    only once its last chunk is produced (and `result.side` may read each side table
+    only when it is written). Then the side artifacts, and the main manifest last: a
+    finished main artifact implies finished side artifacts."""
+    meta = {**manifest_meta(stage, config, upstream), **(meta or {})}
     writer = store.writer(stage, key)
     for table in [result.main] if isinstance(result.main, pa.Table) else result.main:
         writer.add(table)
@@ -168,7 +167,6 @@ def run_here(
         meta["kind"] = "model"
     meta.update(summary=result.summary, side={n: r.to_dict() for n, r in side.items()}, stage_s=round(time.time() - started, 3))
     ref = writer.commit(meta, result.files)
-    checkpoints.discard()  # the trained model is an artifact now
     return Outcome(ref, False, result.summary, side, time.time() - started)
 
 

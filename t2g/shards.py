@@ -4,7 +4,8 @@ unit, merge the shard outputs into the stage's one artifact.
 A shard's key is its content digest + the stage config + the other inputs' keys + the
 fingerprints of what the section names outside the store + the code version, so a crash
 costs at most the shards in flight and a rerun reuses every finished shard. The merged
-artifact is written under the stage's normal key (t2g.runner.stage_key): downstream
+artifact is written under the node's key (Node.key, t2g.keys.node_key), through the
+runner's own "finished?" check and write path (t2g.runner.finished, commit): downstream
 stages and the run cache cannot tell a sharded stage from a plain one.
 
 Shards are cut by content, not position (`split`): rows are grouped by document (the
@@ -23,25 +24,23 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 import pyarrow as pa
 from pydantic import BaseModel
 
+from t2g.keys import config_dict, node_key, shard_stage  # shard_stage: the store name of shard outputs
 from t2g.llm.cache import as_reused
-from t2g.runner import Outcome, Upstream, external_wiring, load_inputs, manifest_meta, named, never_cached, stage_key
-from t2g.stage import cache_key
+from t2g.runner import Outcome, Upstream, commit, finished, load_inputs, named, stage_key
+from t2g.stage import StageResult
 from t2g.stages import registered
 from t2g.store import ArtifactRef, Store, table_digest
 
 
 def shard_input_stage(stage: str) -> str:
     return f"{stage}-shardin"  # content-addressed shard inputs (key = digest)
-
-
-def shard_stage(stage: str) -> str:
-    return f"{stage}-shard"  # shard outputs (key = shard key); side tables: <stage>-shard-<side>
 
 
 # A shard is cut at the latest here (in rows, times the size) even without a content
@@ -166,10 +165,6 @@ class Plan:
     shards: list[Shard] = field(default_factory=list)
 
 
-def _config(config: BaseModel | dict[str, Any]) -> dict[str, Any]:
-    return config.model_dump(mode="json") if isinstance(config, BaseModel) else dict(config)
-
-
 def cut_along(stage: str, config: Any, upstream: Upstream) -> tuple[str, ArtifactRef, dict[str, ArtifactRef]]:
     """The input a sharded stage is cut along (its first declared input), and the others."""
     inputs = named(stage, config, upstream)
@@ -180,17 +175,17 @@ def cut_along(stage: str, config: Any, upstream: Upstream) -> tuple[str, Artifac
 
 
 def shard_key(stage: str, config: BaseModel | dict[str, Any], shard_digest: str, others: dict[str, ArtifactRef]) -> str:
-    wiring = [shard_digest, *(f"{p}={ref.key}" for p, ref in sorted(others.items())), *external_wiring(stage, config)]
-    return cache_key(shard_stage(stage), _config(config), wiring, registered(stage).code_version())
+    return node_key(stage, config, {p: ref.key for p, ref in others.items()}, shard=shard_digest)
 
 
-def plan(stage: str, config: Any, upstream: Upstream, store: Store, size: int) -> Plan:
+def plan(stage: str, config: Any, upstream: Upstream, store: Store, size: int, key: str | None = None) -> Plan:
     """Cut the first input into shards and store each (idempotent: content-addressed).
-    Nothing is cut when the merged artifact exists."""
-    key = stage_key(stage, config, upstream)
-    done = store.finished(stage, key)
+    Nothing is cut when the merged artifact exists. `key`: the node's (Node.key); None,
+    for a caller without a plan: t2g.runner.stage_key."""
+    key = key or stage_key(stage, config, upstream)
+    done = finished(stage, key, store, time.time())
     if done is not None:
-        return Plan(key, done)
+        return Plan(key, done.ref)
     _, source, others = cut_along(stage, config, upstream)
     table = store.read(source.stage, source.key)
     shards = []
@@ -232,7 +227,7 @@ def run_shard(stage: str, config: Any, shard: Shard, upstream: Upstream, store: 
     result = spec.load()(config, **inputs, **kwargs)
     if not isinstance(result.main, pa.Table):
         result.main = pa.concat_tables(list(result.main))
-    meta = {"summary": result.summary, "shard": shard.to_dict(), "config": _config(config)}
+    meta = {"summary": result.summary, "shard": shard.to_dict(), "config": config_dict(config)}
     for name, table in result.side.items():
         store.write(f"{out_stage}-{name}", shard.key, table, meta=meta)
     ref = store.write(out_stage, shard.key, result.main, meta=meta)
@@ -266,17 +261,18 @@ def merge(
     store: Store,
     extra_summary: dict[str, Any] | None = None,
     reused: Iterable[str] = (),
+    key: str | None = None,
 ) -> Outcome:
-    """Concatenate the finished shards into the stage's artifact, rows back in the input's
-    order (side artifacts first, the main manifest last, as t2g.runner.execute does).
-    `reused`: keys of shards this run found finished; their requests count as cache hits."""
+    """Concatenate the finished shards into the stage's artifact under `key` (the node's;
+    None: t2g.runner.stage_key), rows back in the input's order, through the runner's own
+    write path (t2g.runner.commit). `reused`: keys of shards this run found finished;
+    their requests count as cache hits."""
     started = time.time()
-    spec = registered(stage)
-    key = stage_key(stage, config, upstream)
-    existing = store.finished(stage, key)
-    if existing is not None:
-        side = {s: ref for s in spec.side if (ref := store.ref(f"{stage}-{s}", key)) is not None}
-        return Outcome(existing, True, store.manifest(stage, key).get("summary", {}), side, time.time() - started)
+    upstream = named(stage, config, upstream)
+    key = key or stage_key(stage, config, upstream)
+    done = finished(stage, key, store, started)
+    if done is not None:
+        return done
     out_stage = shard_stage(stage)
     ordered = sorted(shards, key=lambda s: s.index)
     _, source, _ = cut_along(stage, config, upstream)
@@ -286,33 +282,44 @@ def merge(
     def restored(table: pa.Table) -> pa.Table:
         return fresh_volatile(in_input_order(table, positions), source_table)
 
+    def main() -> Iterator[pa.Table]:  # read when written: the main table is not held while the sides are
+        if ordered:
+            yield restored(pa.concat_tables([store.read(out_stage, s.key) for s in ordered]))
+
     manifests = [store.manifest(out_stage, s.key) for s in ordered]  # raises if a shard is missing
     reused = set(reused)
     summary = merge_summaries(as_reused(m.get("summary", {})) if s.key in reused else m.get("summary", {})
                               for s, m in zip(ordered, manifests))  # fmt: skip
     summary["shards"] = len(ordered)
-    summary.update(extra_summary or {})
-    if why := never_cached(stage, config):
-        summary["never_cached"] = why
-    meta = {**manifest_meta(stage, config, named(stage, config, upstream)), "shards": [s.to_dict() for s in ordered]}
-    side = {}
-    for name in spec.side:
-        tables = [store.read(f"{out_stage}-{name}", s.key) for s in ordered if store.has(f"{out_stage}-{name}", s.key)]
-        if tables:
-            table = restored(pa.concat_tables(tables))
-            side[name] = store.write(f"{stage}-{name}", key, table, meta={**meta, "summary": summary})
-    writer = store.writer(stage, key)
-    if ordered:
-        writer.add(restored(pa.concat_tables([store.read(out_stage, s.key) for s in ordered])))
-    meta.update(summary=summary, side={n: r.to_dict() for n, r in side.items()}, stage_s=round(time.time() - started, 3))
-    ref = writer.commit(meta)
-    return Outcome(ref, False, summary, side, time.time() - started)
+    side = MergedSides(store, out_stage, ordered, registered(stage).side, restored)
+    result = StageResult(main=main(), side=side, summary=summary)  # type: ignore[arg-type]
+    return commit(stage, config, upstream, key, store, result, started, extra_summary, {"shards": [s.to_dict() for s in ordered]})
 
 
-def run_all(stage: str, config: Any, upstream: Upstream, store: Store, size: int, **kwargs: Any) -> Outcome:
-    """The whole sharded stage in this process, one shard after another (no Prefect)."""
-    p = plan(stage, config, upstream, store, size)
+class MergedSides(Mapping[str, pa.Table]):
+    """A merged stage's side tables, by name, each read from its shards only when asked
+    for: the merge holds one side table at a time, as it writes them."""
+
+    def __init__(self, store: Store, out_stage: str, shards: Sequence[Shard], names: Iterable[str],
+                 restored: Callable[[pa.Table], pa.Table]) -> None:  # fmt: skip
+        self.store, self.out_stage, self.restored = store, out_stage, restored
+        self.keys = {n: keys for n in names if (keys := [s.key for s in shards if store.has(f"{out_stage}-{n}", s.key)])}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, name: str) -> pa.Table:
+        return self.restored(pa.concat_tables([self.store.read(f"{self.out_stage}-{name}", key) for key in self.keys[name]]))
+
+
+def run_all(stage: str, config: Any, upstream: Upstream, store: Store, size: int, key: str | None = None, **kwargs: Any) -> Outcome:
+    """The whole sharded stage in this process, one shard after another (no Prefect).
+    `key`: the node's (Node.key); None: t2g.runner.stage_key."""
+    p = plan(stage, config, upstream, store, size, key)
     if p.done is not None:
-        return merge(stage, config, upstream, [], store)
+        return merge(stage, config, upstream, [], store, key=p.key)
     reused = [shard.key for shard in p.shards if run_shard(stage, config, shard, upstream, store, **kwargs).hit]
-    return merge(stage, config, upstream, p.shards, store, reused=reused)
+    return merge(stage, config, upstream, p.shards, store, reused=reused, key=p.key)

@@ -24,6 +24,7 @@ from t2g.progress import trainer_callback
 from t2g.config import LoraSettings, TinyModelConfig, SupervisedSection, TrainSection
 from t2g.graph import Graph, graph_from_obj
 from t2g.prompts import messages
+from t2g.stage import code_version, import_closure
 
 # Written next to a trained model: what its base was, so evaluation can score the base
 # too (a "tiny" base is rebuilt from the saved tokenizer and the seed: no copy needed).
@@ -227,13 +228,12 @@ def model_fingerprint(model_dir: Path) -> Any:
     return sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in Path(model_dir).iterdir() if p.is_file())
 
 
-def work_dir(cfg: TrainSection, stage: str, *parts: Any) -> Path:
+def work_dir(cfg: TrainSection, stage: str, module: str, *parts: Any) -> Path:
     """The checkpoint folder of one training run: named by the section, the data and the
-    stage's code, so a rerun after a crash resumes there, while after a code change (a new
-    tokenizer, a new loss) the run starts afresh instead of resuming stale checkpoints."""
-    from t2g.stages import STAGES
-
-    code = STAGES[stage].code_version()
+    stage's code (that of `module`, the stage's, and all it imports: its code version), so
+    a rerun after a crash resumes there, while after a code change (a new tokenizer, a new
+    loss) the run starts afresh instead of resuming stale checkpoints."""
+    code = code_version(*import_closure(module))
     return work_root(cfg.work_dir) / stage / fingerprint(stage, cfg.model_dump(mode="json"), code, *parts)
 
 

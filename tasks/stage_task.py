@@ -2,11 +2,12 @@
 LLM shard, row shard): retries on transient errors only, JSON-only result storage, the UI
 tags, and the GPU slot for the stages the recipe names.
 
-The cache key is t2g's own stage key (stage, config section, upstream keys, code version),
-so Prefect and the store agree on what is done. The key is offered to Prefect only once
-the store holds the artifact: Prefect never caches a result the store does not have, and
-a wiped Prefect database still finds finished work in the store (the task body returns
-the existing artifact at once).
+The cache key is t2g's own key of the node (stage, config section, upstream keys, code
+version), computed when the flow planned the recipe (Node.key, t2g.keys.node_key) and
+passed to the task as its `key`, so Prefect and the store agree on what is done. The key
+is offered to Prefect only once the store holds the artifact: Prefect never caches a
+result the store does not have, and a wiped Prefect database still finds finished work
+in the store (the task body returns the existing artifact at once).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from t2g import counts
 from t2g.config import Recipe
 from t2g.dag import section
 from t2g.llm.cache import use_cache
-from t2g.runner import Outcome, execute, stage_key
+from t2g.runner import Outcome, execute
 from t2g.stages import registered
 from t2g.store import ArtifactRef, StoreError
 from tasks.gpu import gpu_slot, stage_tags
@@ -76,9 +77,8 @@ def prefect_key(recipe: Recipe, name: str, key: str) -> str:
 
 
 def cache_key_fn(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
-    stage = parameters["stage"]
+    stage, key = parameters["stage"], parameters["key"]
     recipe: Recipe = parameters["recipe"]
-    key = stage_key(stage, section(recipe, stage), refs(parameters.get("upstream") or {}))
     try:
         done = open_store(recipe.store).finished(stage, key) is not None  # verified: a corrupt one is recomputed
     except (StoreError, ValueError):
@@ -127,10 +127,10 @@ def t2g_logs_to_run() -> Iterator[None]:
                 logger.propagate = True
 
 
-def _run(recipe: Recipe, stage: str, upstream: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _run(recipe: Recipe, stage: str, key: str, upstream: dict[str, dict[str, Any]]) -> dict[str, Any]:
     # GPU stages hold a slot of the `gpu` limit (tasks/gpu.py); LLM stages ask the recipe's response cache first.
     with gpu_slot(recipe, stage), t2g_logs_to_run(), use_cache(open_llm_cache(recipe)):
-        outcome = execute(stage, section(recipe, stage), refs(upstream), open_store(recipe.store))
+        outcome = execute(stage, section(recipe, stage), refs(upstream), open_store(recipe.store), key)
     return publish(stage, outcome)
 
 
@@ -151,10 +151,11 @@ def stage_task(stage: str) -> Task:
     )
 
 
-def run_stage(recipe: Recipe, stage: str, upstream: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Run one stage as its task with the recipe's options; returns its reference, saying
-    `hit` also when Prefect served its own cached record (which holds the first run's)."""
-    state = options(stage_task(stage), recipe, stage)(recipe, stage, upstream, return_state=True)
+def run_stage(recipe: Recipe, stage: str, key: str, upstream: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Run node `stage` (its planned `key`) as its task with the recipe's options; returns
+    its reference, saying `hit` also when Prefect served its own cached record (which holds
+    the first run's)."""
+    state = options(stage_task(stage), recipe, stage)(recipe, stage, key, upstream, return_state=True)
     ref = state.result()  # raises the stage's error if it failed
     return {**ref, "hit": bool(ref.get("hit")) or state.name == "Cached"}
 

@@ -25,11 +25,11 @@ def run_graph(recipe: Any, until: str = "export", api_key: str | None = None) ->
             upstream = {param: done[up] for param, up in node.inputs}
             started = time.time()
             if node.sharding == "llm":
-                out = shards.run_all(node.name, cfg, upstream, store, node.shard_size, api_key=api_key)
+                out = shards.run_all(node.name, cfg, upstream, store, node.shard_size, node.key, api_key=api_key)
             elif node.sharding == "rows":
-                out = shards.run_all(node.name, cfg, upstream, store, node.shard_size)
+                out = shards.run_all(node.name, cfg, upstream, store, node.shard_size, node.key)
             else:
-                out = execute(node.name, cfg, upstream, store)
+                out = execute(node.name, cfg, upstream, store, node.key)
             out.seconds = time.time() - started
             outcomes[node.name] = out
             done[node.name] = out.ref

@@ -18,6 +18,7 @@ entry it runs. An input says which round's artifact it takes (`Input.round`).
 
 from __future__ import annotations
 
+import functools
 import importlib
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
@@ -120,7 +121,7 @@ class Stage:
 
     def code_version(self) -> str:
         """The digest of every module the stage's output depends on (its cache key's code)."""
-        return code_version(*import_closure(self.module))
+        return module_version(self.module)
 
     def active_inputs(self, section: Any) -> tuple[Input, ...]:
         return tuple(i for i in self.inputs if i.active(section))
@@ -128,6 +129,15 @@ class Stage:
     def shards(self, recipe: Any) -> int | None:
         """Rows per shard under this recipe; None when the stage runs as one task."""
         return self.shard_size(recipe) if self.sharding and self.shard_size else None
+
+
+@functools.cache
+def module_version(module: str) -> str:
+    """The code version of `module` and all it imports (t2g.stage.code_version), read once
+    per process: a process runs the code it started with. Kept here, in the registry (not
+    stage code), so that remembering it changed no stage's key. A test that edits a module
+    to see a version move calls `module_version.cache_clear()`."""
+    return code_version(*import_closure(module))
 
 
 def _attr(ref: str) -> Any:

@@ -171,7 +171,7 @@ def grpo(cfg: GrpoConfig, reasoned: pa.Table, sft_model: Path) -> StageResult:
         )
     base = read_base(sft_model) or {"model": str(sft_model)}
     trust = bool(base.get("trust_remote_code", False))
-    work = work_dir(cfg, "grpo", reasoned, model_fingerprint(sft_model))
+    work = work_dir(cfg, "grpo", __name__, reasoned, model_fingerprint(sft_model))
     trainer = GRPOTrainer(
         model=load_model(sft_model, trust),
         reward_funcs=reward_funcs(cfg.rewards),

@@ -84,10 +84,10 @@ def reasoner(cfg: ReasonerConfig, docs: pa.Table, teacher: Path | None = None) -
     require_rows(len(exs), "reasoner", f"toy-world gold documents in split {cfg.split!r}")
     if cfg.model == TEACHER:
         base = teacher_base(teacher)
-        work = work_dir(cfg, "reasoner", docs, model_fingerprint(teacher))
+        work = work_dir(cfg, "reasoner", __name__, docs, model_fingerprint(teacher))
         base_dir, weights = Path(teacher), Path(teacher) / "model.safetensors"
     else:
-        work = work_dir(cfg, "reasoner", docs)
+        work = work_dir(cfg, "reasoner", __name__, docs)
         texts = [t for t, s in zip(docs.column("text").to_pylist(), docs.column("split").to_pylist()) if s == cfg.split]
         base_dir = build_tiny_base(work / "base", tokenizer_corpus(exs), cfg.tiny, texts)
         base, weights = {"model": TINY, "tiny": cfg.tiny.model_dump()}, warm_base_weights(base_dir, cfg.tiny)

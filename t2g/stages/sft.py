@@ -102,7 +102,7 @@ def sft(cfg: SftConfig, reasoned: pa.Table, teacher: Path | None = None, samples
     exs = examples_from(reasoned)
     # A student continued from a teacher (or a model before it) resumes only that model's checkpoints.
     before = start if start is not None else teacher if cfg.model == TEACHER else None
-    work = work_dir(cfg, "sft", reasoned, *([model_fingerprint(before)] if before is not None else []))
+    work = work_dir(cfg, "sft", __name__, reasoned, *([model_fingerprint(before)] if before is not None else []))
     if start is not None:
         check_model(str(start), "sft (the round before's model)")
         base_dir = Path(start)

@@ -52,7 +52,7 @@ def persisted() -> dict[str, Task]:
 def test_the_walk_finds_the_persisted_tasks():
     names = set(persisted())
     # A walk that found nothing would pass the checks below vacuously.
-    assert {"tasks.shards.shard_task", "tasks.cpu_shards.row_shard", "stage_task('collect')"} <= names, names
+    assert {"tasks.shards.shard_task", "tasks.shards.row_shard", "stage_task('collect')"} <= names, names
     assert len(names) >= len(STAGES) + 2
 
 

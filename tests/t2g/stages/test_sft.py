@@ -84,14 +84,14 @@ def test_a_warmed_up_tiny_base_travels_with_the_model(tmp_path):
 
 
 def test_work_folder_follows_the_code_so_a_code_change_never_resumes_stale_checkpoints(tmp_path, monkeypatch):
-    import t2g.stages
+    import t2g.training
     from t2g.training import work_dir
 
     cfg, data = sft_config(tmp_path), reason_table(4)
-    here = work_dir(cfg, "sft", data)
-    assert work_dir(cfg, "sft", data) == here  # a rerun after a crash finds its checkpoints
-    monkeypatch.setattr(t2g.stages, "code_version", lambda *modules: "another tokenizer")
-    assert work_dir(cfg, "sft", data) != here
+    here = work_dir(cfg, "sft", "t2g.stages.sft", data)
+    assert work_dir(cfg, "sft", "t2g.stages.sft", data) == here  # a rerun after a crash finds its checkpoints
+    monkeypatch.setattr(t2g.training, "code_version", lambda *modules: "another tokenizer")
+    assert work_dir(cfg, "sft", "t2g.stages.sft", data) != here
 
 
 def test_a_student_continued_from_the_teacher_carries_the_teacher_as_its_base(tmp_path):
