@@ -37,7 +37,10 @@ _SUMMARY = re.compile(r"^recipe \S+: (\d+) stages in [\d.]+ s \((\d+) cache hits
 
 
 # Prefect's console lines: "01:48:15.228 | INFO    | Task run 'teacher [tiny]' - Finished in state Completed()".
-_LINE = re.compile(r"^(\d\d):(\d\d):(\d\d\.\d+) \| \w+ +\| (?:Task run '(\S+)[^']*' - Finished in state|Flow run '[^']*' - Beginning flow run)", re.M)
+_LINE = re.compile(
+    r"^(\d\d):(\d\d):(\d\d\.\d+) \| \w+ +\| (?:Task run '(\S+)[^']*' - Finished in state|Flow run '[^']*' - Beginning flow run)",
+    re.M,
+)
 
 
 def stage_walls(log: str) -> dict[str, float]:
@@ -75,8 +78,10 @@ def _evaluation(folder: Path) -> dict[str, Any]:
     if len(keys) != 1:
         return {}
     report = json.loads(store.read_file("evaluate", keys[0], "report.json"))
-    return {"f1": {name: model_figures(r) for name, r in report["models"].items()},
-            "comparisons": report.get("comparisons")}
+    return {
+        "f1": {name: model_figures(r) for name, r in report["models"].items()},
+        "comparisons": report.get("comparisons"),
+    }
 
 
 def run(smoke: bool = False) -> dict[str, Any]:

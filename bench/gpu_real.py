@@ -129,7 +129,9 @@ def build(out: Path, small: bool) -> dict[str, Any]:
     with torch.random.fork_rng(devices=[]), torch.device(device):  # initialised on the GPU: seconds, not a minute
         torch.manual_seed(SEED)
         model = Qwen2ForCausalLM(config).to(_dtype())
-    model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None)
+    model.generation_config = GenerationConfig(
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None
+    )
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return {"shape": "small" if small else "qwen2.5-0.5b", **(SHAPE_SMALL if small else SHAPE_05B), "vocab_size": len(tokenizer),
@@ -343,7 +345,9 @@ def _seed_style(model_dir: Path, chats: list, max_new_tokens: int, batch: int) -
     @torch.inference_mode()
     def generate(texts: list[str], new: int) -> list[list[int]]:
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-        out = model.generate(**enc, max_new_tokens=new, do_sample=False, pad_token_id=tokenizer.pad_token_id, eos_token_id=eos)
+        out = model.generate(
+            **enc, max_new_tokens=new, do_sample=False, pad_token_id=tokenizer.pad_token_id, eos_token_id=eos
+        )
         return out[:, enc["input_ids"].shape[1] :].tolist()
 
     generate(prompts[:batch], 8)  # untimed warm-up

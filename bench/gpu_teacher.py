@@ -34,7 +34,10 @@ SEED_BATCH = 8
 
 def docs(n: int) -> pa.Table:
     cfg = CollectConfig.model_validate(
-        {"sources": [{"name": "bench", "kind": "toyworld", "split": "pool", "n": n, "seed": 11}], "near_duplicate_threshold": None}
+        {
+            "sources": [{"name": "bench", "kind": "toyworld", "split": "pool", "n": n, "seed": 11}],
+            "near_duplicate_threshold": None,
+        }
     )
     main = collect(cfg).main
     return main if isinstance(main, pa.Table) else pa.concat_tables(list(main))
@@ -96,7 +99,9 @@ def main() -> None:
     table = docs(args.n)
     common = dict(max_new_tokens=MAX_NEW_TOKENS, temperature=0.0, shard_size=args.n)
     if args.mode == "server":
-        cfg = ExtractConfig(backend="openai", model=args.model, base_url=args.base_url, max_in_flight=256, timeout_s=120, **common)
+        cfg = ExtractConfig(
+            backend="openai", model=args.model, base_url=args.base_url, max_in_flight=256, timeout_s=120, **common
+        )
         save("vllm_serve_openai", run_extract(cfg, table))
         return
     cfg = ExtractConfig(backend="vllm", model=args.model, gpu_memory_utilization=0.5, **common)

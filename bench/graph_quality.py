@@ -56,7 +56,7 @@ from t2g.kg.tables import CHUNKS, from_rows
 from t2g.llm import cache as llm_cache
 from t2g.llm.base import fit_prompt
 from t2g.stages.chunk import counter
-from t2g.stages.graph_extract import ground_answers, graph_extract, requests
+from t2g.stages.graph_extract import graph_extract, ground_answers, requests
 
 ENV = "T2G_GRAPH_MODEL"
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "tiny-graph.yaml"
@@ -126,11 +126,15 @@ def measure(model: str, n_docs: int | None = None, max_new_tokens: int | None = 
     return out
 
 
-def long_docs_figures(cfg, docs, long_docs, read, chunks: pa.Table, chunked_mentions: pa.Table, world) -> dict[str, Any]:
+def long_docs_figures(
+    cfg, docs, long_docs, read, chunks: pa.Table, chunked_mentions: pa.Table, world
+) -> dict[str, Any]:
     ids = {d["id"] for d in long_docs}
     every = world.long_every
-    figures: dict[str, Any] = {"documents": len(long_docs),  # of the world's long ones:
-                               "world_long_documents": sum(1 for i in range(len(docs)) if every and i % every == every - 1)}
+    figures: dict[str, Any] = {
+        "documents": len(long_docs),  # of the world's long ones:
+        "world_long_documents": sum(1 for i in range(len(docs)) if every and i % every == every - 1),
+    }
     if not long_docs:
         return {**figures, "ratio": None, "meets_goal": None}
     among = pa.array(sorted(ids), pa.string())
@@ -193,7 +197,9 @@ def corpus_figures(docs, chunks: pa.Table, extracted, graph) -> dict[str, Any]:
         "span_equals_text": _r(spans_ok / len(rows)) if rows else 1.0,
         "mention_recall": _r(len(found) / len(gold)) if gold else None,
         "mention_precision": _r(len(found) / len(rows)) if rows else None,
-        "edges_vs_gold_facts": {k: _r(v) for k, v in edge_scores(edges, node_gold, identities.gold_facts(docs)).items()},
+        "edges_vs_gold_facts": {
+            k: _r(v) for k, v in edge_scores(edges, node_gold, identities.gold_facts(docs)).items()
+        },
         "bcubed_found_mentions": {k: _r(v) for k, v in bcubed(found, {k: gold[k] for k in found}).items()},
     }
 
@@ -214,7 +220,7 @@ def read_chars(backend: Any, cfg: Any, text: str) -> int:
     read = max(0, enc["offset_mapping"][head - 1][1] - at) if head else 0
     if read >= len(text):
         return len(text)
-    return text.rfind(" ", 0, read + 1) if " " in text[:read + 1] else 0
+    return text.rfind(" ", 0, read + 1) if " " in text[: read + 1] else 0
 
 
 def part_rows(doc: dict, facts_per_part: int) -> list[dict]:

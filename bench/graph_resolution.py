@@ -36,18 +36,27 @@ def quality(n_docs: int) -> dict[str, Any]:
     gold = identities.gold_ids(docs)
     cols = lambda t, names: zip(*(t.column(c).to_pylist() for c in names))  # noqa: E731
     exact = {(d, s, e): (ty, tx) for d, s, e, ty, tx in cols(mentions, ("doc_id", "start", "end", "type", "text"))}
-    out: dict[str, Any] = {"documents": n_docs, "gold_mentions": len(gold),
-                           "gold_entities": len(set(gold.values())),
-                           "long_documents": sum(len(d["text"]) > 2000 for d in docs),
-                           "bcubed": {"exact match": _round(bcubed(exact, gold))}}
-    tiers = {"normalised exact (a)": {"aliases": False, "fuzzy": False}, "+ alias rules (a+b)": {"fuzzy": False},
-             "t2g: + fuzzy (a+b+c)": {}}
+    out: dict[str, Any] = {
+        "documents": n_docs,
+        "gold_mentions": len(gold),
+        "gold_entities": len(set(gold.values())),
+        "long_documents": sum(len(d["text"]) > 2000 for d in docs),
+        "bcubed": {"exact match": _round(bcubed(exact, gold))},
+    }
+    tiers = {
+        "normalised exact (a)": {"aliases": False, "fuzzy": False},
+        "+ alias rules (a+b)": {"fuzzy": False},
+        "t2g: + fuzzy (a+b+c)": {},
+    }
     for name, options in tiers.items():
         started = time.perf_counter()
         graph = resolve(mentions, relations, **options)
         pred = {(d, s, e): n for d, s, e, n in cols(graph.mentions, ("doc_id", "start", "end", "node_id"))}
-        out["bcubed"][name] = {**_round(bcubed(pred, gold)), "nodes": graph.nodes.num_rows,
-                               "s": round(time.perf_counter() - started, 3)}
+        out["bcubed"][name] = {
+            **_round(bcubed(pred, gold)),
+            "nodes": graph.nodes.num_rows,
+            "s": round(time.perf_counter() - started, 3),
+        }
     # the full resolution's graph (the last one): types, the shared surname, merges, edges
     types = defaultdict(set)
     members = defaultdict(set)
@@ -58,15 +67,17 @@ def quality(n_docs: int) -> dict[str, Any]:
     pair = [p.gold_id for p in people if p.last == people[0].last]
     node_gold = node_to_gold(pred.items(), gold)
     edges = list(cols(graph.edges, ("head", "type", "tail")))
-    out.update({
-        "f1": out["bcubed"]["t2g: + fuzzy (a+b+c)"]["f1"],
-        "exact_f1": out["bcubed"]["exact match"]["f1"],
-        "cross_type_nodes": sum(len(t) > 1 for t in types.values()),
-        "shared_surname_pair": pair,
-        "shared_surname_pair_apart": len(pair) == 2 and not any(set(pair) <= m for m in members.values()),
-        "merges_by_rule": dict(Counter(graph.merges.column("rule").to_pylist())),
-        "edges_vs_gold_facts": _round(edge_scores(edges, node_gold, identities.gold_facts(docs))),
-    })
+    out.update(
+        {
+            "f1": out["bcubed"]["t2g: + fuzzy (a+b+c)"]["f1"],
+            "exact_f1": out["bcubed"]["exact match"]["f1"],
+            "cross_type_nodes": sum(len(t) > 1 for t in types.values()),
+            "shared_surname_pair": pair,
+            "shared_surname_pair_apart": len(pair) == 2 and not any(set(pair) <= m for m in members.values()),
+            "merges_by_rule": dict(Counter(graph.merges.column("rule").to_pylist())),
+            "edges_vs_gold_facts": _round(edge_scores(edges, node_gold, identities.gold_facts(docs))),
+        }
+    )
     out["meets_goal"] = out["f1"] >= GOAL_F1 and out["cross_type_nodes"] == 0 and out["shared_surname_pair_apart"]
     return out
 
@@ -106,8 +117,10 @@ def _round(d: dict) -> dict:
 
 
 def run(smoke: bool = False) -> dict[str, Any]:
-    return {**quality(SMOKE_QUALITY_DOCS if smoke else QUALITY_DOCS),
-            "scale": scale(SMOKE_SCALE_DOCS if smoke else SCALE_DOCS)}
+    return {
+        **quality(SMOKE_QUALITY_DOCS if smoke else QUALITY_DOCS),
+        "scale": scale(SMOKE_SCALE_DOCS if smoke else SCALE_DOCS),
+    }
 
 
 if __name__ == "__main__":

@@ -75,7 +75,10 @@ def _peak_mb() -> float:
 def run(smoke: bool = False, n: int | None = None) -> dict[str, Any]:
     n = n or (SMOKE if smoke else FULL)
     added = max(1, n // 10)
-    with tempfile.TemporaryDirectory(prefix="t2g-graph-scale-") as tmp, FakeOpenAI(answer=grounded_answer(ungrounded_every=50)) as fake:
+    with (
+        tempfile.TemporaryDirectory(prefix="t2g-graph-scale-") as tmp,
+        FakeOpenAI(answer=grounded_answer(ungrounded_every=50)) as fake,
+    ):
         fake.bodies = _Discard()
         root = Path(tmp)
         cache = (root / "llm-cache").as_uri()

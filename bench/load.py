@@ -73,7 +73,10 @@ def run(smoke: bool = False, n_docs: int | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="t2g-load-") as root:
         started = time.perf_counter()
         proc = subprocess.run(
-            [sys.executable, "-c", _CHILD, json.dumps(recipe(n_docs)), root], capture_output=True, text=True, check=False
+            [sys.executable, "-c", _CHILD, json.dumps(recipe(n_docs)), root],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         wall = time.perf_counter() - started
     if proc.returncode != 0:

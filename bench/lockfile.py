@@ -61,7 +61,7 @@ def uv_bin() -> str:
     except (ImportError, FileNotFoundError):
         found = shutil.which("uv")
         if not found:
-            raise SystemExit("uv not found: `make install` installs it (dev extra), or `pip install uv`")
+            raise SystemExit("uv not found: `make install` installs it (dev extra), or `pip install uv`") from None
         return found
 
 

@@ -11,13 +11,15 @@ import json
 import time
 from typing import Any
 
-from t2g.kg.config import load_recipe
 from t2g.dag import plan, section
+from t2g.kg.config import load_recipe
 from t2g.runner import execute
 from t2g.store import ArtifactRef, Store
 
 
-def run_recipe(config: str, store_uri: str, overrides: list[str], until: str | None = None) -> tuple[dict[str, Any], dict[str, ArtifactRef], Store]:
+def run_recipe(
+    config: str, store_uri: str, overrides: list[str], until: str | None = None
+) -> tuple[dict[str, Any], dict[str, ArtifactRef], Store]:
     """Walk the recipe's graph (t2g.dag, as the flows walk it); returns the figures (time
     and hit per stage, the evaluation's F1 table and comparisons when it ran), every
     stage's artifact and the store."""
@@ -28,11 +30,18 @@ def run_recipe(config: str, store_uri: str, overrides: list[str], until: str | N
     started = time.time()
     for node in plan(recipe, until=until):
         stage = node.name  # a later round's node (sft-2) keys and stores under its own name
-        outcome = execute(stage, section(recipe, stage), {param: refs[up] for param, up in node.inputs}, store, node.key)
+        outcome = execute(
+            stage, section(recipe, stage), {param: refs[up] for param, up in node.inputs}, store, node.key
+        )
         refs[stage] = outcome.ref
         timings[stage] = {"seconds": round(outcome.seconds, 1), "hit": outcome.hit}
         print(f"{stage:<9} {'hit' if outcome.hit else 'ran'} {outcome.seconds:7.1f} s", flush=True)
-    figs: dict[str, Any] = {"config": config, "overrides": overrides, "seconds": round(time.time() - started, 1), "stages": timings}
+    figs: dict[str, Any] = {
+        "config": config,
+        "overrides": overrides,
+        "seconds": round(time.time() - started, 1),
+        "stages": timings,
+    }
     if "evaluate" in refs:
         report = evaluation_report(store, refs["evaluate"])
         figs["f1"] = {name: model_figures(r) for name, r in report["models"].items()}

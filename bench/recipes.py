@@ -20,10 +20,13 @@ def gold(name: str, seed: int, pool: int, test: int = 0) -> dict[str, Any]:
     data = {
         "name": name,
         "description": "a benchmark's recipe: toy-world documents, gold labels",
-        "collect": {"sources": [
-            {"name": f"toyworld-{split}", "kind": "toyworld", "split": split, "n": n, "seed": s}
-            for split, (n, s) in sizes.items() if n
-        ]},  # fmt: skip
+        "collect": {
+            "sources": [
+                {"name": f"toyworld-{split}", "kind": "toyworld", "split": split, "n": n, "seed": s}
+                for split, (n, s) in sizes.items()
+                if n
+            ]
+        },  # fmt: skip
         # Never the evaluate split: the student would train on its own test documents.
         "extract": {"backend": "gold", "splits": ["seed", "pool"]},
     }

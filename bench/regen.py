@@ -50,13 +50,18 @@ def _answer(key: str, body: dict) -> tuple[str, None]:
 
 def _docs(n: int, seed: int) -> list[dict[str, Any]]:
     cfg = CollectConfig.model_validate(
-        {"sources": [{"name": f"s{seed}", "kind": "toyworld", "split": "pool", "n": n, "seed": seed}], "near_duplicate_threshold": None}
+        {
+            "sources": [{"name": f"s{seed}", "kind": "toyworld", "split": "pool", "n": n, "seed": seed}],
+            "near_duplicate_threshold": None,
+        }
     )
     main = collect(cfg).main
     return (main if isinstance(main, pa.Table) else pa.concat_tables(list(main))).to_pylist()
 
 
-def _label(rows: list[dict[str, Any]], store: Store, cfg: ExtractConfig, cache: ResponseCache, name: str) -> tuple[float, dict]:
+def _label(
+    rows: list[dict[str, Any]], store: Store, cfg: ExtractConfig, cache: ResponseCache, name: str
+) -> tuple[float, dict]:
     ref = store.write("collect", name, pa.Table.from_pylist(rows))
     started = time.perf_counter()
     plan = shards.plan("extract", cfg, [ref], store, cfg.shard_size)
@@ -84,7 +89,9 @@ def run(smoke: bool = False) -> dict[str, Any]:
     teacher = FakeOpenAI(answer=_answer, latency_s=LATENCY_S, tokens_per_s=TOKENS_PER_S, capacity=CAPACITY)
     with tempfile.TemporaryDirectory() as tmp, teacher as fake:
         store, cache = Store(f"file://{tmp}/store"), ResponseCache(Store(f"file://{Path(tmp)}/cache"))
-        cfg = ExtractConfig(backend="openai", model="fake-teacher", base_url=fake.base_url, max_in_flight=IN_FLIGHT, shard_size=256)
+        cfg = ExtractConfig(
+            backend="openai", model="fake-teacher", base_url=fake.base_url, max_in_flight=IN_FLIGHT, shard_size=256
+        )
         full_s, full = _label(old, store, cfg, cache, "full")
         full_requests = fake.answered
         regen_s, regen = _label(grown, store, cfg, cache, "grown")
@@ -94,9 +101,18 @@ def run(smoke: bool = False) -> dict[str, Any]:
     return {
         "documents": len(old),
         "new_documents": len(extra),
-        "teacher": {"latency_s": LATENCY_S, "tokens_per_s": TOKENS_PER_S, "capacity": CAPACITY, "answer_tokens": ANSWER_TOKENS},
+        "teacher": {
+            "latency_s": LATENCY_S,
+            "tokens_per_s": TOKENS_PER_S,
+            "capacity": CAPACITY,
+            "answer_tokens": ANSWER_TOKENS,
+        },
         "max_in_flight": IN_FLIGHT,
-        "full": {"requests": full_requests, "wall_s": round(full_s, 2), "completion_tokens": full["completion_tokens_generated"]},
+        "full": {
+            "requests": full_requests,
+            "wall_s": round(full_s, 2),
+            "completion_tokens": full["completion_tokens_generated"],
+        },
         "regen": {
             "requests": regen_requests,
             "wall_s": round(regen_s, 2),

@@ -150,7 +150,13 @@ def _think(results: dict[str, Any]) -> list[str]:
         e, r = d["entities"], d["relations"]
         deltas.append(f"seed {s} {100 * e['delta']:+.1f} ({100 * e['low']:+.1f} to {100 * e['high']:+.1f}) / "
                       f"{100 * r['delta']:+.1f} ({100 * r['low']:+.1f} to {100 * r['high']:+.1f})")  # fmt: skip
-    lines += ["", "Thinking minus JSON-only after GRPO, entity / relation F1 points (95% paired interval): " + "; ".join(deltas) + ".", ""]
+    lines += [
+        "",
+        "Thinking minus JSON-only after GRPO, entity / relation F1 points (95% paired interval): "
+        + "; ".join(deltas)
+        + ".",
+        "",
+    ]
     return lines
 
 

@@ -104,13 +104,15 @@ def dataset(seed: int = 0, n_prompts: int = N_PROMPTS) -> list[dict[str, Any]]:
         for g in range(GENERATIONS):
             kind = rng.choice(KINDS)
             text = _completion(kind, graph, rng, serial=p * GENERATIONS + g)
-            rows.append({
-                "completion": [{"role": "assistant", "content": text}],
-                "solution": solution,
-                "entity_types": ENTITY_TYPES,
-                "relation_types": RELATION_TYPES,
-                "kind": kind,
-            })
+            rows.append(
+                {
+                    "completion": [{"role": "assistant", "content": text}],
+                    "solution": solution,
+                    "entity_types": ENTITY_TYPES,
+                    "relation_types": RELATION_TYPES,
+                    "kind": kind,
+                }
+            )
     return rows
 
 
@@ -140,10 +142,20 @@ def _contents(completions: Sequence[Any]) -> list[str]:
 
 
 def _valid(data: Any) -> bool:
-    if not isinstance(data, dict) or not isinstance(data.get("entities"), list) or not isinstance(data.get("relations"), list):
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("entities"), list)
+        or not isinstance(data.get("relations"), list)
+    ):
         return False
-    ents_ok = all(isinstance(e, dict) and isinstance(e.get("text"), str) and isinstance(e.get("type"), str) for e in data["entities"])
-    rels_ok = all(isinstance(r, dict) and all(isinstance(r.get(k), str) for k in ("head", "tail", "type")) for r in data["relations"])
+    ents_ok = all(
+        isinstance(e, dict) and isinstance(e.get("text"), str) and isinstance(e.get("type"), str)
+        for e in data["entities"]
+    )
+    rels_ok = all(
+        isinstance(r, dict) and all(isinstance(r.get(k), str) for k in ("head", "tail", "type"))
+        for r in data["relations"]
+    )
     return ents_ok and rels_ok
 
 
@@ -199,7 +211,13 @@ def base_f1_relations(prompts: Any, completions: Sequence[Any], solution: Sequen
     return _base_f1("relations", ("head", "tail", "type"), completions, solution)
 
 
-def base_types(prompts: Any, completions: Sequence[Any], entity_types: Sequence[list[str]], relation_types: Sequence[list[str]], **kwargs: Any) -> list[float]:
+def base_types(
+    prompts: Any,
+    completions: Sequence[Any],
+    entity_types: Sequence[list[str]],
+    relation_types: Sequence[list[str]],
+    **kwargs: Any,
+) -> list[float]:
     out = []
     for c, et, rt in zip(_contents(completions), entity_types, relation_types):
         jsons = extract_json_from_text(c)
@@ -222,15 +240,17 @@ def _batches(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for i in range(0, len(rows), BATCH):
         chunk = rows[i : i + BATCH]
-        out.append({
-            "prompts": ["extract the graph"] * len(chunk),
-            "completions": [r["completion"] for r in chunk],
-            "completion_ids": [[0]] * len(chunk),
-            "solution": [r["solution"] for r in chunk],
-            "entity_types": [r["entity_types"] for r in chunk],
-            "relation_types": [r["relation_types"] for r in chunk],
-            "trainer_state": None,
-        })
+        out.append(
+            {
+                "prompts": ["extract the graph"] * len(chunk),
+                "completions": [r["completion"] for r in chunk],
+                "completion_ids": [[0]] * len(chunk),
+                "solution": [r["solution"] for r in chunk],
+                "entity_types": [r["entity_types"] for r in chunk],
+                "relation_types": [r["relation_types"] for r in chunk],
+                "trainer_state": None,
+            }
+        )
     return out
 
 
@@ -242,7 +262,9 @@ def _score(funcs: Sequence[Callable[..., list[Any]]], batches: list[dict[str, An
     return scores
 
 
-def _time_pass(funcs: Sequence[Callable[..., list[Any]]], batches: list[dict[str, Any]]) -> tuple[float, float, list[list[Any]]]:
+def _time_pass(
+    funcs: Sequence[Callable[..., list[Any]]], batches: list[dict[str, Any]]
+) -> tuple[float, float, list[list[Any]]]:
     """(CPU seconds, wall seconds, scores) of one pass. Both sides are single-threaded pure
     Python, so CPU time is the figure that other work on shared cores disturbs least."""
     cpu, wall = time.process_time(), time.perf_counter()
@@ -273,7 +295,9 @@ def run(smoke: bool = False) -> dict[str, Any]:
     mismatches = [i for i in checked if abs(f1_ours[i] - f1_base[i]) > 1e-9]
     if mismatches:
         i = mismatches[0]
-        raise AssertionError(f"f1_entities disagrees on {len(mismatches)} rows, e.g. row {i}: {f1_ours[i]} vs {f1_base[i]}")
+        raise AssertionError(
+            f"f1_entities disagrees on {len(mismatches)} rows, e.g. row {i}: {f1_ours[i]} vs {f1_base[i]}"
+        )
 
     lengths = [len(r["completion"][0]["content"]) for r in rows]
     return {

@@ -25,7 +25,9 @@ SMOKE = recipes.gold("bench-stack-smoke", seed=20, pool=40)
 def _run(args: list[str], **kwargs: Any) -> None:
     proc = subprocess.run(args, capture_output=True, text=True, check=False, **kwargs)
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(args[:4])} ... failed ({proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-3000:]}")
+        raise RuntimeError(
+            f"{' '.join(args[:4])} ... failed ({proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-3000:]}"
+        )
 
 
 def _allow_store(api_url: str, auth: str) -> None:
@@ -55,8 +57,12 @@ def run(smoke: bool = False) -> dict[str, Any]:
         try:
             state = json.loads((home / "stack.json").read_text())
             auth = (home / "auth").read_text().strip()
-            run_env = {**env, "PREFECT_API_URL": state["api_url"], "PREFECT_HOME": str(home / "prefect"),
-                       "PREFECT_API_AUTH_STRING": auth}
+            run_env = {
+                **env,
+                "PREFECT_API_URL": state["api_url"],
+                "PREFECT_HOME": str(home / "prefect"),
+                "PREFECT_API_AUTH_STRING": auth,
+            }
             _allow_store(state["api_url"], auth)
             started = time.perf_counter()
             # An absolute recipe path: the worker runs the flow from the repository root.

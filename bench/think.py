@@ -46,7 +46,9 @@ def _paired(store: Any, plain: Any, think: Any, split: str, model: str) -> dict[
     a, b = _predictions(store, plain, split, model), _predictions(store, think, split, model)
     ids = sorted(set(a) & set(b))
     golds = [json.loads(a[i]["gold"]) for i in ids]
-    return paired_bootstrap(golds, [json.loads(a[i]["prediction"]) for i in ids], [json.loads(b[i]["prediction"]) for i in ids])
+    return paired_bootstrap(
+        golds, [json.loads(a[i]["prediction"]) for i in ids], [json.loads(b[i]["prediction"]) for i in ids]
+    )
 
 
 def _reason_figures(store: Any, ref: Any) -> dict[str, Any]:
@@ -55,7 +57,11 @@ def _reason_figures(store: Any, ref: Any) -> dict[str, Any]:
 
 
 def run(smoke: bool = False) -> dict[str, Any]:
-    store_dir = Path(tempfile.mkdtemp()) if smoke else Path(os.environ.get("T2G_BENCH_THINK_STORE", ".t2g/bench-think/store")).resolve()
+    store_dir = (
+        Path(tempfile.mkdtemp())
+        if smoke
+        else Path(os.environ.get("T2G_BENCH_THINK_STORE", ".t2g/bench-think/store")).resolve()
+    )
     uri = f"file://{store_dir}"
     if smoke:
         figs, refs, store = run_recipe(str(MODES["think"]), uri, SMOKE, until="reason")
@@ -69,12 +75,19 @@ def run(smoke: bool = False) -> dict[str, Any]:
             figs, refs[mode], store = run_recipe(str(config), uri, overrides)
             per[mode] = {"f1": figs["f1"], "comparisons": figs["comparisons"], "stages": figs["stages"]}
         per["think"]["reason"] = _reason_figures(store, refs["think"]["reason"])
-        per["think - plain"] = {m: _paired(store, refs["plain"]["evaluate"], refs["think"]["evaluate"], "test", m) for m in ("sft", "grpo")}
+        per["think - plain"] = {
+            m: _paired(store, refs["plain"]["evaluate"], refs["think"]["evaluate"], "test", m) for m in ("sft", "grpo")
+        }
         out["seeds"][str(seed)] = per
         print(json.dumps({seed: per["think - plain"]}, indent=1), flush=True)
     out["mean"] = {
-        mode: {model: {k: round(sum(out["seeds"][str(s)][mode]["f1"][model][k] for s in SEEDS) / len(SEEDS), 4)
-                       for k in ("entities", "relations")} for model in ("sft", "grpo")}  # fmt: skip
+        mode: {
+            model: {
+                k: round(sum(out["seeds"][str(s)][mode]["f1"][model][k] for s in SEEDS) / len(SEEDS), 4)
+                for k in ("entities", "relations")
+            }
+            for model in ("sft", "grpo")
+        }  # fmt: skip
         for mode in MODES
     }
     return out

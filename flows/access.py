@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 ALLOW_TAG = "t2g-allow:"
 RECIPE_DIRS_ENV = "T2G_RECIPE_DIRS"
@@ -45,7 +46,7 @@ class Policy:
     allow: frozenset[str] = frozenset()
 
     @classmethod
-    def of(cls, deployment: Any) -> "Policy":
+    def of(cls, deployment: Any) -> Policy:
         tags = getattr(deployment, "tags", None) or []
         allow = frozenset(t[len(ALLOW_TAG) :] for t in tags if t.startswith(ALLOW_TAG))
         return cls(parameters=dict(getattr(deployment, "parameters", None) or {}), allow=allow)
@@ -56,11 +57,11 @@ def _dirs(env: str, cwd: Path, defaults: list[str]) -> list[Path]:
     return [(cwd / d).resolve() for d in [*defaults, *declared]]
 
 
-def recipe_roots(cwd: Optional[Path] = None) -> list[Path]:
+def recipe_roots(cwd: Path | None = None) -> list[Path]:
     return _dirs(RECIPE_DIRS_ENV, Path(cwd or Path.cwd()), ["configs"])
 
 
-def data_roots(cwd: Optional[Path] = None) -> list[Path]:
+def data_roots(cwd: Path | None = None) -> list[Path]:
     return _dirs(DATA_DIRS_ENV, Path(cwd or Path.cwd()), ["data"])
 
 
@@ -73,10 +74,10 @@ def _refuse(what: str, why: str, allow: str) -> Exception:
 def check_run(
     policy: Policy,
     config: str,
-    store: Optional[str] = None,
-    overrides: Optional[list[str]] = None,
-    index: Optional[str] = None,
-    cwd: Optional[Path] = None,
+    store: str | None = None,
+    overrides: list[str] | None = None,
+    index: str | None = None,
+    cwd: Path | None = None,
 ) -> Path:
     """The recipe path a deployment's run may load, or a RecipeError naming the parameter
     and how the operator allows it. Reads no file: the error never holds file content."""
@@ -89,7 +90,9 @@ def check_run(
     try:  # from the working directory the flow runs in (the repository root: the pull step)
         path = check_recipe_path(Path(cwd or Path.cwd()) / str(config), roots)
     except RecipeError as exc:
-        raise _refuse("config", str(exc), f"Put the recipe under {roots[0]} or a folder named in {RECIPE_DIRS_ENV} on the worker.") from None
+        raise _refuse(
+            "config", str(exc), f"Put the recipe under {roots[0]} or a folder named in {RECIPE_DIRS_ENV} on the worker."
+        ) from None
     if store is not None and store != policy.parameters.get("store") and "store" not in policy.allow:
         raise _refuse(
             "store", "a run may not choose where its artifacts go (and which credentials reach them)",
@@ -99,13 +102,17 @@ def check_run(
     try:
         check_deployment_overrides([o for o in overrides or [] if o not in given], policy.allow)
     except RecipeError as exc:
-        raise _refuse("overrides", str(exc), "The operator allows a field with the deployment tag t2g-allow:<field>.") from None
+        raise _refuse(
+            "overrides", str(exc), "The operator allows a field with the deployment tag t2g-allow:<field>."
+        ) from None
     if index is not None and index != policy.parameters.get("index") and not INDEX_NAME.fullmatch(index):
-        raise _refuse("index", "must be a plain name (letters, digits, _ . - and {date}), not a path", "Pick another name.")
+        raise _refuse(
+            "index", "must be a plain name (letters, digits, _ . - and {date}), not a path", "Pick another name."
+        )
     return path
 
 
-def check_benchmark(benchmark: str, cwd: Optional[Path] = None) -> Path:
+def check_benchmark(benchmark: str, cwd: Path | None = None) -> Path:
     """A benchmark a deployment's run may read: a `.jsonl` regular file under `data/` or a
     folder in T2G_DATA_DIRS (never a file of the machine that is not data)."""
     roots = data_roots(cwd)
@@ -126,7 +133,7 @@ def _deployment(deployment_id: str) -> Any:
         return client.read_deployment(deployment_id)
 
 
-def deployment_policy() -> Optional[Policy]:
+def deployment_policy() -> Policy | None:
     """The policy of the deployment this flow run belongs to; None when it is not a deployment's run."""
     from prefect.runtime import deployment
 
@@ -134,8 +141,8 @@ def deployment_policy() -> Optional[Policy]:
     return None if deployment_id is None else Policy.of(_deployment(deployment_id))
 
 
-def guard(config: str, store: Optional[str] = None, overrides: Optional[list[str]] = None,
-          index: Optional[str] = None, benchmark: Optional[str] = None) -> str:  # fmt: skip
+def guard(config: str, store: str | None = None, overrides: list[str] | None = None,
+          index: str | None = None, benchmark: str | None = None) -> str:  # fmt: skip
     """The recipe path to load: checked when this flow run is a deployment's, as given otherwise."""
     policy = deployment_policy()
     if policy is None:

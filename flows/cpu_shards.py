@@ -41,11 +41,17 @@ def task_runner(recipe: Recipe) -> TaskRunner:
 
 
 @flow(name="t2g-shards", log_prints=True)
-def sharded_stage(recipe: Recipe, stage: str, key: str, upstream: dict[str, dict[str, Any]], size: int) -> dict[str, Any]:
+def sharded_stage(
+    recipe: Recipe, stage: str, key: str, upstream: dict[str, dict[str, Any]], size: int
+) -> dict[str, Any]:
     """One row-wise stage (node `stage`, its planned `key`), shard by shard, on the recipe's task runner."""
     return run_sharded(recipe, stage, key, upstream, size, "rows")
 
 
-def run_row_sharded_stage(recipe: Recipe, stage: str, key: str, upstream: dict[str, dict[str, Any]], size: int) -> dict[str, Any]:
+def run_row_sharded_stage(
+    recipe: Recipe, stage: str, key: str, upstream: dict[str, dict[str, Any]], size: int
+) -> dict[str, Any]:
     name = f"{recipe.name}-{stage}-shards-{recipe.orchestration.task_runner}"
-    return sharded_stage.with_options(task_runner=task_runner(recipe), flow_run_name=name)(recipe, stage, key, upstream, size)
+    return sharded_stage.with_options(task_runner=task_runner(recipe), flow_run_name=name)(
+        recipe, stage, key, upstream, size
+    )

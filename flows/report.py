@@ -13,7 +13,8 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from t2g import counts, rounds
 from t2g.config import Recipe
@@ -118,7 +119,10 @@ def render(
 
 def stage_lines(refs: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """The stage table `t2g run` prints and the pipeline run logs: rows, hit or ran, URI."""
-    return [f"  {stage:<8} {ref['rows']:>7} rows  {'hit ' if ref.get('hit') else 'ran '} {ref['uri']}" for stage, ref in refs.items()]
+    return [
+        f"  {stage:<8} {ref['rows']:>7} rows  {'hit ' if ref.get('hit') else 'ran '} {ref['uri']}"
+        for stage, ref in refs.items()
+    ]
 
 
 def llm_lines(store, refs: Mapping[str, Mapping[str, Any]]) -> list[str]:
@@ -168,7 +172,9 @@ def write_index(recipe: Recipe, name: str, refs: Mapping[str, Mapping[str, Any]]
         "recipe": recipe.name,
         "store": recipe.store,
         "started": started.isoformat(timespec="seconds"),
-        "stages": {stage: {k: ref[k] for k in ("uri", "key", "rows", "hit") if k in ref} for stage, ref in refs.items()},
+        "stages": {
+            stage: {k: ref[k] for k in ("uri", "key", "rows", "hit") if k in ref} for stage, ref in refs.items()
+        },
     }
     store = open_store(recipe.store)
     rel = f"{RUNS}/{name}.json"
@@ -176,7 +182,9 @@ def write_index(recipe: Recipe, name: str, refs: Mapping[str, Mapping[str, Any]]
     return store.loose_uri(rel)
 
 
-def publish(recipe: Recipe, refs: Mapping[str, Mapping[str, Any]], config: str, overrides: list[str] | None = None) -> str:
+def publish(
+    recipe: Recipe, refs: Mapping[str, Mapping[str, Any]], config: str, overrides: list[str] | None = None
+) -> str:
     """Read the manifests (summaries, evaluation table, files) and publish the report artifact."""
     from prefect.artifacts import create_markdown_artifact
 

@@ -67,7 +67,9 @@ def train_from_data(config: str, data: str, store: str | None = None, overrides:
     for node in nodes:  # what the training stages need from upstream of the data artifact
         for _, up in node.inputs:
             if up not in given and up not in {n.name for n in nodes}:
-                raise ValueError(f"{ref.uri} ({ref.stage}) has no {up} artifact upstream of it, which {node.name} needs")
+                raise ValueError(
+                    f"{ref.uri} ({ref.stage}) has no {up} artifact upstream of it, which {node.name} needs"
+                )
     get_run_logger().info("training from %s (%d rows): %s", ref.uri, ref.rows, ", ".join(n.name for n in nodes))
     return walk(recipe, nodes, {s: r.to_dict() for s, r in given.items()})
 
@@ -90,7 +92,9 @@ def evaluate_model(config: str, model: str, benchmark: str, store: str | None = 
     nodes = plan(recipe, "evaluate", given=given, follow_optional=False)
     missing = [up for n in nodes for _, up in n.inputs if up not in given]
     if missing or [n.name for n in nodes] != ["evaluate"]:
-        raise ValueError(f"{ref.uri} ({ref.stage}) lacks what evaluate needs upstream of it: {missing or [n.name for n in nodes]}")
+        raise ValueError(
+            f"{ref.uri} ({ref.stage}) lacks what evaluate needs upstream of it: {missing or [n.name for n in nodes]}"
+        )
     out = walk(recipe, nodes, {s: r.to_dict() for s, r in given.items()})["evaluate"]
     get_run_logger().info("evaluation of %s on %s: %s", ref.uri, benchmark, out["uri"])
     return out

@@ -34,7 +34,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -44,7 +44,9 @@ LOCKED_TEMPLATE = REPO / "deployments" / "work-pools" / "process-locked.json"
 AUTH_USER = "t2g"
 QUIET = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
 
-stack_app = typer.Typer(help="The embedded Prefect stack: server, work pool, worker, deployments.", no_args_is_help=True)
+stack_app = typer.Typer(
+    help="The embedded Prefect stack: server, work pool, worker, deployments.", no_args_is_help=True
+)
 
 
 def _prefect() -> str:
@@ -166,7 +168,10 @@ def _setup(api_url: str, auth: str, pools: list[str], gpu_limit: str, gpu_slots:
 
     template = json.loads(LOCKED_TEMPLATE.read_text())
     settings = {PREFECT_API_URL: api_url, PREFECT_API_AUTH_STRING: auth}
-    with temporary_settings(updates=settings, restore_defaults={PREFECT_API_KEY}), get_client(sync_client=True) as client:
+    with (
+        temporary_settings(updates=settings, restore_defaults={PREFECT_API_KEY}),
+        get_client(sync_client=True) as client,
+    ):
         for name in pools:
             try:
                 client.create_work_pool(WorkPoolCreate(name=name, type="process", base_job_template=template))
@@ -196,7 +201,13 @@ def up(home: Path, port: int, config: Path, ui: bool = True, timeout: float = 24
     auth = new_auth(home)
     # The UI asks the server (GET /ui-settings) which API to call; unset, the server
     # answers with the default port 4200, so a UI on any other port shows no data.
-    base = {**os.environ, **QUIET, "PREFECT_HOME": str(home / "prefect"), "PREFECT_UI_API_URL": api_url, "PREFECT_UI_URL": ui_url}
+    base = {
+        **os.environ,
+        **QUIET,
+        "PREFECT_HOME": str(home / "prefect"),
+        "PREFECT_UI_API_URL": api_url,
+        "PREFECT_UI_URL": ui_url,
+    }
     for name in ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_API_AUTH_STRING", "PREFECT_SERVER_API_AUTH_STRING"):
         base.pop(name, None)  # an API key would win over the auth string and get a 401
     server_env = {**base, "PREFECT_SERVER_API_AUTH_STRING": auth}
@@ -222,7 +233,9 @@ def up(home: Path, port: int, config: Path, ui: bool = True, timeout: float = 24
             if server.poll() is not None:
                 raise RuntimeError(f"prefect server exited {server.returncode}; see {logs / 'server.log'}")
             if time.time() > deadline:
-                raise RuntimeError(f"prefect server did not answer on {api_url} in {timeout:.0f} s; see {logs / 'server.log'}")
+                raise RuntimeError(
+                    f"prefect server did not answer on {api_url} in {timeout:.0f} s; see {logs / 'server.log'}"
+                )
             time.sleep(0.5)
         _setup(api_url, auth, state["pools"], orch.gpu_limit, orch.gpu_slots)
         # Workers first: they boot while the deployments register. A local server is cheap
@@ -230,7 +243,11 @@ def up(home: Path, port: int, config: Path, ui: bool = True, timeout: float = 24
         worker_env = {**client_env, "PREFECT_WORKER_QUERY_SECONDS": client_env.get("PREFECT_WORKER_QUERY_SECONDS", "3")}
         pids["workers"] = {}
         for pool in state["pools"]:
-            worker = _spawn([_prefect(), "worker", "start", "--pool", pool, "--type", "process"], worker_env, logs / f"worker-{pool}.log")
+            worker = _spawn(
+                [_prefect(), "worker", "start", "--pool", pool, "--type", "process"],
+                worker_env,
+                logs / f"worker-{pool}.log",
+            )
             pids["workers"][pool] = worker.pid
         save()
         deployed = subprocess.run(
@@ -239,7 +256,9 @@ def up(home: Path, port: int, config: Path, ui: bool = True, timeout: float = 24
         )  # fmt: skip
         (logs / "deploy.log").write_text(deployed.stdout + deployed.stderr)
         if deployed.returncode != 0:
-            raise RuntimeError(f"prefect deploy failed; see {logs / 'deploy.log'}:\n{deployed.stdout[-2000:]}{deployed.stderr[-2000:]}")
+            raise RuntimeError(
+                f"prefect deploy failed; see {logs / 'deploy.log'}:\n{deployed.stdout[-2000:]}{deployed.stderr[-2000:]}"
+            )
         for pool, pid in pids["workers"].items():
             if not alive(pid):
                 raise RuntimeError(f"the worker for {pool} exited; see {logs / f'worker-{pool}.log'}")
@@ -271,7 +290,10 @@ def status(home: Path) -> dict[str, Any] | None:
     state = read_state(home.resolve())
     if state is None:
         return None
-    procs = {"server": state["pids"]["server"], **{f"worker {p}": pid for p, pid in (state["pids"].get("workers") or {}).items()}}
+    procs = {
+        "server": state["pids"]["server"],
+        **{f"worker {p}": pid for p, pid in (state["pids"].get("workers") or {}).items()},
+    }
     up = healthy(state["api_url"])
     # Whether the stack's own auth string opens the API (a server without it would answer 200 to anyone).
     code = authorized(state["api_url"], read_auth(home)) if up else 0
@@ -286,7 +308,9 @@ _HOME = typer.Option(Path(".t2g"), "--home", help="where the stack keeps its Pre
 def up_cmd(
     home: Path = _HOME,
     port: int = typer.Option(4200, "--port", help="server port on 127.0.0.1 (0: a free one)"),
-    config: Path = typer.Option(REPO / "configs" / "tiny.yaml", "--config", help="recipe naming the pools and GPU slots"),
+    config: Path = typer.Option(
+        REPO / "configs" / "tiny.yaml", "--config", help="recipe naming the pools and GPU slots"
+    ),
     ui: bool = typer.Option(True, "--ui/--no-ui", help="serve the UI"),
 ) -> None:
     """Start server, work pools, concurrency limit, deployments and workers."""
@@ -294,10 +318,10 @@ def up_cmd(
         state = up(home, port, config, ui=ui)
     except Exception as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     typer.echo(f"stack up: UI {state['ui_url']}  API {state['api_url']}")
     typer.echo(f"  the API asks for the stack's auth string ({state['auth_file']}, owner only); clients:")
-    typer.echo(f"  eval \"$(t2g stack env --home {shlex.quote(str(home))})\"")
+    typer.echo(f'  eval "$(t2g stack env --home {shlex.quote(str(home))})"')
     typer.echo(f"  pools {', '.join(state['pools'])}; logs in {state['logs']}; `t2g stack down` stops it")
 
 
@@ -322,7 +346,9 @@ def status_cmd(home: Path = _HOME, as_json: bool = typer.Option(False, "--json")
         for name, ok in info["alive"].items():
             typer.echo(f"  {name:<20} {'up' if ok else 'DOWN'}")
         if info["healthy"]:
-            typer.echo(f"  {'auth':<20} {'ok' if info['authorized'] else 'REFUSED (' + str(info.get('auth_file')) + ')'}")
+            typer.echo(
+                f"  {'auth':<20} {'ok' if info['authorized'] else 'REFUSED (' + str(info.get('auth_file')) + ')'}"
+            )
     if not (info["healthy"] and info["authorized"] and all(info["alive"].values())):
         raise typer.Exit(1)
 
@@ -339,7 +365,7 @@ def env_cmd(home: Path = _HOME) -> None:
     typer.echo("unset PREFECT_API_KEY  # an API key would win over the auth string (401)")
 
 
-def main(argv: Optional[list[str]] = None) -> None:  # `python -m flows.stack up`
+def main(argv: list[str] | None = None) -> None:  # `python -m flows.stack up`
     stack_app(args=argv if argv is not None else sys.argv[1:], prog_name="t2g stack")
 
 

@@ -7,14 +7,15 @@ different sub-graph; none of them wires stages by hand.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from prefect import get_run_logger
 
 from flows.report import stage_lines
 from t2g.config import Recipe
-from t2g.kg.config import load_recipe  # a recipe with graph sections too
 from t2g.dag import Node, graph
+from t2g.kg.config import load_recipe  # a recipe with graph sections too
 from t2g.store import ArtifactRef
 from tasks.shards import run_sharded
 from tasks.stage_task import publish_outputs, run_stage
@@ -42,7 +43,9 @@ def run_node(recipe: Recipe, node: Node, upstream: dict[str, dict[str, Any]]) ->
     return run_stage(recipe, node.name, node.key, upstream)
 
 
-def walk(recipe: Recipe, nodes: Iterable[Node], given: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+def walk(
+    recipe: Recipe, nodes: Iterable[Node], given: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[str, dict[str, Any]]:
     """Run `nodes` in order; `given` holds artifacts the caller already has, by node name.
     Returns the reference of every node run (with `hit`), and logs the stage table."""
     logger = get_run_logger()

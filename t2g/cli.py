@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import NoReturn, Optional
+from typing import NoReturn
 
 import typer
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="t2g: text to knowledge graph, the DeepSeek-R1 recipe as a Prefect pipeline."
+    add_completion=False,
+    no_args_is_help=True,
+    help="t2g: text to knowledge graph, the DeepSeek-R1 recipe as a Prefect pipeline.",
 )
 
 
@@ -41,24 +43,30 @@ def eval_(
         report = evaluate_files(gold, predictions)
     except InputError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     typer.echo(json.dumps(report) if as_json else format_report(report))
 
 
 @app.command()
 def extract(
-    text: Optional[str] = typer.Argument(None, help="the text (or use --input)"),
-    model: str = typer.Option(..., "--model", help="a model folder, or a model stage's artifact: its folder or URI as `t2g run` prints it"),
+    text: str | None = typer.Argument(None, help="the text (or use --input)"),
+    model: str = typer.Option(
+        ..., "--model", help="a model folder, or a model stage's artifact: its folder or URI as `t2g run` prints it"
+    ),
     entity_types: str = typer.Option(..., "--entity-types", help="comma-separated, e.g. person,organisation"),
     relation_types: str = typer.Option("", "--relation-types", help="comma-separated, e.g. works_for"),
-    input_: Optional[Path] = typer.Option(
-        None, "--input", help="JSONL with a 'text' field per line (and optional 'id'), a Parquet file, or a folder of .txt files"
+    input_: Path | None = typer.Option(
+        None,
+        "--input",
+        help="JSONL with a 'text' field per line (and optional 'id'), a Parquet file, or a folder of .txt files",
     ),
     constrained: bool = typer.Option(True, "--constrained/--free", help="JSON-schema constrained decoding"),
     max_new_tokens: int = typer.Option(256, "--max-new-tokens"),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="texts per generate call"),
     keep_ungrounded: bool = typer.Option(
-        False, "--keep-ungrounded", help="keep entities whose name is not in the text (dropped by default, with their relations)"
+        False,
+        "--keep-ungrounded",
+        help="keep entities whose name is not in the text (dropped by default, with their relations)",
     ),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="run the model folder's own code"),
 ) -> None:
@@ -93,7 +101,7 @@ def extract(
         generator.backend()  # load now: a model that does not load fails before any output
     except TrainingError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     rows = documents(input_) if input_ is not None else iter([{"id": 0, "text": text}])
     dropped = with_dropped = 0
     with _progress(total, "texts", disable=input_ is None) as bar:
@@ -133,30 +141,32 @@ def _progress(total: int, unit: str, disable: bool = False):
 @app.command()
 def dag(
     config: Path = typer.Option(Path("configs/tiny.yaml"), "--config", help="recipe YAML"),
-    until: Optional[str] = typer.Option(None, "--until", help="only this stage and what it needs"),
+    until: str | None = typer.Option(None, "--until", help="only this stage and what it needs"),
     overrides: list[str] = typer.Option([], "--set", help="override a recipe field: section.key=value (YAML value)"),
 ) -> None:
     """Print the recipe's graph: each stage in run order with its inputs, sharding and device."""
     from t2g.config import RecipeError
-    from t2g.kg.config import load_recipe
     from t2g.dag import DagError, describe, plan
+    from t2g.kg.config import load_recipe
 
     try:
         nodes = plan(load_recipe(config, overrides=overrides), until)
     except (RecipeError, DagError) as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     typer.echo("\n".join(describe(nodes)))
 
 
-store_app = typer.Typer(no_args_is_help=True, help="Check and tidy an artifact store (file://DIR or s3://bucket/prefix).")
+store_app = typer.Typer(
+    no_args_is_help=True, help="Check and tidy an artifact store (file://DIR or s3://bucket/prefix)."
+)
 app.add_typer(store_app, name="store")
 
 
 @store_app.command("verify")
 def store_verify(
     store: str = typer.Option(..., "--store", help="store root: file://DIR or s3://bucket/prefix (AWS environment)"),
-    stage: Optional[str] = typer.Option(None, "--stage", help="only this stage"),
+    stage: str | None = typer.Option(None, "--stage", help="only this stage"),
 ) -> None:
     """Read every finished artifact and check it against its manifest; exit 1 if any is corrupt."""
     from t2g.store import Store
@@ -175,7 +185,9 @@ def store_verify(
 @store_app.command("gc")
 def store_gc(
     store: str = typer.Option(..., "--store", help="store root: file://DIR or s3://bucket/prefix (AWS environment)"),
-    grace_hours: float = typer.Option(24.0, "--grace-hours", help="keep anything younger (must exceed the longest write)"),
+    grace_hours: float = typer.Option(
+        24.0, "--grace-hours", help="keep anything younger (must exceed the longest write)"
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="list what would be removed, remove nothing"),
 ) -> None:
     """Remove parts and files no verified manifest owns, folders without a manifest and .tmp
@@ -190,11 +202,16 @@ def store_gc(
         typer.echo(f"skipped: {line}")
     typer.echo(f"{verb} {len(report.removed)} file(s); kept {len(report.kept_fresh)} younger than {grace_hours:g} h")
     if report.skipped:
-        typer.echo(f"{len(report.skipped)} artifact(s) left alone: their manifest fails verification (see `t2g store verify`)", err=True)
+        typer.echo(
+            f"{len(report.skipped)} artifact(s) left alone: their manifest fails verification (see `t2g store verify`)",
+            err=True,
+        )
         raise typer.Exit(1)
 
 
-cache_app = typer.Typer(no_args_is_help=True, help="Inspect and prune the LLM response cache (the store's _llm_cache/).")
+cache_app = typer.Typer(
+    no_args_is_help=True, help="Inspect and prune the LLM response cache (the store's _llm_cache/)."
+)
 app.add_typer(cache_app, name="cache")
 _CACHE_STORE = "the store holding the cache (a recipe's llm_cache, else its store): file://DIR or s3://bucket/prefix"
 
@@ -211,19 +228,26 @@ def cache_stats(
     if as_json:
         typer.echo(json.dumps(stats))
         return
-    typer.echo(f"{stats['uri']}: {stats['entries']} entries, {stats['bytes']} bytes, oldest {stats['oldest']}, newest {stats['newest']}")
+    typer.echo(
+        f"{stats['uri']}: {stats['entries']} entries, {stats['bytes']} bytes, oldest {stats['oldest']}, newest {stats['newest']}"
+    )
 
 
 @cache_app.command("prune")
 def cache_prune(
     store: str = typer.Option(..., "--store", help=_CACHE_STORE),
-    older_than_days: Optional[float] = typer.Option(None, "--older-than-days", min=0, help="only entries written earlier; default: all"),
+    older_than_days: float | None = typer.Option(
+        None, "--older-than-days", min=0, help="only entries written earlier; default: all"
+    ),
 ) -> None:
     """Delete LLM cache entries (all, or those older than D days): their requests are sent again when next needed."""
     from t2g.llm.cache import open_cache
 
     gone = open_cache(store).prune(None if older_than_days is None else older_than_days * 86400)
-    typer.echo(f"removed {gone} entr{'y' if gone == 1 else 'ies'}" + (f" older than {older_than_days:g} days" if older_than_days is not None else ""))
+    typer.echo(
+        f"removed {gone} entr{'y' if gone == 1 else 'ies'}"
+        + (f" older than {older_than_days:g} days" if older_than_days is not None else "")
+    )
 
 
 def _refuse(message: str) -> NoReturn:
@@ -231,7 +255,7 @@ def _refuse(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     app(args=argv, prog_name="t2g")
 
 

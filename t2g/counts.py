@@ -12,7 +12,8 @@ one for one: their table names what went in and what came out, and claims no sum
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 NOT_SELECTED = "not selected (split not labelled)"
 
@@ -27,7 +28,9 @@ def reasons(summary: Mapping[str, Any]) -> dict[str, int]:
 
 def repaired(summary: Mapping[str, Any]) -> dict[str, int]:
     """Output rows the stage kept after repairing them, by what was repaired."""
-    return {f"repaired (kept, in rows out): {why}": int(n) for why, n in sorted((summary.get("repaired") or {}).items())}
+    return {
+        f"repaired (kept, in rows out): {why}": int(n) for why, n in sorted((summary.get("repaired") or {}).items())
+    }
 
 
 # Side artifacts that describe rows that are in rows out (the others hold rows kept aside).

@@ -17,8 +17,9 @@ the node reads the key there.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from t2g import rounds
 from t2g.keys import node_key
@@ -91,7 +92,11 @@ def graph(recipe: Any, registry: Mapping[str, Stage] = STAGES) -> dict[str, Node
             except ValueError as exc:
                 where = spec.section or name
                 raise DagError(f"{where}{'' if round == 1 else f' (round {round})'}.{exc}") from None
-            wired = [(param, up, i.optional) for i in spec.active_inputs(cfg) for param, up in _wire(node, i, round, last, registry)]
+            wired = [
+                (param, up, i.optional)
+                for i in spec.active_inputs(cfg)
+                for param, up in _wire(node, i, round, last, registry)
+            ]
             size = spec.shards(recipe)
             nodes[node] = Node(
                 stage=name,
@@ -120,7 +125,9 @@ def _wire(node: str, i: Input, round: int, last: int, registry: Mapping[str, Sta
     if up is None:
         raise DagError(f"stage {node}: input {i.param} names {i.stage!r}, which is not a registered stage")
     if i.round == "each":
-        return [(rounds.round_param(i.param, r), rounds.node_name(i.stage, r)) for r in range(1, last + 1) if up.in_round(r)]
+        return [
+            (rounds.round_param(i.param, r), rounds.node_name(i.stage, r)) for r in range(1, last + 1) if up.in_round(r)
+        ]
     r = round - 1 if i.round == "previous" else round
     if up.rounds == "once":
         return [(i.param, i.stage)] if i.round == "same" or round > 1 else []
@@ -172,7 +179,9 @@ def plan(
     given_keys = {name: getattr(ref, "key", ref) for name, ref in given.items()} if isinstance(given, Mapping) else {}
     given = set(given)
     if until is not None and until not in g:
-        raise DagError(f"until={until!r} is not a stage of this recipe{_why_absent(recipe, until, registry)}; choose one of {', '.join(g)}")
+        raise DagError(
+            f"until={until!r} is not a stage of this recipe{_why_absent(recipe, until, registry)}; choose one of {', '.join(g)}"
+        )
     wanted: set[str] = set()
     consumed = {up for n in g.values() for up in n.upstream}
     todo = [until] if until is not None else [n for n in g if n not in consumed and n not in given]
@@ -192,7 +201,9 @@ def plan(
     return _keyed(recipe, nodes, given_keys, registry)
 
 
-def _keyed(recipe: Any, nodes: list[Node], given: Mapping[str, str | None], registry: Mapping[str, Stage]) -> list[Node]:
+def _keyed(
+    recipe: Any, nodes: list[Node], given: Mapping[str, str | None], registry: Mapping[str, Stage]
+) -> list[Node]:
     """`nodes` (in run order) with their keys: each from its inputs' keys, the given
     artifacts' or those of the nodes before it. The one place a planned key is made."""
     keys: dict[str, str | None] = dict(given)

@@ -10,8 +10,9 @@ reuse it without files.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from t2g.metrics import corpus_report
 
@@ -94,8 +95,15 @@ def _check_record(obj: Any) -> str:
 
 def _kind(value: Any) -> str:
     """A JSON-ish name for a decoded value's type, for error messages."""
-    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number",
-             float: "number", type(None): "null"}
+    names = {
+        dict: "object",
+        list: "array",
+        str: "string",
+        bool: "boolean",
+        int: "number",
+        float: "number",
+        type(None): "null",
+    }
     return names.get(type(value), type(value).__name__)
 
 
@@ -146,8 +154,7 @@ def format_report(report: Mapping[str, Any]) -> str:
         lines += ["", f"{title:<{width}}{'P':>8}{'R':>8}{'F1':>8}{'support':>9}"]
         for t, row in per_type.items():
             lines.append(
-                f"{names[t]:<{width}}{row['precision']:>8.3f}{row['recall']:>8.3f}"
-                f"{row['f1']:>8.3f}{row['support']:>9}"
+                f"{names[t]:<{width}}{row['precision']:>8.3f}{row['recall']:>8.3f}{row['f1']:>8.3f}{row['support']:>9}"
             )
         if not per_type:
             lines.append("(none)")

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError
 
@@ -44,7 +45,7 @@ class Graph(BaseModel):
         texts = {e.text for e in self.entities}
         return [r for r in self.relations if r.head not in texts or r.tail not in texts]
 
-    def restricted(self, entity_types: Sequence[str], relation_types: Sequence[str]) -> "Graph":
+    def restricted(self, entity_types: Sequence[str], relation_types: Sequence[str]) -> Graph:
         """The sub-graph a request for these types should produce: entities of the
         requested types, relations of the requested types between kept entities."""
         etypes, rtypes = set(entity_types), set(relation_types)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from t2g.graph import Graph, json_schema, parse_completion
 from t2g.llm.base import Backend, Request, Result, Sampling
@@ -77,7 +78,9 @@ class LocalGenerator:
         self._backend: Backend | None = None
         cache = current_cache()
         ident = model_identity(self.model) if cache is not None else None
-        self.cache_off = "no cache configured" if cache is None else "" if ident else "unpinned hub model (pin its revision)"
+        self.cache_off = (
+            "no cache configured" if cache is None else "" if ident else "unpinned hub model (pin its revision)"
+        )
         self._cached = CachedBackend(self.backend, cache, ident) if cache is not None and ident else None
         if self._cached is not None:
             self._cached.accounting = self.accounting  # one sum over cached and uncached calls
@@ -124,7 +127,11 @@ def extract(
     """Graphs for `texts` in the interchange form ({"entities", "relations"}), each
     validated and restricted to the requested types, plus "error" when the model's answer
     was not a valid graph (then the graph is empty)."""
-    gen = model if isinstance(model, LocalGenerator) else LocalGenerator(LocalModel(str(model), trust_remote_code), batch_size)
+    gen = (
+        model
+        if isinstance(model, LocalGenerator)
+        else LocalGenerator(LocalModel(str(model), trust_remote_code), batch_size)
+    )
     texts = list(texts)
     chats = [messages(t, entity_types, relation_types) for t in texts]
     schemas = [json_schema(entity_types, relation_types)] * len(texts) if constrained else None

@@ -63,4 +63,8 @@ def external_wiring(spec: Stage, config: Any) -> list[str]:
 
 def never_cached(stage: str, config: Any) -> list[str]:
     """Why the stage is never a cache hit under this section, one line per input."""
-    return [f"{name} has no pinned revision: never cached" for name, fp in sorted(registered(stage).externals(config).items()) if fp is None]
+    return [
+        f"{name} has no pinned revision: never cached"
+        for name, fp in sorted(registered(stage).externals(config).items())
+        if fp is None
+    ]

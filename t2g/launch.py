@@ -19,8 +19,8 @@ import subprocess
 import sys
 import threading
 from collections import deque
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import IO, get_args
 
 from pydantic import BaseModel
@@ -55,7 +55,9 @@ def launch(stage: str, config: BaseModel, upstream: Mapping[str, ArtifactRef], s
     run(accelerate_command(stage, config, upstream, store, key), launch_env(store), stage)
 
 
-def accelerate_command(stage: str, config: BaseModel, upstream: Mapping[str, ArtifactRef], store: Store, key: str) -> list[str]:
+def accelerate_command(
+    stage: str, config: BaseModel, upstream: Mapping[str, ArtifactRef], store: Store, key: str
+) -> list[str]:
     settings = config.launch
     # `python -m` with this interpreter: the ranks run the venv the runner runs.
     cmd = [sys.executable, "-m", "accelerate.commands.launch"]
@@ -86,7 +88,9 @@ def launch_env(store: Store) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"  # rank output arrives line by line, as it is printed
     # The ranks import the t2g this process runs, wherever it is installed.
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(t2g.__file__).resolve().parents[1]), env.get("PYTHONPATH")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(Path(t2g.__file__).resolve().parents[1]), env.get("PYTHONPATH")) if p
+    )
     settings = store.environment()  # empty for a local store
     if settings:
         env.pop("AWS_SESSION_TOKEN", None)  # the store's own, or none: never a stale one

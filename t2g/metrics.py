@@ -72,7 +72,7 @@ class Counts:
     fp: int = 0
     fn: int = 0
 
-    def __add__(self, other: "Counts") -> "Counts":
+    def __add__(self, other: Counts) -> Counts:
         return Counts(self.tp + other.tp, self.fp + other.fp, self.fn + other.fn)
 
     @property
@@ -146,9 +146,7 @@ class _Tally:
             "relaxed": {"micro": self.relaxed.prf(), "mean_f1": mean(self.relaxed_f1_sum)},
             # Types seen only in predictions are listed too (support 0): a model inventing
             # types should show up in the table, not vanish from it.
-            "per_type": {
-                t: {**c.prf(), "support": c.tp + c.fn} for t, c in sorted(self.per_type.items())
-            },
+            "per_type": {t: {**c.prf(), "support": c.tp + c.fn} for t, c in sorted(self.per_type.items())},
         }
 
 
@@ -199,7 +197,7 @@ def paired_bootstrap(
         ).reshape(len(golds), 6)
 
         def delta(ix: np.ndarray, axis: int = -1) -> np.ndarray:
-            s = counts[ix].sum(axis=-2)  # (..., 6)
+            s = counts[ix].sum(axis=-2)  # (..., 6)  # noqa: B023 (called within this iteration)
             f = [np.divide(2 * s[..., i], 2 * s[..., i] + s[..., i + 1] + s[..., i + 2],
                            out=np.ones_like(s[..., i]), where=s[..., i : i + 3].sum(axis=-1) > 0)
                  for i in (0, 3)]  # fmt: skip

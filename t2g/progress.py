@@ -39,7 +39,11 @@ def trainer_callback(what: str):
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if self.progress is not None and logs:
-                figures = {k: v for k, v in logs.items() if k in ("loss", "reward", "learning_rate") and isinstance(v, (int, float))}
+                figures = {
+                    k: v
+                    for k, v in logs.items()
+                    if k in ("loss", "reward", "learning_rate") and isinstance(v, (int, float))
+                }
                 self.progress.step(state.global_step, **figures)
 
     return _Report()

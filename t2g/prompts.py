@@ -7,7 +7,7 @@ Changing it changes the code version of every stage that prompts a model.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 SYSTEM_PROMPT = (
     "You extract knowledge graphs from text. Given a text and the entity and relation types "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from t2g.distributed import is_main_process, rank, world_size
 from t2g.launch import LaunchError, section_model
@@ -47,7 +47,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"rank {rank()}: stage key {check} is not the runner's {args.key}: this machine runs other "
             "t2g code than the runner (every node needs the same image)"
         )
-    run_here(args.stage, config, upstream, Store(args.store), args.key, write=is_main_process(), note={"processes": world_size()})
+    run_here(
+        args.stage,
+        config,
+        upstream,
+        Store(args.store),
+        args.key,
+        write=is_main_process(),
+        note={"processes": world_size()},
+    )
     return 0
 
 

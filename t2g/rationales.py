@@ -15,10 +15,10 @@ and the JSON in a few hundred tokens.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from random import Random
-from typing import Sequence
 
 from t2g.graph import Graph
 from t2g.toyworld import DISTRACTORS, FACTS, SLOT_TYPE, Template
@@ -48,7 +48,7 @@ class Reading:
         return list(self.cues)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _pattern(template: str) -> re.Pattern[str]:
     parts = re.split(r"\{(\w+)\}", template)
     out = []

@@ -23,9 +23,10 @@ from __future__ import annotations
 import os
 import re
 import stat
+from collections.abc import Iterator
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 
@@ -74,9 +75,13 @@ def recipe_file(path: Path, name: str) -> Path:
     if path.suffix.lower() not in RECIPE_SUFFIXES:
         raise RecipeError(f"{name} is not a .yaml or .yml file: name a recipe YAML file")
     if real.suffix.lower() not in RECIPE_SUFFIXES:
-        raise RecipeError(f"{name} is not a .yaml or .yml file (it links to {shown(str(real))}): name a recipe YAML file")
+        raise RecipeError(
+            f"{name} is not a .yaml or .yml file (it links to {shown(str(real))}): name a recipe YAML file"
+        )
     if any(real.is_relative_to(tree) for tree in SYSTEM_TREES):
-        raise RecipeError(f"{name} is under {real.parts[1] and '/' + real.parts[1]}, not a recipe: name a recipe YAML file")
+        raise RecipeError(
+            f"{name} is under {real.parts[1] and '/' + real.parts[1]}, not a recipe: name a recipe YAML file"
+        )
     return real
 
 
@@ -95,7 +100,9 @@ def read_recipe_text(path: Path, name: str) -> str:
             raise RecipeError(f"{name} is {_file_kind(mode)}, not a file: name a recipe YAML file")
         raw = f.read(MAX_RECIPE_BYTES + 1)
     if len(raw) > MAX_RECIPE_BYTES:
-        raise RecipeError(f"{name} is larger than {MAX_RECIPE_BYTES >> 20} MiB: a recipe is a few KB of YAML; is it the right file?")
+        raise RecipeError(
+            f"{name} is larger than {MAX_RECIPE_BYTES >> 20} MiB: a recipe is a few KB of YAML; is it the right file?"
+        )
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -215,13 +222,19 @@ def check_budget(root: yaml.Node, root_label: str = "") -> None:
             on_path.discard(key)
             continue
         if key in on_path:
-            raise YamlTooLarge(f"{where(label)} contains itself (an alias inside its own anchor), so it never ends", node.start_mark)
+            raise YamlTooLarge(
+                f"{where(label)} contains itself (an alias inside its own anchor), so it never ends", node.start_mark
+            )
         if key in size:  # met before through another alias: its measures stand
             if len(path) + depth[key] > MAX_DEPTH:
-                raise YamlTooLarge(f"{where(label)} is nested deeper than {MAX_DEPTH} levels through its aliases", node.start_mark)
+                raise YamlTooLarge(
+                    f"{where(label)} is nested deeper than {MAX_DEPTH} levels through its aliases", node.start_mark
+                )
             continue
         if len(path) + 1 > MAX_DEPTH:
-            raise YamlTooLarge(f"{where(label)} is nested deeper than {MAX_DEPTH} levels through its aliases", node.start_mark)
+            raise YamlTooLarge(
+                f"{where(label)} is nested deeper than {MAX_DEPTH} levels through its aliases", node.start_mark
+            )
         path.append((key, label))
         on_path.add(key)
         todo.append((node, label, True))
@@ -266,7 +279,9 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         raise RecipeError(f"override {shown(item)} must look like section.key=value")
     keys = dotted.strip().split(".")
     if len(keys) > MAX_OVERRIDE_KEYS:
-        raise RecipeError(f"override {shown(dotted)}: {len(keys)} dotted keys, no recipe field is deeper than {MAX_OVERRIDE_KEYS}")
+        raise RecipeError(
+            f"override {shown(dotted)}: {len(keys)} dotted keys, no recipe field is deeper than {MAX_OVERRIDE_KEYS}"
+        )
     field = shown(".".join(keys))
     try:
         return keys, load_yaml(raw, root=field)

@@ -18,8 +18,9 @@ reads the hooks lives in flows/.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Literal
 
 Kind = Literal["markdown", "text"]
 
@@ -70,6 +71,10 @@ class ReportHookError(ValueError):
 def checked(parts: Mapping[str, list[str]], who: str) -> dict[str, list[str]]:
     """A hook's answer, refused when it names a part no report has (a typo would vanish)."""
     unknown = sorted(set(parts) - set(PARTS))
-    if unknown or not all(isinstance(lines, list) and all(isinstance(x, str) for x in lines) for lines in parts.values()):
-        raise ReportHookError(f"{who}'s report hook must return {{part: [lines]}} with parts among {list(PARTS)}; got {sorted(parts)}")
+    if unknown or not all(
+        isinstance(lines, list) and all(isinstance(x, str) for x in lines) for lines in parts.values()
+    ):
+        raise ReportHookError(
+            f"{who}'s report hook must return {{part: [lines]}} with parts among {list(PARTS)}; got {sorted(parts)}"
+        )
     return {part: list(lines) for part, lines in parts.items()}

@@ -11,7 +11,8 @@ artifact per round (evaluate scores every round's models) is `<param>_<r>` in ro
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 _LATER = re.compile(r"^(?P<stage>[a-z][a-z0-9_]*)-(?P<round>[2-9]|[1-9][0-9]+)$")
 _PARAM = re.compile(r"^(?P<param>[a-z][a-z0-9_]*?)_(?P<round>[2-9]|[1-9][0-9]+)$")

@@ -21,7 +21,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import pyarrow as pa
 from pydantic import BaseModel
@@ -36,7 +36,7 @@ from t2g.store import ArtifactRef, Store
 
 # A stage's inputs by parameter name. A plain list is also taken (scripts, tests): it is
 # matched to the stage's wired inputs in their declared order.
-Upstream = Union[Mapping[str, ArtifactRef], Sequence[ArtifactRef]]
+Upstream = Mapping[str, ArtifactRef] | Sequence[ArtifactRef]
 
 
 @dataclass
@@ -105,7 +105,9 @@ def finished(stage: str, key: str, store: Store, started: float, hit: bool = Tru
     return Outcome(existing, hit, manifest.get("summary", {}), side, time.time() - started)
 
 
-def launched(stage: str, config: BaseModel, upstream: Mapping[str, ArtifactRef], store: Store, key: str, started: float) -> Outcome:
+def launched(
+    stage: str, config: BaseModel, upstream: Mapping[str, ArtifactRef], store: Store, key: str, started: float
+) -> Outcome:
     """Run the stage under `accelerate launch` (t2g/launch.py): every rank trains, the main
     rank writes the artifact through `run_here` (t2g/rank.py), and this process reads it back."""
     launch(stage, config, upstream, store, key)
@@ -165,7 +167,9 @@ def commit(
     if result.model_dir is not None:
         writer.add_dir(result.model_dir)
         meta["kind"] = "model"
-    meta.update(summary=result.summary, side={n: r.to_dict() for n, r in side.items()}, stage_s=round(time.time() - started, 3))
+    meta.update(
+        summary=result.summary, side={n: r.to_dict() for n, r in side.items()}, stage_s=round(time.time() - started, 3)
+    )
     ref = writer.commit(meta, result.files)
     return Outcome(ref, False, result.summary, side, time.time() - started)
 

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import pyarrow as pa
 from pydantic import BaseModel
@@ -154,7 +154,7 @@ class Shard:
         return {"index": self.index, "digest": self.digest, "key": self.key, "rows": self.rows}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Shard":
+    def from_dict(cls, d: dict[str, Any]) -> Shard:
         return cls(int(d["index"]), d["digest"], d["key"], int(d["rows"]))
 
 
@@ -206,10 +206,16 @@ class ShardOutcome:
     seconds: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"shard": self.shard.to_dict(), "hit": self.hit, "rows": self.rows, "summary": self.summary, "seconds": self.seconds}
+        return {
+            "shard": self.shard.to_dict(),
+            "hit": self.hit,
+            "rows": self.rows,
+            "summary": self.summary,
+            "seconds": self.seconds,
+        }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ShardOutcome":
+    def from_dict(cls, d: dict[str, Any]) -> ShardOutcome:
         return cls(Shard.from_dict(d["shard"]), bool(d["hit"]), int(d["rows"]), d["summary"], float(d["seconds"]))
 
 
@@ -293,7 +299,9 @@ def merge(
     summary["shards"] = len(ordered)
     side = MergedSides(store, out_stage, ordered, registered(stage).side, restored)
     result = StageResult(main=main(), side=side, summary=summary)  # type: ignore[arg-type]
-    return commit(stage, config, upstream, key, store, result, started, extra_summary, {"shards": [s.to_dict() for s in ordered]})
+    return commit(
+        stage, config, upstream, key, store, result, started, extra_summary, {"shards": [s.to_dict() for s in ordered]}
+    )
 
 
 class MergedSides(Mapping[str, pa.Table]):
@@ -303,7 +311,9 @@ class MergedSides(Mapping[str, pa.Table]):
     def __init__(self, store: Store, out_stage: str, shards: Sequence[Shard], names: Iterable[str],
                  restored: Callable[[pa.Table], pa.Table]) -> None:  # fmt: skip
         self.store, self.out_stage, self.restored = store, out_stage, restored
-        self.keys = {n: keys for n in names if (keys := [s.key for s in shards if store.has(f"{out_stage}-{n}", s.key)])}
+        self.keys = {
+            n: keys for n in names if (keys := [s.key for s in shards if store.has(f"{out_stage}-{n}", s.key)])
+        }
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys)
@@ -312,10 +322,14 @@ class MergedSides(Mapping[str, pa.Table]):
         return len(self.keys)
 
     def __getitem__(self, name: str) -> pa.Table:
-        return self.restored(pa.concat_tables([self.store.read(f"{self.out_stage}-{name}", key) for key in self.keys[name]]))
+        return self.restored(
+            pa.concat_tables([self.store.read(f"{self.out_stage}-{name}", key) for key in self.keys[name]])
+        )
 
 
-def run_all(stage: str, config: Any, upstream: Upstream, store: Store, size: int, key: str | None = None, **kwargs: Any) -> Outcome:
+def run_all(
+    stage: str, config: Any, upstream: Upstream, store: Store, size: int, key: str | None = None, **kwargs: Any
+) -> Outcome:
     """The whole sharded stage in this process, one shard after another (no Prefect).
     `key`: the node's (Node.key); None: t2g.runner.stage_key."""
     p = plan(stage, config, upstream, store, size, key)

@@ -7,15 +7,16 @@ the result into artifacts: `main` under the stage's name and each side table und
 
 from __future__ import annotations
 
-import hashlib
 import ast
 import functools
+import hashlib
 import importlib
 import importlib.util
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pyarrow as pa
 
@@ -60,7 +61,7 @@ def _sources(name: str) -> list[Path]:
 NOT_STAGE_CODE = frozenset({"t2g.stages"})
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def import_closure(module: str, root: str = "t2g") -> frozenset[str]:
     """`module` and every module under the `root` package it imports, directly or through
     others, read from the source (imports inside functions count too: they run when the

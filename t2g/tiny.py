@@ -10,9 +10,9 @@ evaluation) runs in seconds on a CPU and in tests.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from random import Random
-from typing import Iterable, Sequence
 
 import torch
 from tokenizers import AddedToken, Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers

@@ -24,11 +24,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from random import Random
-from typing import Iterator
 
 from t2g.graph import Graph
 
@@ -240,9 +240,7 @@ def iter_documents(
         yield {"id": f"{prefix}-{seed}-{i}", **doc}
 
 
-def generate(
-    n: int, seed: int = 0, world: World = World(), split: str | None = None, offset: int = 0
-) -> list[dict]:
+def generate(n: int, seed: int = 0, world: World = World(), split: str | None = None, offset: int = 0) -> list[dict]:
     """`n` documents as a list; see `iter_documents`."""
     return list(iter_documents(n, seed, world, split, offset))
 

@@ -14,15 +14,16 @@ import json
 import math
 import os
 import shutil
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import pyarrow as pa
 
 from t2g.checkpoints import checkpoint_step, mirror_callbacks, resume_from
-from t2g.progress import trainer_callback
-from t2g.config import LoraSettings, TinyModelConfig, SupervisedSection, TrainSection
+from t2g.config import LoraSettings, SupervisedSection, TinyModelConfig, TrainSection
 from t2g.graph import Graph, graph_from_obj
+from t2g.progress import trainer_callback
 from t2g.prompts import messages
 from t2g.stage import code_version, import_closure
 
@@ -326,7 +327,10 @@ def train_sft(cfg: SupervisedSection, examples: list[dict], base_dir: Path, work
         args=sft_args(cfg, work / "checkpoints"),
         train_dataset=Dataset.from_list(examples),
         processing_class=tokenizer,
-        callbacks=[*mirror_callbacks(work / "checkpoints", cfg.save_total_limit), trainer_callback(f"{work.parent.name} training")],
+        callbacks=[
+            *mirror_callbacks(work / "checkpoints", cfg.save_total_limit),
+            trainer_callback(f"{work.parent.name} training"),
+        ],
     )
     resume = resume_from(work / "checkpoints")
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)

@@ -9,7 +9,7 @@ reason instead of running unguarded next to another model on the same card.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 from t2g.config import Recipe
 from t2g.stages import registered

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from prefect._internal.compatibility.async_dispatch import async_dispatch
@@ -136,7 +136,7 @@ class JsonOnlyResultStorage(WritableFileSystem):
 BLOCK_NAME = "t2g-json-only-results"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _saved_block(api_url: str) -> JsonOnlyResultStorage:
     block = JsonOnlyResultStorage()
     block.save(BLOCK_NAME, overwrite=True)

@@ -71,12 +71,21 @@ def shard_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str 
     persist_result=True,
     result_serializer="json",
 )
-def shard_task(recipe: Recipe, stage: str, shard: dict[str, Any], upstream: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def shard_task(
+    recipe: Recipe, stage: str, shard: dict[str, Any], upstream: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
     cfg = section(recipe, stage)
     with gpu_slot(recipe, stage), t2g_logs_to_run(), use_cache(open_llm_cache(recipe)):
-        outcome = sh.run_shard(stage, cfg, sh.Shard.from_dict(shard), refs(upstream), open_store(recipe.store), api_key=_api_key(cfg))
+        outcome = sh.run_shard(
+            stage, cfg, sh.Shard.from_dict(shard), refs(upstream), open_store(recipe.store), api_key=_api_key(cfg)
+        )
     get_run_logger().info(
-        "%s shard %d: %s %d rows in %.1f s", stage, outcome.shard.index, "reused" if outcome.hit else "generated", outcome.rows, outcome.seconds
+        "%s shard %d: %s %d rows in %.1f s",
+        stage,
+        outcome.shard.index,
+        "reused" if outcome.hit else "generated",
+        outcome.rows,
+        outcome.seconds,
     )
     return outcome.to_dict()
 
@@ -89,7 +98,9 @@ def shard_task(recipe: Recipe, stage: str, shard: dict[str, Any], upstream: dict
     result_serializer="json",
 )
 def row_shard(recipe: Recipe, stage: str, shard: dict[str, Any], upstream: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    out = sh.run_shard(stage, section(recipe, stage), sh.Shard.from_dict(shard), refs(upstream), open_store(recipe.store))
+    out = sh.run_shard(
+        stage, section(recipe, stage), sh.Shard.from_dict(shard), refs(upstream), open_store(recipe.store)
+    )
     return out.to_dict()
 
 
@@ -103,7 +114,9 @@ def merge_task(
     return publish(stage, outcome)
 
 
-def run_sharded(recipe: Recipe, stage: str, key: str, upstream: dict[str, dict[str, Any]], size: int, sharding: str) -> dict[str, Any]:
+def run_sharded(
+    recipe: Recipe, stage: str, key: str, upstream: dict[str, dict[str, Any]], size: int, sharding: str
+) -> dict[str, Any]:
     """Run node `stage` (its planned `key`) shard by shard inside the current flow, each
     shard as the `sharding` kind's task; returns its reference (as the plain stage tasks
     do, with `hit` when the merged artifact existed)."""
@@ -136,5 +149,7 @@ def run_sharded(recipe: Recipe, stage: str, key: str, upstream: dict[str, dict[s
     stats: dict[str, Any] = {"shards_reused": len(reused), "shards_generated": total - len(reused)}
     if llm:
         stats["tokens_per_s"] = round(tokens / max(time.time() - started, 1e-6), 2)
-    logger.info("%s: %d shards of about %d rows, %d reused, %d generated", stage, total, size, len(reused), total - len(reused))
+    logger.info(
+        "%s: %d shards of about %d rows, %d reused, %d generated", stage, total, size, len(reused), total - len(reused)
+    )
     return {**merge_task(recipe, stage, key, upstream, shards, stats, reused), "hit": False}

@@ -18,8 +18,9 @@ import hashlib
 import logging
 import re
 import threading
-from functools import lru_cache
-from typing import Any, Iterator
+from collections.abc import Iterator
+from functools import cache
+from typing import Any
 
 from prefect import Task, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -134,7 +135,7 @@ def _run(recipe: Recipe, stage: str, key: str, upstream: dict[str, dict[str, Any
     return publish(stage, outcome)
 
 
-@lru_cache(maxsize=None)
+@cache
 def stage_task(stage: str) -> Task:
     """The cached Prefect task of node `stage` (one per node name, so the UI groups its runs:
     a later round's `sft-2` is its own task)."""

@@ -9,7 +9,7 @@ never logged or written anywhere.
 from __future__ import annotations
 
 import os
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from t2g.llm.cache import ResponseCache
@@ -27,7 +27,7 @@ def open_llm_cache(recipe: Any) -> ResponseCache:
     return ResponseCache(open_store(recipe.llm_cache or recipe.store))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _block_kwargs(name: str) -> tuple[tuple[str, Any], ...]:
     try:
         from prefect_aws import AwsCredentials

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from t2g.llm.registry import LabelBackend, LLMBackend  # the registered LLM backends, read at validation
 from t2g.config.llm_section import LLMSection
 from t2g.config.section import Section
-
+from t2g.llm.registry import LabelBackend, LLMBackend  # the registered LLM backends, read at validation
 
 # --- collect -------------------------------------------------------------------------
 
@@ -72,7 +71,7 @@ class ToyworldSource(_Source):
 
 
 Source = Annotated[
-    Union[JsonlSource, ParquetSource, TextSource, HFSource, AnnotatedSource, ToyworldSource],
+    JsonlSource | ParquetSource | TextSource | HFSource | AnnotatedSource | ToyworldSource,
     Field(discriminator="kind"),
 ]
 
@@ -81,13 +80,16 @@ class CollectConfig(Section):
     sources: list[Source] = Field(min_length=1)
     max_chars: int = Field(100_000, ge=1, description="longer documents are quarantined")
     near_duplicate_threshold: float | None = Field(
-        0.9, gt=0, le=1, description="MinHash Jaccard estimate at or above which a document is a near-duplicate; null disables"
+        0.9,
+        gt=0,
+        le=1,
+        description="MinHash Jaccard estimate at or above which a document is a near-duplicate; null disables",
     )
     num_perm: int = Field(128, ge=16, le=1024)
     shingle_words: int = Field(3, ge=1, le=16)
 
     @model_validator(mode="after")
-    def _unique_names(self) -> "CollectConfig":
+    def _unique_names(self) -> CollectConfig:
         names = [s.name for s in self.sources]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
@@ -133,8 +135,12 @@ class FilterConfig(Section):
     augment: AugmentConfig = AugmentConfig()
 
     @model_validator(mode="after")
-    def _bounds(self) -> "FilterConfig":
-        for low, high in (("min_chars", "max_chars"), ("min_entities", "max_entities"), ("min_relations", "max_relations")):
+    def _bounds(self) -> FilterConfig:
+        for low, high in (
+            ("min_chars", "max_chars"),
+            ("min_entities", "max_entities"),
+            ("min_relations", "max_relations"),
+        ):
             if getattr(self, low) > getattr(self, high):
                 raise ValueError(f"{low} ({getattr(self, low)}) is above {high} ({getattr(self, high)})")
         return self

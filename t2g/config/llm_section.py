@@ -24,16 +24,24 @@ class LLMSection(Section):
     """How a stage that prompts an LLM reaches it (t2g.llm): the model, the backend's
     settings and the sampling. Shared by extract (the teacher) and reason (the reasoner)."""
 
-    model: str | None = Field(None, description='model path or hub name (openai: the served name); extract also takes "@teacher"')
-    model_revision: str | None = Field(None, description="hub commit, tag or branch of `model`; null: unpinned, never cached")
+    model: str | None = Field(
+        None, description='model path or hub name (openai: the served name); extract also takes "@teacher"'
+    )
+    model_revision: str | None = Field(
+        None, description="hub commit, tag or branch of `model`; null: unpinned, never cached"
+    )
     # Accounting only (the run report's estimated cost): left out of every dump like
     # `launch`, so a new price moves no artifact key.
-    price: Price | None = Field(None, exclude=True, description="per million prompt/completion tokens, for the cost estimate")
+    price: Price | None = Field(
+        None, exclude=True, description="per million prompt/completion tokens, for the cost estimate"
+    )
     trust_remote_code: bool = False
     max_new_tokens: int = Field(512, ge=1)
     temperature: float = Field(0.0, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
-    too_long: Literal["truncate", "skip"] = Field("truncate", description="prompts past the context: cut or skip (counted)")
+    too_long: Literal["truncate", "skip"] = Field(
+        "truncate", description="prompts past the context: cut or skip (counted)"
+    )
     max_prompt_tokens: int | None = Field(None, ge=1, description="null: the model's context minus max_new_tokens")
     # transformers
     batch_size: int = Field(8, ge=1, description="transformers: prompts per generate call")
@@ -47,7 +55,8 @@ class LLMSection(Section):
     # openai-compatible servers
     base_url: str | None = None
     api_key_env: str = Field(
-        "OPENAI_API_KEY", description="environment variable holding the key: NAME_API_KEY, not a store's, cloud's or orchestrator's"
+        "OPENAI_API_KEY",
+        description="environment variable holding the key: NAME_API_KEY, not a store's, cloud's or orchestrator's",
     )
     api_key_block: str | None = Field(None, description="Prefect Secret block holding the key (wins over api_key_env)")
     max_in_flight: int = Field(32, ge=1)

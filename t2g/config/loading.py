@@ -16,7 +16,6 @@ from t2g.config.section import merge_sections
 from t2g.config.store_uri import dated_store
 from t2g.recipe_input import RecipeError, load_yaml, parse_override, read_recipe_text, shown, yaml_error
 
-
 MAX_EXTENDS = 16  # files in one extends chain
 
 

@@ -14,7 +14,6 @@ from t2g.config.section import REASONER, TEACHER, Section, merged_round
 from t2g.config.store_uri import check_store_uri
 from t2g.config.train_sections import EvaluateConfig, GrpoConfig, ReasonerConfig, SftConfig, TeacherConfig
 
-
 # --- orchestration -------------------------------------------------------------------
 
 
@@ -69,7 +68,9 @@ class Recipe(Section):
     # Rejection sampling and further rounds (t2g.rounds): `sample` is every later round's
     # default; each entry of `rounds` is one more round (sample, sft, grpo) after the first.
     sample: SampleConfig = SampleConfig()
-    rounds: list[RoundConfig] = Field([], max_length=MAX_ROUNDS, description="rounds after the first, each overriding the one before")
+    rounds: list[RoundConfig] = Field(
+        [], max_length=MAX_ROUNDS, description="rounds after the first, each overriding the one before"
+    )
     retries: RetryConfig = RetryConfig()
     orchestration: OrchestrationConfig = OrchestrationConfig()
 
@@ -96,9 +97,11 @@ class Recipe(Section):
         return None if uri is None else check_store_uri(uri)
 
     @model_validator(mode="after")
-    def _rounds_valid(self) -> "Recipe":
+    def _rounds_valid(self) -> Recipe:
         if self.sft.start != "base":
-            raise ValueError('sft.start: "previous" means the round before\'s model; set it in a later round (rounds[i].sft)')
+            raise ValueError(
+                'sft.start: "previous" means the round before\'s model; set it in a later round (rounds[i].sft)'
+            )
         for r in range(2, len(self.rounds) + 2):
             for name in RoundConfig.model_fields:
                 try:
@@ -106,11 +109,13 @@ class Recipe(Section):
                 except ValidationError as exc:
                     err = exc.errors()[0]
                     where = ".".join(str(p) for p in err["loc"])
-                    raise ValueError(f"rounds.{r - 2}.{name}{'.' + where if where else ''}: {err['msg']} (round {r})") from None
+                    raise ValueError(
+                        f"rounds.{r - 2}.{name}{'.' + where if where else ''}: {err['msg']} (round {r})"
+                    ) from None
         return self
 
     @model_validator(mode="after")
-    def _evaluate_split_held_out(self) -> "Recipe":
+    def _evaluate_split_held_out(self) -> Recipe:
         # Whatever extract labels flows into SFT and GRPO; labelling the evaluate split
         # would train the student on its own test documents and inflate every score.
         held_out = self.evaluate.split
@@ -124,11 +129,17 @@ class Recipe(Section):
             )
         if self.teacher is None and TEACHER in (self.extract.model, self.sft.model):
             which = "extract.model" if self.extract.model == TEACHER else "sft.model"
-            raise ValueError(f'{which} is "{TEACHER}" but the recipe has no teacher section: add one (see configs/tiny.yaml)')
+            raise ValueError(
+                f'{which} is "{TEACHER}" but the recipe has no teacher section: add one (see configs/tiny.yaml)'
+            )
         if self.reasoner is not None and self.reasoner.model == TEACHER and self.teacher is None:
-            raise ValueError(f'reasoner.model is "{TEACHER}" but the recipe has no teacher section: add one, or set reasoner.model: tiny')
+            raise ValueError(
+                f'reasoner.model is "{TEACHER}" but the recipe has no teacher section: add one, or set reasoner.model: tiny'
+            )
         if self.reason.thinking and self.reason.model == REASONER and self.reasoner is None:
-            raise ValueError(f'reason.model is "{REASONER}" but the recipe has no reasoner section: add one (see configs/tiny-think.yaml)')
+            raise ValueError(
+                f'reason.model is "{REASONER}" but the recipe has no reasoner section: add one (see configs/tiny-think.yaml)'
+            )
         for which, section in (("teacher", self.teacher), ("reasoner", self.reasoner)):
             if section is not None and section.split == held_out:
                 raise ValueError(

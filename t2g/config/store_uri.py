@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 
 
 def utc_now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def dated_store(store: str, now: datetime.datetime | None = None) -> str:

@@ -9,7 +9,6 @@ from pydantic import Field, field_validator, model_serializer, model_validator
 
 from t2g.config.section import TEACHER, Section
 
-
 # --- training: teacher bootstrap, sft, grpo; evaluate --------------------------------
 
 
@@ -54,7 +53,7 @@ class LaunchSettings(Section):
     )
 
     @model_validator(mode="after")
-    def _flags_only(self) -> "LaunchSettings":
+    def _flags_only(self) -> LaunchSettings:
         # The runner appends `-m t2g.rank ...`; a script or module here would run instead.
         taken = {"-m", "--module", "--no_python", "--config_file", "--num_processes"} & set(self.extra_args)
         if taken:
@@ -89,11 +88,15 @@ def check_trl_fields(fields: dict[str, Any], config: str) -> None:
         raise ValueError(f"trainer: {unknown} are not fields of trl's {config}")
     owned = sorted(set(fields) & _TRL_OWNED)
     if owned:
-        raise ValueError(f"trainer: {owned} are set by t2g from this section's own fields (or must be); set those instead")
+        raise ValueError(
+            f"trainer: {owned} are set by t2g from this section's own fields (or must be); set those instead"
+        )
     for name, value in fields.items():
         default = known[name].default
         if value is not None and default not in (None, dataclasses.MISSING) and not _same_kind(value, default):
-            raise ValueError(f"trainer.{name}: {value!r} is not a {type(default).__name__} like trl's default {default!r}")
+            raise ValueError(
+                f"trainer.{name}: {value!r} is not a {type(default).__name__} like trl's default {default!r}"
+            )
 
 
 def _same_kind(value: Any, default: Any) -> bool:
@@ -172,7 +175,8 @@ class ReasonerConfig(SupervisedSection):
 
     split: str = "seed"
     model: Literal["@teacher", "tiny"] = Field(
-        TEACHER, description='"@teacher": continue the tiny teacher (it already copies names); "tiny": a fresh tiny base'
+        TEACHER,
+        description='"@teacher": continue the tiny teacher (it already copies names); "tiny": a fresh tiny base',
     )
     tiny: TinyModelConfig = TinyModelConfig()
     variants: int = Field(1, ge=0, description="sampled requests per document besides its own")
@@ -183,16 +187,20 @@ class ReasonerConfig(SupervisedSection):
 
 class SftConfig(SupervisedSection):
     model: str = Field(
-        "tiny", description='a local folder or hub name, "tiny" (built from the training texts) or "@teacher" (the tiny teacher)'
+        "tiny",
+        description='a local folder or hub name, "tiny" (built from the training texts) or "@teacher" (the tiny teacher)',
     )
-    model_revision: str | None = Field(None, description="hub commit, tag or branch of `model`; null: unpinned, never cached")
+    model_revision: str | None = Field(
+        None, description="hub commit, tag or branch of `model`; null: unpinned, never cached"
+    )
     trust_remote_code: bool = False
     tiny: TinyModelConfig = TinyModelConfig()
     lora: LoraSettings | None = None
     # Only a later round's SFT (`rounds`) has a model before it. Left out of the dump at
     # its default, so the keys of recipes without rounds do not move.
     start: Literal["base", "previous"] = Field(
-        "base", description="a later round: train from `model` as R1 did (base), or continue the round before's GRPO model"
+        "base",
+        description="a later round: train from `model` as R1 did (base), or continue the round before's GRPO model",
     )
 
     @model_serializer(mode="wrap")
@@ -227,7 +235,7 @@ class GrpoConfig(TrainSection):
     save_steps: int = Field(50, ge=1)
 
     @model_validator(mode="after")
-    def _weights(self) -> "GrpoConfig":
+    def _weights(self) -> GrpoConfig:
         if self.reward_weights is not None and len(self.reward_weights) != len(self.rewards):
             raise ValueError(
                 f"reward_weights has {len(self.reward_weights)} values for {len(self.rewards)} rewards {self.rewards}"

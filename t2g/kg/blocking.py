@@ -32,9 +32,9 @@ from __future__ import annotations
 import hashlib
 import zlib
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from difflib import SequenceMatcher
 from functools import lru_cache
-from typing import Callable, Iterable, Sequence
 
 import pyarrow as pa
 
@@ -45,8 +45,15 @@ MAX_BLOCK = 200  # a block bigger than this compares sorted neighbours only (win
 COMMON_SHARE, COMMON_FLOOR = 0.01, 50
 WINDOW = 25
 BLOCKS = pa.schema([("block", pa.string()), ("type", pa.string()), ("key", pa.string())])
-PAIRS = pa.schema([("type", pa.string()), ("a", pa.string()), ("b", pa.string()), ("rule", pa.string()),
-                   pa.field("score", pa.float64(), nullable=True)])
+PAIRS = pa.schema(
+    [
+        ("type", pa.string()),
+        ("a", pa.string()),
+        ("b", pa.string()),
+        ("rule", pa.string()),
+        pa.field("score", pa.float64(), nullable=True),
+    ]
+)
 
 UNCERTAIN = "uncertain"  # a PAIRS rule: between judge_threshold and fuzzy_threshold, for the judge to decide
 
@@ -114,8 +121,9 @@ def blocking_keys(mentions: pa.Table, common: frozenset[str] | None = None) -> p
         rows["type"].append(etype)
         rows["key"].append(key)
         for band in range(BANDS):
-            digest = hashlib.blake2b(values[band * rows_per_band : (band + 1) * rows_per_band].tobytes(),
-                                     digest_size=8).hexdigest()
+            digest = hashlib.blake2b(
+                values[band * rows_per_band : (band + 1) * rows_per_band].tobytes(), digest_size=8
+            ).hexdigest()
             rows["block"].append(f"{etype}\x1f{band}\x1f{digest}")
             rows["type"].append(etype)
             rows["key"].append(key)
@@ -189,7 +197,12 @@ def block_pairs(blocks: pa.Table, **options) -> pa.Table:
     for block, etype, key in zip(*(blocks.column(c).to_pylist() for c in ("block", "type", "key"))):
         members[block].append(key)
         types[block] = etype
-    rows = [p for block in sorted(members) if len(members[block]) > 1 for p in compare_block(types[block], members[block], **options)]
+    rows = [
+        p
+        for block in sorted(members)
+        if len(members[block]) > 1
+        for p in compare_block(types[block], members[block], **options)
+    ]
     return concat_pairs([pa.Table.from_pylist(rows, schema=PAIRS)])
 
 

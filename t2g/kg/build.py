@@ -12,9 +12,10 @@ after adding documents asks the model only about the new chunks.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -75,9 +76,17 @@ def build_graph(
     tick = progress(chunks.num_rows) if progress is not None else None
     with use_cache(open_cache(out.resolve().as_uri())):
         extracted = graph_extract(graph, chunks, api_key=api_key, progress=tick)
-    g = resolve_graph(extracted.main, extracted.side["relations"], fuzzy_threshold=resolve.fuzzy_threshold, chunks=chunks)
+    g = resolve_graph(
+        extracted.main, extracted.side["relations"], fuzzy_threshold=resolve.fuzzy_threshold, chunks=chunks
+    )
     files = []
-    for name, table in (("nodes", g.nodes), ("edges", g.edges), ("mentions", g.mentions), ("merges", g.merges), ("evidence", g.evidence)):
+    for name, table in (
+        ("nodes", g.nodes),
+        ("edges", g.edges),
+        ("mentions", g.mentions),
+        ("merges", g.merges),
+        ("evidence", g.evidence),
+    ):
         pq.write_table(table, out / f"{name}.parquet")
         files.append(out / f"{name}.parquet")
     for paths in write_exports(formats, g.nodes, g.edges, g.mentions, g.evidence, out).values():

@@ -19,7 +19,7 @@ How a document is cut:
 from __future__ import annotations
 
 import re
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import pyarrow as pa
 
@@ -57,16 +57,26 @@ def chunk_document(
         while j < len(units) and count_tokens(text[units[i][0] : units[j][1]]) <= max_tokens:
             j += 1
         start, end = units[i][0], units[j - 1][1]
-        rows.append({"doc_id": doc_id, "chunk_id": f"{doc_id}#{len(rows)}", "chunk_index": len(rows),
-                     "start": start, "end": end, "text": text[start:end]})
+        rows.append(
+            {
+                "doc_id": doc_id,
+                "chunk_id": f"{doc_id}#{len(rows)}",
+                "chunk_index": len(rows),
+                "start": start,
+                "end": end,
+                "text": text[start:end],
+            }
+        )
         if j == len(units):
             break
         nxt = j
         if overlap_tokens:
             # The next window must share at most the overlap and still reach past this one.
             for k in range(i + 1, j):
-                if (count_tokens(text[units[k][0] : end]) <= overlap_tokens
-                        and count_tokens(text[units[k][0] : units[j][1]]) <= max_tokens):
+                if (
+                    count_tokens(text[units[k][0] : end]) <= overlap_tokens
+                    and count_tokens(text[units[k][0] : units[j][1]]) <= max_tokens
+                ):
                     nxt = k
                     break
         i = nxt
@@ -87,7 +97,9 @@ def chunk_table(
         raise ValueError(f"documents need columns 'id' and 'text'; missing {sorted(missing)} in {docs.column_names}")
     rows: list[dict] = []
     for doc_id, text in zip(docs.column("id").to_pylist(), docs.column("text").to_pylist()):
-        rows.extend(chunk_document(str(doc_id), text or "", max_tokens, overlap_tokens, count_tokens, splitter=splitter))
+        rows.extend(
+            chunk_document(str(doc_id), text or "", max_tokens, overlap_tokens, count_tokens, splitter=splitter)
+        )
     return from_rows(rows, CHUNKS)
 
 
@@ -109,7 +121,9 @@ def _pieces(text: str, s: int, e: int, budget: int, count: CountTokens) -> Itera
     while s < e:
         lo, hi = s + 1, e
         if count(text[s:lo]) > budget:
-            raise ValueError(f"max_tokens={budget} is too small: one character {text[s]!r} counts {count(text[s:lo])} tokens")
+            raise ValueError(
+                f"max_tokens={budget} is too small: one character {text[s]!r} counts {count(text[s:lo])} tokens"
+            )
         while lo < hi:
             mid = (lo + hi + 1) // 2
             if count(text[s:mid]) <= budget:

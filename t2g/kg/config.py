@@ -15,9 +15,9 @@ import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args
 
-from pydantic import Field, ValidationError, model_serializer, model_validator
+from pydantic import Field, model_serializer, model_validator
 
-from t2g.config import CollectConfig, LLMSection, Recipe, RecipeError, Section, Source, read_recipe, validate_recipe
+from t2g.config import CollectConfig, LLMSection, Recipe, Section, Source, read_recipe, validate_recipe
 from t2g.llm.registry import LLMBackend
 
 GRPO = "@grpo"  # graph.model: the GRPO model the same recipe trains (round 1's)
@@ -57,7 +57,8 @@ class ChunkConfig(Section):
     restricted to `splits`."""
 
     documents: Literal["corpus", "collect"] | None = Field(
-        None, description="whose documents: the corpus section's or collect's; null: corpus when the recipe has one, else collect"
+        None,
+        description="whose documents: the corpus section's or collect's; null: corpus when the recipe has one, else collect",
     )
     splits: list[str] | None = Field(None, description="chunk only documents of these splits; null: all")
     max_tokens: int = Field(256, ge=8, description="tokens per window, at most")
@@ -67,7 +68,7 @@ class ChunkConfig(Section):
     )
 
     @model_validator(mode="after")
-    def _overlap_below_window(self) -> "ChunkConfig":
+    def _overlap_below_window(self) -> ChunkConfig:
         if self.overlap_tokens >= self.max_tokens:
             raise ValueError(f"overlap_tokens ({self.overlap_tokens}) must be below max_tokens ({self.max_tokens})")
         return self
@@ -82,12 +83,16 @@ class GraphConfig(LLMSection):
     relation_types: list[str] = []
     seed: int = 0
     shard_size: int = Field(256, ge=1, description="chunks per cached LLM shard")
-    constrained: bool = Field(True, description="ask for the graph JSON schema (constrained decoding where the backend has it)")
+    constrained: bool = Field(
+        True, description="ask for the graph JSON schema (constrained decoding where the backend has it)"
+    )
 
     @model_validator(mode="after")
-    def _model_named(self) -> "GraphConfig":
+    def _model_named(self) -> GraphConfig:
         if not self.model:
-            raise ValueError(f'model: name a model folder, hub name, served model or "{GRPO}" (the recipe\'s GRPO model)')
+            raise ValueError(
+                f'model: name a model folder, hub name, served model or "{GRPO}" (the recipe\'s GRPO model)'
+            )
         return self
 
 
@@ -96,20 +101,28 @@ class JudgeConfig(LLMSection):
     settings graph and extract take (LLMSection), asked one small question per pair."""
 
     backend: Literal["transformers", "vllm", "openai"] = "transformers"
-    threshold: float = Field(0.75, gt=0, lt=1, description="pairs scoring from here to resolve.fuzzy_threshold are asked")
+    threshold: float = Field(
+        0.75, gt=0, lt=1, description="pairs scoring from here to resolve.fuzzy_threshold are asked"
+    )
     context_sentences: int = Field(1, ge=0, le=5, description="sentences quoted per name (each from another document)")
     max_new_tokens: int = Field(32, ge=1, description='the answer is {"same": true} or {"same": false}')
     seed: int = 0
-    constrained: bool = Field(True, description="ask for the answer's JSON schema (constrained decoding where the backend has it)")
+    constrained: bool = Field(
+        True, description="ask for the answer's JSON schema (constrained decoding where the backend has it)"
+    )
 
     @model_validator(mode="after")
-    def _a_model_it_can_reach(self) -> "JudgeConfig":
+    def _a_model_it_can_reach(self) -> JudgeConfig:
         if not self.model or self.model.startswith("@"):
-            raise ValueError("model: name a model folder, hub name or served model (the recipe's own models are not judges)")
+            raise ValueError(
+                "model: name a model folder, hub name or served model (the recipe's own models are not judges)"
+            )
         if self.api_key_block:
             # The resolve stage runs as one plain task, which resolves no Prefect Secret
             # block (tasks/shards.py does, for LLM shards only).
-            raise ValueError("api_key_block is not supported for the judge yet: name the key's environment variable in api_key_env")
+            raise ValueError(
+                "api_key_block is not supported for the judge yet: name the key's environment variable in api_key_env"
+            )
         return self
 
 
@@ -117,7 +130,9 @@ class ResolveConfig(Section):
     """Entity resolution (t2g.kg.resolve): exact, alias rules, fuzzy, an optional LLM judge;
     never across types."""
 
-    fuzzy_threshold: float = Field(0.9, gt=0, le=1, description="character n-gram similarity at or above which names merge (t2g.kg.resolve)")
+    fuzzy_threshold: float = Field(
+        0.9, gt=0, le=1, description="character n-gram similarity at or above which names merge (t2g.kg.resolve)"
+    )
     judge: JudgeConfig | None = Field(None, description="null: pairs below fuzzy_threshold stay apart")
     # How the stage runs, not what it gives (the same nodes for any value): left out of the
     # dump, so out of the key, like a training section's `launch`.
@@ -127,9 +142,11 @@ class ResolveConfig(Section):
     )  # fmt: skip
 
     @model_validator(mode="after")
-    def _judge_below_fuzzy(self) -> "ResolveConfig":
+    def _judge_below_fuzzy(self) -> ResolveConfig:
         if self.judge is not None and self.judge.threshold >= self.fuzzy_threshold:
-            raise ValueError(f"judge.threshold ({self.judge.threshold}) must be below fuzzy_threshold ({self.fuzzy_threshold})")
+            raise ValueError(
+                f"judge.threshold ({self.judge.threshold}) must be below fuzzy_threshold ({self.fuzzy_threshold})"
+            )
         return self
 
     @model_serializer(mode="wrap")
@@ -171,10 +188,12 @@ class GraphRecipe(Recipe):
         if self.resolve is None or self.resolve.shard_size is None:
             return None
         judge = self.resolve.judge
-        return BlockPairsConfig(fuzzy_threshold=self.resolve.fuzzy_threshold, judge_threshold=judge.threshold if judge else None)
+        return BlockPairsConfig(
+            fuzzy_threshold=self.resolve.fuzzy_threshold, judge_threshold=judge.threshold if judge else None
+        )
 
     @model_validator(mode="after")
-    def _corpus_split_exists(self) -> "GraphRecipe":
+    def _corpus_split_exists(self) -> GraphRecipe:
         if self.chunk is None:
             return self
         if self.chunk.documents is None:  # resolved here, so the chunk key says whose documents
@@ -182,8 +201,10 @@ class GraphRecipe(Recipe):
             object.__setattr__(self, "chunk", self.chunk.model_copy(update={"documents": documents}))
         which = self.corpus if self.chunk.documents == "corpus" else self.collect
         if which is None:
-            raise ValueError("chunk.documents is corpus but the recipe has no corpus section: add one (see configs/tiny-graph.yaml) "
-                             "or set chunk.documents: collect")
+            raise ValueError(
+                "chunk.documents is corpus but the recipe has no corpus section: add one (see configs/tiny-graph.yaml) "
+                "or set chunk.documents: collect"
+            )
         if self.chunk.splits is not None:
             have = {s.split for s in which.sources}
             if not have & set(self.chunk.splits):

@@ -39,7 +39,9 @@ def _numbered(table: pa.Table, name: str) -> pa.Table:
     return table.append_column(name, pa.array(np.arange(table.num_rows, dtype=np.int64)))
 
 
-def edges_and_evidence(mentions: pa.Table, relations: pa.Table, chunks: pa.Table | None) -> tuple[pa.Table, pa.Table, Counter]:
+def edges_and_evidence(
+    mentions: pa.Table, relations: pa.Table, chunks: pa.Table | None
+) -> tuple[pa.Table, pa.Table, Counter]:
     """(EDGES, EVIDENCE, dropped relations by reason) from `mentions` (doc_id, chunk_id, name,
     type, node_id: the resolved mentions in order) and RELATIONS; `chunks` gives evidence text."""
     rel = relations
@@ -49,38 +51,66 @@ def edges_and_evidence(mentions: pa.Table, relations: pa.Table, chunks: pa.Table
     # Heads and tails looked up together (one hash table per key kind). index_in answers the
     # FIRST row of the value set that matches: the first such mention.
     n = rel.num_rows
-    here = pc.index_in(pa.concat_arrays([_key(rel, ("doc_id", "chunk_id", e, f"{e}_type")).combine_chunks() for e in ("head", "tail")]),
-                       value_set=by_chunk, skip_nulls=True)
-    there = pc.index_in(pa.concat_arrays([_key(rel, ("doc_id", e, f"{e}_type")).combine_chunks() for e in ("head", "tail")]),
-                        value_set=by_doc, skip_nulls=True)
+    here = pc.index_in(
+        pa.concat_arrays(
+            [_key(rel, ("doc_id", "chunk_id", e, f"{e}_type")).combine_chunks() for e in ("head", "tail")]
+        ),
+        value_set=by_chunk,
+        skip_nulls=True,
+    )
+    there = pc.index_in(
+        pa.concat_arrays([_key(rel, ("doc_id", e, f"{e}_type")).combine_chunks() for e in ("head", "tail")]),
+        value_set=by_doc,
+        skip_nulls=True,
+    )
     ends = pc.coalesce(nodes.take(here), nodes.take(there))
     h, t = ends.slice(0, n), ends.slice(n)
     found = pc.and_(pc.is_valid(h), pc.is_valid(t))
     dropped: Counter = Counter()
     if missing := rel.num_rows - (pc.sum(found).as_py() or 0):
         dropped[DROPPED] = missing
-    kept = pa.table({"head": h, "type": rel.column("type"), "tail": t, "doc_id": rel.column("doc_id"),
-                     "chunk_id": rel.column("chunk_id"), "start": rel.column("start"), "end": rel.column("end")}).filter(found)
+    kept = pa.table(
+        {
+            "head": h,
+            "type": rel.column("type"),
+            "tail": t,
+            "doc_id": rel.column("doc_id"),
+            "chunk_id": rel.column("chunk_id"),
+            "start": rel.column("start"),
+            "end": rel.column("end"),
+        }
+    ).filter(found)
 
     # Edges: one per (head, type, tail), its id hashed once.
     triples = kept.group_by(["head", "type", "tail"], use_threads=False).aggregate([([], "count_all")])
     heads, types, tails = (triples.column(c).to_pylist() for c in ("head", "type", "tail"))
     ids = [edge_id(*x) for x in zip(heads, types, tails)]
-    edges = pa.table({
-        "edge_id": pa.array(ids, pa.string()), "head": triples.column("head"), "tail": triples.column("tail"),
-        "type": triples.column("type"), "count": triples.column("count_all"),
-        "confidence": pa.nulls(triples.num_rows, pa.float64()),
-    }).sort_by("edge_id")
+    edges = pa.table(
+        {
+            "edge_id": pa.array(ids, pa.string()),
+            "head": triples.column("head"),
+            "tail": triples.column("tail"),
+            "type": triples.column("type"),
+            "count": triples.column("count_all"),
+            "confidence": pa.nulls(triples.num_rows, pa.float64()),
+        }
+    ).sort_by("edge_id")
 
     # Evidence: the first relation of each (edge, document, start, end).
     id_of = dict(zip(zip(heads, types, tails), ids))
-    kept = _numbered(kept, "_kept").append_column("edge_id", pa.array(
-        [id_of[x] for x in zip(*(kept.column(c).to_pylist() for c in ("head", "type", "tail")))], pa.string()))
+    kept = _numbered(kept, "_kept").append_column(
+        "edge_id",
+        pa.array([id_of[x] for x in zip(*(kept.column(c).to_pylist() for c in ("head", "type", "tail")))], pa.string()),
+    )
     firsts = kept.group_by(["edge_id", "doc_id", "start", "end"], use_threads=False).aggregate([("_kept", "min")])
-    spans = kept.take(firsts.column("_kept_min")).sort_by([(c, "ascending") for c in ("edge_id", "doc_id", "start", "end")])
+    spans = kept.take(firsts.column("_kept_min")).sort_by(
+        [(c, "ascending") for c in ("edge_id", "doc_id", "start", "end")]
+    )
     texts = {}
     if chunks is not None:
-        wanted = chunks.filter(pc.is_in(chunks.column("chunk_id"), value_set=pc.unique(spans.column("chunk_id").combine_chunks())))
+        wanted = chunks.filter(
+            pc.is_in(chunks.column("chunk_id"), value_set=pc.unique(spans.column("chunk_id").combine_chunks()))
+        )
         texts = {c: (s, x) for c, s, x in zip(*(wanted.column(k).to_pylist() for k in ("chunk_id", "start", "text")))}
     text = []
     for chunk, start, end in zip(*(spans.column(c).to_pylist() for c in ("chunk_id", "start", "end"))):

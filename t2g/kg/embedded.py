@@ -117,11 +117,25 @@ def neighbours_from_tables(nodes: pa.Table, edges: pa.Table, node_id: str) -> li
     rows = []
     for e in edges.to_pylist():
         if e["head"] == node_id:
-            rows.append({"edge_id": e["edge_id"], "type": e["type"], "direction": "out",
-                         "node_id": e["tail"], "name": names[e["tail"]]})
+            rows.append(
+                {
+                    "edge_id": e["edge_id"],
+                    "type": e["type"],
+                    "direction": "out",
+                    "node_id": e["tail"],
+                    "name": names[e["tail"]],
+                }
+            )
         if e["tail"] == node_id:
-            rows.append({"edge_id": e["edge_id"], "type": e["type"], "direction": "in",
-                         "node_id": e["head"], "name": names[e["head"]]})
+            rows.append(
+                {
+                    "edge_id": e["edge_id"],
+                    "type": e["type"],
+                    "direction": "in",
+                    "node_id": e["head"],
+                    "name": names[e["head"]],
+                }
+            )
     return sorted(rows, key=lambda r: (r["edge_id"], r["direction"]))
 
 

@@ -79,9 +79,17 @@ def to_networkx(nodes: pa.Table, edges: pa.Table) -> nx.MultiDiGraph:
 
 
 # (attribute, for, GraphML type), in the order the keys are declared; ids are d0, d1, ...
-_KEYS = (("t2g_list_encoding", "graph", "string"), ("name", "node", "string"), ("type", "node", "string"),
-         ("aliases", "node", "string"), ("mention_count", "node", "long"), ("doc_count", "node", "long"),
-         ("type", "edge", "string"), ("count", "edge", "long"), ("confidence", "edge", "double"))
+_KEYS = (
+    ("t2g_list_encoding", "graph", "string"),
+    ("name", "node", "string"),
+    ("type", "node", "string"),
+    ("aliases", "node", "string"),
+    ("mention_count", "node", "long"),
+    ("doc_count", "node", "long"),
+    ("type", "edge", "string"),
+    ("count", "edge", "long"),
+    ("confidence", "edge", "double"),
+)
 _HEAD = (
     "<?xml version='1.0' encoding='utf-8'?>\n"
     '<graphml xmlns="http://graphml.graphdrawing.org/xmlns" '
@@ -106,32 +114,41 @@ def write_graphml(nodes: pa.Table, edges: pa.Table, path: str | Path) -> Path:
     _unique(nodes, "node_id", "nodes")
     _unique(edges, "edge_id", "edges")
     known = {xml_text(n) for n in nodes.column("node_id").to_pylist()}
-    dangling = sorted({n for n in edges.column("head").to_pylist() + edges.column("tail").to_pylist()
-                       if xml_text(n) not in known})
+    dangling = sorted(
+        {n for n in edges.column("head").to_pylist() + edges.column("tail").to_pylist() if xml_text(n) not in known}
+    )
     if dangling:
-        raise ValueError(f"edges name node(s) {dangling[:5]} absent from the nodes table: a dangling edge is "
-                         "a bug upstream (export nodes and edges of the same graph)")
+        raise ValueError(
+            f"edges name node(s) {dangling[:5]} absent from the nodes table: a dangling edge is "
+            "a bug upstream (export nodes and edges of the same graph)"
+        )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
     with open(tmp, "w", encoding="utf-8", newline="") as f:
         f.write(_HEAD)
         for batch in nodes.to_batches():
-            f.write("".join(
-                f'    <node id={_attr(r["node_id"])}>'
-                f'<data key="d1">{escape(xml_text(r["name"]))}</data>'
-                f'<data key="d2">{escape(xml_text(r["type"]))}</data>'
-                f'<data key="d3">{escape(json.dumps([xml_text(a) for a in r["aliases"] or []], ensure_ascii=False))}'
-                f'</data><data key="d4">{int(r["mention_count"])}</data>'
-                f'<data key="d5">{int(r["doc_count"])}</data></node>\n'
-                for r in batch.to_pylist()))
+            f.write(
+                "".join(
+                    f"    <node id={_attr(r['node_id'])}>"
+                    f'<data key="d1">{escape(xml_text(r["name"]))}</data>'
+                    f'<data key="d2">{escape(xml_text(r["type"]))}</data>'
+                    f'<data key="d3">{escape(json.dumps([xml_text(a) for a in r["aliases"] or []], ensure_ascii=False))}'
+                    f'</data><data key="d4">{int(r["mention_count"])}</data>'
+                    f'<data key="d5">{int(r["doc_count"])}</data></node>\n'
+                    for r in batch.to_pylist()
+                )
+            )
         for batch in edges.to_batches():
-            f.write("".join(
-                f'    <edge id={_attr(r["edge_id"])} source={_attr(r["head"])} target={_attr(r["tail"])}>'
-                f'<data key="d6">{escape(xml_text(r["type"]))}</data><data key="d7">{int(r["count"])}</data>'
-                + ("" if r["confidence"] is None else f'<data key="d8">{float(r["confidence"])!r}</data>')
-                + "</edge>\n"
-                for r in batch.to_pylist()))
+            f.write(
+                "".join(
+                    f"    <edge id={_attr(r['edge_id'])} source={_attr(r['head'])} target={_attr(r['tail'])}>"
+                    f'<data key="d6">{escape(xml_text(r["type"]))}</data><data key="d7">{int(r["count"])}</data>'
+                    + ("" if r["confidence"] is None else f'<data key="d8">{float(r["confidence"])!r}</data>')
+                    + "</edge>\n"
+                    for r in batch.to_pylist()
+                )
+            )
         f.write("  </graph>\n</graphml>\n")
     tmp.replace(path)  # a reader never sees half a file
     return path

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Iterable
+from collections.abc import Iterable
 
 import pyarrow as pa
 
@@ -77,9 +77,17 @@ def ground_chunk(
         else:
             dropped["entity: subsumed"] += 1
     mentions = [
-        {"doc_id": chunk["doc_id"], "chunk_id": chunk["chunk_id"], "start": base + s, "end": base + e,
-         "text": text[s:e], "type": etype, "name": name}
-        for (name, etype), found in spans.items() for s, e in found
+        {
+            "doc_id": chunk["doc_id"],
+            "chunk_id": chunk["chunk_id"],
+            "start": base + s,
+            "end": base + e,
+            "text": text[s:e],
+            "type": etype,
+            "name": name,
+        }
+        for (name, etype), found in spans.items()
+        for s, e in found
     ]
     mentions.sort(key=lambda m: (m["start"], m["end"], m["type"]))
 
@@ -103,9 +111,19 @@ def ground_chunk(
             continue
         seen.add((head, tail, rtype))
         s, e = _evidence(spans[head], spans[tail], sentences)
-        relations.append({"doc_id": chunk["doc_id"], "chunk_id": chunk["chunk_id"], "head": head[0],
-                          "head_type": head[1], "tail": tail[0], "tail_type": tail[1], "type": rtype,
-                          "start": base + s, "end": base + e})
+        relations.append(
+            {
+                "doc_id": chunk["doc_id"],
+                "chunk_id": chunk["chunk_id"],
+                "head": head[0],
+                "head_type": head[1],
+                "tail": tail[0],
+                "tail_type": tail[1],
+                "type": rtype,
+                "start": base + s,
+                "end": base + e,
+            }
+        )
     return mentions, relations, dropped
 
 
@@ -121,8 +139,9 @@ def _occurrences(text: str, name: str) -> list[tuple[int, int]]:
     return found
 
 
-def _evidence(heads: list[tuple[int, int]], tails: list[tuple[int, int]],
-              sentences: list[tuple[int, int]]) -> tuple[int, int]:
+def _evidence(
+    heads: list[tuple[int, int]], tails: list[tuple[int, int]], sentences: list[tuple[int, int]]
+) -> tuple[int, int]:
     def sentence_of(pos: int) -> int:
         return next((i for i, (s, e) in enumerate(sentences) if s <= pos < max(e, s + 1)), len(sentences) - 1)
 
@@ -175,7 +194,9 @@ def _index(chunk_id: str) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
-def ground_table(chunks: pa.Table, answers: list[dict], entity_types, relation_types) -> tuple[pa.Table, pa.Table, Counter]:
+def ground_table(
+    chunks: pa.Table, answers: list[dict], entity_types, relation_types
+) -> tuple[pa.Table, pa.Table, Counter]:
     """Ground every chunk's answer (answers[i] belongs to chunks row i) and merge the windows."""
     if len(answers) != chunks.num_rows:
         raise ValueError(f"{len(answers)} answers for {chunks.num_rows} chunks: one answer per chunk row")

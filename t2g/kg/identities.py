@@ -30,18 +30,38 @@ from random import Random
 import pyarrow as pa
 
 from t2g.kg.tables import MENTIONS, RELATIONS, from_rows
-from t2g.toyworld import SYLLABLES
-from t2g.toyworld import DISTRACTORS, FACTS, SLOT_TYPE
+from t2g.toyworld import DISTRACTORS, FACTS, SLOT_TYPE, SYLLABLES
 
 ENTITY_TYPES: tuple[str, ...] = ("person", "organisation", "location", "product")
 RELATION_TYPES: tuple[str, ...] = ("works_for", "ceo_of", "founded", "located_in", "born_in", "produces", "acquired")
 TEMPLATES = tuple(t for t in FACTS if "{d" not in t.text)
 TITLES = ("Dr.", "Mr.", "Ms.", "Prof.", "President", "Chancellor", "CEO")
-_SURNAME = (("Ha", "Ro", "Bel", "Kes", "Dor", "Var", "Mel", "Tor", "Lin", "Quen", "Os", "Pen"),
-            ("ten", "man", "son", "ick", "ley", "berg", "ard", "wyn"))
-_ORG_WORDS = ("Dynamics", "Systems", "Energy", "Networks", "Industries", "Robotics", "Media", "Foods",
-              "Capital", "Logistics", "Pharma", "Motors", "Analytics", "Aerospace", "Textiles", "Mining",
-              "Software", "Telecom", "Optics", "Chemicals")
+_SURNAME = (
+    ("Ha", "Ro", "Bel", "Kes", "Dor", "Var", "Mel", "Tor", "Lin", "Quen", "Os", "Pen"),
+    ("ten", "man", "son", "ick", "ley", "berg", "ard", "wyn"),
+)
+_ORG_WORDS = (
+    "Dynamics",
+    "Systems",
+    "Energy",
+    "Networks",
+    "Industries",
+    "Robotics",
+    "Media",
+    "Foods",
+    "Capital",
+    "Logistics",
+    "Pharma",
+    "Motors",
+    "Analytics",
+    "Aerospace",
+    "Textiles",
+    "Mining",
+    "Software",
+    "Telecom",
+    "Optics",
+    "Chemicals",
+)
 _ACCENT = {"a": "á", "e": "é", "o": "ö", "u": "ü", "i": "í", "O": "Ö", "A": "Á", "E": "É"}
 _SLOT = re.compile(r"\{(\w+)\}")
 
@@ -88,15 +108,30 @@ def cast(world: World = World()) -> tuple[Entity, ...]:
     for i, name in enumerate(locs):
         variants = (unicodedata.normalize("NFKD", _accent(name)),) if i == 1 else ()
         full = _accent(name) if i == 1 else name
-        out.append(Entity(f"location:{full}", "location", full, variants=tuple(v for v in variants if v != full) + ((name,) if i == 1 else ())))
+        out.append(
+            Entity(
+                f"location:{full}",
+                "location",
+                full,
+                variants=tuple(v for v in variants if v != full) + ((name,) if i == 1 else ()),
+            )
+        )
     surnames = lasts[: world.people]
     surnames[1] = surnames[0]  # two people share a surname
     surnames[2] = locs[0]  # a person's surname is a place's name
     for i in range(world.people):
         first = _accent(firsts[i]) if i == 3 else firsts[i]
         variants = (f"{firsts[i]} {surnames[i]}",) if i == 3 else ()
-        out.append(Entity(f"person:{first} {surnames[i]}", "person", f"{first} {surnames[i]}", first, surnames[i],
-                          variants=variants))
+        out.append(
+            Entity(
+                f"person:{first} {surnames[i]}",
+                "person",
+                f"{first} {surnames[i]}",
+                first,
+                surnames[i],
+                variants=variants,
+            )
+        )
     heads = [a + b for a in SYLLABLES["organisation"][0] for b in SYLLABLES["organisation"][1]]
     rng.shuffle(heads)
     words = list(_ORG_WORDS)
@@ -114,8 +149,15 @@ def cast(world: World = World()) -> tuple[Entity, ...]:
         used_first.add(head[:3]), acronyms.add(acro)
         split = next(i for i in range(2, len(head)) if head[i:] in SYLLABLES["organisation"][1])
         hyphen = f"{head[:split]}-{head[split:].capitalize()} {w1} {w2}"
-        out.append(Entity(f"organisation:{name}", "organisation", name, acronym=acro,
-                          variants=(f"{head.upper()} {w1} {w2}", f"{name} Inc.", hyphen)))
+        out.append(
+            Entity(
+                f"organisation:{name}",
+                "organisation",
+                name,
+                acronym=acro,
+                variants=(f"{head.upper()} {w1} {w2}", f"{name} Inc.", hyphen),
+            )
+        )
     prods = [a + b for a in SYLLABLES["product"][0] for b in SYLLABLES["product"][1]]
     rng.shuffle(prods)
     out += [Entity(f"product:{p}", "product", p) for p in prods[: world.products]]
@@ -125,15 +167,25 @@ def cast(world: World = World()) -> tuple[Entity, ...]:
 def documents(n: int, seed: int = 0, world: World = World()) -> list[dict]:
     """Documents {id, text, mentions: [{start, end, text, type, gold_id}], facts: [{head, type,
     tail, start, end, head_text, tail_text}]}; ids `id-{seed}-{i}`."""
-    return [_document(Random(f"identities/{world.seed}/{seed}/{i}"), world, f"id-{seed}-{i}",
-                      long=world.long_every > 0 and i % world.long_every == world.long_every - 1) for i in range(n)]
+    return [
+        _document(
+            Random(f"identities/{world.seed}/{seed}/{i}"),
+            world,
+            f"id-{seed}-{i}",
+            long=world.long_every > 0 and i % world.long_every == world.long_every - 1,
+        )
+        for i in range(n)
+    ]
 
 
 def _document(rng: Random, world: World, doc_id: str, long: bool) -> dict:
     everyone = cast(world)
     by_type = {t: [e for e in everyone if e.type == t] for t in ENTITY_TYPES}
-    size = {"person": 6, "organisation": 5, "location": 3, "product": 3} if long else \
-           {"person": 3, "organisation": 2, "location": 2, "product": 2}
+    size = (
+        {"person": 6, "organisation": 5, "location": 3, "product": 3}
+        if long
+        else {"person": 3, "organisation": 2, "location": 2, "product": 2}
+    )
     pool = {t: rng.sample(by_type[t], min(size[t], len(by_type[t]))) for t in ENTITY_TYPES}
     standalone = rng.random() < world.standalone_rate
     state = {"seen": set(), "pool": pool, "everyone": everyone, "standalone": standalone}
@@ -158,14 +210,30 @@ def _document(rng: Random, world: World, doc_id: str, long: bool) -> dict:
             ent = filled[m.group(1)]
             surface = _surface(rng, ent, state)
             surfaces[m.group(1)] = surface
-            mentions.append({"start": len(text), "end": len(text) + len(surface), "text": surface,
-                             "type": ent.type, "gold_id": ent.gold_id})
+            mentions.append(
+                {
+                    "start": len(text),
+                    "end": len(text) + len(surface),
+                    "text": surface,
+                    "type": ent.type,
+                    "gold_id": ent.gold_id,
+                }
+            )
             text += surface
             pos = m.end()
         text += template.text[pos:]
         for h, t, r in template.relations:
-            facts.append({"head": filled[h].gold_id, "type": r, "tail": filled[t].gold_id,
-                          "head_text": surfaces[h], "tail_text": surfaces[t], "start": sentence_start, "end": len(text)})
+            facts.append(
+                {
+                    "head": filled[h].gold_id,
+                    "type": r,
+                    "tail": filled[t].gold_id,
+                    "head_text": surfaces[h],
+                    "tail_text": surfaces[t],
+                    "start": sentence_start,
+                    "end": len(text),
+                }
+            )
     return {"id": doc_id, "text": text, "mentions": mentions, "facts": facts}
 
 
@@ -206,15 +274,35 @@ def _surface(rng: Random, ent: Entity, state: dict) -> str:
 
 def gold_tables(docs: list[dict]) -> tuple[pa.Table, pa.Table]:
     """MENTIONS and RELATIONS as a perfect extractor would give them (one chunk per document)."""
-    mentions = [{"doc_id": d["id"], "chunk_id": f"{d['id']}#0", "start": m["start"], "end": m["end"],
-                 "text": m["text"], "type": m["type"], "name": m["text"]} for d in docs for m in d["mentions"]]
+    mentions = [
+        {
+            "doc_id": d["id"],
+            "chunk_id": f"{d['id']}#0",
+            "start": m["start"],
+            "end": m["end"],
+            "text": m["text"],
+            "type": m["type"],
+            "name": m["text"],
+        }
+        for d in docs
+        for m in d["mentions"]
+    ]
     relations = []
     for d in docs:
         for f in d["facts"]:
-            relations.append({"doc_id": d["id"], "chunk_id": f"{d['id']}#0", "head": f["head_text"],
-                              "head_type": f["head"].split(":")[0], "tail": f["tail_text"],
-                              "tail_type": f["tail"].split(":")[0], "type": f["type"], "start": f["start"],
-                              "end": f["end"]})
+            relations.append(
+                {
+                    "doc_id": d["id"],
+                    "chunk_id": f"{d['id']}#0",
+                    "head": f["head_text"],
+                    "head_type": f["head"].split(":")[0],
+                    "tail": f["tail_text"],
+                    "tail_type": f["tail"].split(":")[0],
+                    "type": f["type"],
+                    "start": f["start"],
+                    "end": f["end"],
+                }
+            )
     return from_rows(mentions, MENTIONS), from_rows(relations, RELATIONS)
 
 

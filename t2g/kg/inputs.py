@@ -11,9 +11,9 @@ scans the input once with `check` before any model loads, then streams it again.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
-from typing import Iterator
 
 
 class InputError(ValueError):
@@ -28,7 +28,9 @@ def kind(path: Path) -> str:
         return "parquet"
     if suffix in (".jsonl", ".json", ".ndjson") or path.is_file():
         return "jsonl"
-    raise InputError(f"--input {path}: no such file or folder (give a .jsonl or .parquet file, or a folder of .txt files)")
+    raise InputError(
+        f"--input {path}: no such file or folder (give a .jsonl or .parquet file, or a folder of .txt files)"
+    )
 
 
 def documents(path: Path, option: str = "--input") -> Iterator[dict]:
@@ -76,15 +78,18 @@ def _jsonl(path: Path, option: str) -> Iterator[dict]:
             except ValueError as exc:
                 raise InputError(f"{where}: not JSON ({exc})") from None
             row = _text(row, where)
-            yield {"id": row.get("id", number), "text": row["text"], **{k: v for k, v in row.items() if k not in ("id", "text")}}
+            yield {
+                "id": row.get("id", number),
+                "text": row["text"],
+                **{k: v for k, v in row.items() if k not in ("id", "text")},
+            }
 
 
 def _lines(fh) -> Iterator[str]:
     """Lines split on \\n only, as an editor numbers them (str.splitlines also splits at
     U+2028, which JSON strings may hold raw)."""
     try:
-        for line in fh:
-            yield line
+        yield from fh
     except UnicodeDecodeError as exc:
         raise InputError(f"input is not UTF-8 ({exc})") from None
 

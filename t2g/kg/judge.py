@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pyarrow as pa
 
@@ -78,11 +79,16 @@ class LLMJudge:
         requests = []
         for etype, a, b in pairs:
             (sa, ca), (sb, cb) = names[(etype, a)], names[(etype, b)]
-            messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question(etype, sa, sb, ca, cb)}]
+            messages = [
+                {"role": "system", "content": SYSTEM},
+                {"role": "user", "content": question(etype, sa, sb, ca, cb)},
+            ]
             requests.append(llm.Request(messages=messages, schema=schema, sampling=sampling))
         results, self.accounting = llm_cache.generate(self.cfg, str(self.cfg.model), requests, self.api_key)
         if len(results) != len(requests):  # the backend protocol's promise: never lose a pair silently
-            raise RuntimeError(f"judge backend {self.cfg.backend} returned {len(results)} results for {len(requests)} requests")
+            raise RuntimeError(
+                f"judge backend {self.cfg.backend} returned {len(results)} results for {len(requests)} requests"
+            )
         answers = []
         for res in results:
             same = None if res.error else parse(res)

@@ -85,11 +85,14 @@ def check_graph(nodes: pa.Table, edges: pa.Table) -> None:
             dupes = sorted({i for i in ids if i in seen or seen.add(i)})
             raise ValueError(f"{what} table repeats {column} {dupes[:5]}: ids must be unique")
     known = set(nodes.column("node_id").to_pylist())
-    dangling = sorted({n for n in edges.column("head").to_pylist() + edges.column("tail").to_pylist()
-                       if n not in known})
+    dangling = sorted(
+        {n for n in edges.column("head").to_pylist() + edges.column("tail").to_pylist() if n not in known}
+    )
     if dangling:
-        raise ValueError(f"edges name node(s) {dangling[:5]} absent from the nodes table "
-                         f"({len(dangling)} in all): export nodes and edges of the same graph")
+        raise ValueError(
+            f"edges name node(s) {dangling[:5]} absent from the nodes table "
+            f"({len(dangling)} in all): export nodes and edges of the same graph"
+        )
 
 
 def write_neo4j_csv(nodes: pa.Table, edges: pa.Table, folder: str | Path, *, database: str = "neo4j") -> str:
@@ -117,26 +120,52 @@ def write_neo4j_csv(nodes: pa.Table, edges: pa.Table, folder: str | Path, *, dat
         for batch in nodes.to_batches():
             for r in batch.to_pylist():
                 aliases = delim.join(_cell(a) for a in r["aliases"] or [] if a)
-                out.writerow([r["node_id"], _cell(r["name"]), _cell(r["type"]), aliases, r["mention_count"],
-                              r["doc_count"], f"{ENTITY_LABEL}{delim}{label_for(r['type'])}"])
+                out.writerow(
+                    [
+                        r["node_id"],
+                        _cell(r["name"]),
+                        _cell(r["type"]),
+                        aliases,
+                        r["mention_count"],
+                        r["doc_count"],
+                        f"{ENTITY_LABEL}{delim}{label_for(r['type'])}",
+                    ]
+                )
     with open(folder / "relationships.csv.part", "w", encoding="utf-8", newline="") as f:
         out = csv.writer(f)
         out.writerow(RELATIONSHIP_HEADER)
         for batch in edges.to_batches():
             for r in batch.to_pylist():
                 confidence = "" if r["confidence"] is None else repr(float(r["confidence"]))
-                out.writerow([r["head"], r["tail"], relationship_type_for(r["type"]), r["edge_id"],
-                              _cell(r["type"]), r["count"], confidence])
+                out.writerow(
+                    [
+                        r["head"],
+                        r["tail"],
+                        relationship_type_for(r["type"]),
+                        r["edge_id"],
+                        _cell(r["type"]),
+                        r["count"],
+                        confidence,
+                    ]
+                )
     for name in ("nodes.csv", "relationships.csv"):
         (folder / f"{name}.part").replace(folder / name)
-    options = ["--nodes=nodes.csv", "--relationships=relationships.csv",
-               f"--array-delimiter=U+{ord(delim):04X}", "--id-type=string"]
+    options = [
+        "--nodes=nodes.csv",
+        "--relationships=relationships.csv",
+        f"--array-delimiter=U+{ord(delim):04X}",
+        "--id-type=string",
+    ]
     if multiline:
         options.append("--multiline-fields=true")
     _write_script(folder, database, options)
     here = folder.resolve()
-    absolute = [o.replace("=nodes.csv", f"={here / 'nodes.csv'}")
-                 .replace("=relationships.csv", f"={here / 'relationships.csv'}") for o in options]
+    absolute = [
+        o.replace("=nodes.csv", f"={here / 'nodes.csv'}").replace(
+            "=relationships.csv", f"={here / 'relationships.csv'}"
+        )
+        for o in options
+    ]
     return shlex.join(["neo4j-admin", "database", "import", "full", database, *absolute])
 
 

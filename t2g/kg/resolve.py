@@ -131,7 +131,9 @@ def resolve(
             table = fuzzy_pairs(mentions, fuzzy_threshold=fuzzy_threshold, judge_threshold=judge_threshold, judge=judge)
         else:  # from shards: one row per pair in a fixed order, the uncertain ones judged here
             table = settle(concat_pairs([pairs]), judge)
-        for etype, a, b, rule, score in zip(*(table.column(c).to_pylist() for c in ("type", "a", "b", "rule", "score"))):
+        for etype, a, b, rule, score in zip(
+            *(table.column(c).to_pylist() for c in ("type", "a", "b", "rule", "score"))
+        ):
             if (etype, a) in full_keys and (etype, b) in full_keys and uf.union((etype, a), (etype, b)):
                 merges_between[(etype, a, b)] = (rule, score)
 
@@ -178,8 +180,12 @@ def resolve(
     nodes = _nodes(nodes_of, texts, keys, types, docs, node_of_key)
     named = pa.table({c: m[c] for c in ("doc_id", "chunk_id", "name", "type", "node_id")}, schema=_NAMED)
     edges, evidence, dropped = edges_and_evidence(named, relations, chunks)
-    stats = {"merges": dict(Counter(mg[3] for mg in merges)), "relations dropped": dict(dropped),
-             "nodes": nodes.num_rows, "mentions": len(mids)}
+    stats = {
+        "merges": dict(Counter(mg[3] for mg in merges)),
+        "relations dropped": dict(dropped),
+        "nodes": nodes.num_rows,
+        "mentions": len(mids),
+    }
     return Graph(nodes, edges, graph_mentions, merges_table, evidence, stats)
 
 
@@ -217,7 +223,9 @@ def _unique_mentions(mentions: pa.Table) -> dict[str, list]:
     (its first in the table: overlapping chunks give a span twice), sorted by those four.
     Sorted and deduplicated in Arrow; only the kept rows become Python values."""
     n = mentions.num_rows
-    table = mentions.select(["chunk_id", "text", "name", *_KEY]).append_column("_row", pa.array(np.arange(n, dtype=np.int64)))
+    table = mentions.select(["chunk_id", "text", "name", *_KEY]).append_column(
+        "_row", pa.array(np.arange(n, dtype=np.int64))
+    )
     table = table.take(pc.sort_indices(table, sort_keys=[(c, "ascending") for c in (*_KEY, "_row")]))
     if n > 1:
         same = None
@@ -289,7 +297,7 @@ def _nodes(nodes_of: list, texts: list, keys: list, types: list, docs: list, nod
     """NODES, sorted by id. Counted over (node, surface, key) and (node, document) pairs, so the
     per-node work is over its distinct names, not its mentions."""
     canon: dict[str, str] = {}
-    for (etype, key), nid in node_of_key.items():
+    for (_type, key), nid in node_of_key.items():
         if nid not in canon or (-len(key), key) < (-len(canon[nid]), canon[nid]):
             canon[nid] = key
     forms: dict[str, list[tuple[str, str, int]]] = defaultdict(list)  # node -> (surface, key, count)
@@ -309,12 +317,23 @@ def _nodes(nodes_of: list, texts: list, keys: list, types: list, docs: list, nod
             for text, _, n in forms[nid]:
                 counts[text] += n
         name = sorted(counts, key=lambda t: (-counts[t], -len(t), t))[0]
-        for c, v in zip(NODES.names, (nid, name, type_of[nid], sorted({t for t, _, _ in forms[nid]} - {name}),
-                                      mention_count[nid], doc_count[nid])):
+        for c, v in zip(
+            NODES.names,
+            (
+                nid,
+                name,
+                type_of[nid],
+                sorted({t for t, _, _ in forms[nid]} - {name}),
+                mention_count[nid],
+                doc_count[nid],
+            ),
+        ):
             cols[c].append(v)
     return from_columns(cols, NODES)
 
 
 def _table(rows: list[tuple], schema: pa.Schema) -> pa.Table:
     """Row tuples in the schema's column order to a table."""
-    return from_columns(dict(zip(schema.names, map(list, zip(*rows)))) if rows else {c: [] for c in schema.names}, schema)
+    return from_columns(
+        dict(zip(schema.names, map(list, zip(*rows)))) if rows else {c: [] for c in schema.names}, schema
+    )

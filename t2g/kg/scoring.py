@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from typing import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 
 
 def bcubed(pred: Mapping[Hashable, Hashable], gold: Mapping[Hashable, Hashable]) -> dict[str, float]:
@@ -39,12 +39,18 @@ def node_to_gold(mentions: Iterable[tuple[Hashable, str]], gold: Mapping[Hashabl
     return {n: min(c, key=lambda g: (-c[g], g)) for n, c in votes.items()}
 
 
-def edge_scores(edges: Iterable[tuple[str, str, str]], node_gold: Mapping[str, str],
-                gold_facts: set[tuple[str, str, str]]) -> dict[str, float]:
+def edge_scores(
+    edges: Iterable[tuple[str, str, str]], node_gold: Mapping[str, str], gold_facts: set[tuple[str, str, str]]
+) -> dict[str, float]:
     """edges: (head node, type, tail node)."""
     predicted = {(node_gold.get(h), t, node_gold.get(tl)) for h, t, tl in edges}
     hits = len(predicted & gold_facts)
     p = hits / len(predicted) if predicted else 1.0
     r = hits / len(gold_facts) if gold_facts else 1.0
-    return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0,
-            "predicted": len(predicted), "gold": len(gold_facts)}
+    return {
+        "precision": p,
+        "recall": r,
+        "f1": 2 * p * r / (p + r) if p + r else 0.0,
+        "predicted": len(predicted),
+        "gold": len(gold_facts),
+    }

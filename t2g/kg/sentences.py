@@ -14,7 +14,7 @@ the regex: a sentence ending in an abbreviation ("... of Acme Inc. He said") is 
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 Splitter = Callable[[str], list[tuple[int, int]]]
 

@@ -26,8 +26,9 @@ def _table(header: tuple[str, ...], rows: list[tuple]) -> list[str]:
     return lines + [""]
 
 
-def graph_summary(nodes: pa.Table, edges: pa.Table, merges: pa.Table, dropped_counts: Mapping[str, int],
-                  *, top: int = 10) -> str:
+def graph_summary(
+    nodes: pa.Table, edges: pa.Table, merges: pa.Table, dropped_counts: Mapping[str, int], *, top: int = 10
+) -> str:
     """The summary as markdown (see module doc); `dropped_counts` maps a reason to a number of mentions."""
     node_types = Counter(nodes.column("type").to_pylist())
     mentions_by_type: Counter[str] = Counter()
@@ -44,20 +45,31 @@ def graph_summary(nodes: pa.Table, edges: pa.Table, merges: pa.Table, dropped_co
     rows.sort(key=lambda r: (-degree.get(r["node_id"], 0), -r["mention_count"], r["node_id"]))
     dropped = sorted(((r, int(n)) for r, n in dropped_counts.items() if n), key=lambda x: (-x[1], x[0]))
 
-    out = ["## Corpus graph", "",
-           f"**{nodes.num_rows}** entities, **{edges.num_rows}** relations, **{sum(rules.values())}** merges, "
-           f"**{sum(n for _, n in dropped)}** mentions dropped.", "",
-           "### Entities by type", ""]
-    out += _table(("type", "entities", "mentions"),
-                  [(t, n, mentions_by_type[t]) for t, n in sorted(node_types.items(), key=lambda x: (-x[1], x[0]))])
+    out = [
+        "## Corpus graph",
+        "",
+        f"**{nodes.num_rows}** entities, **{edges.num_rows}** relations, **{sum(rules.values())}** merges, "
+        f"**{sum(n for _, n in dropped)}** mentions dropped.",
+        "",
+        "### Entities by type",
+        "",
+    ]
+    out += _table(
+        ("type", "entities", "mentions"),
+        [(t, n, mentions_by_type[t]) for t, n in sorted(node_types.items(), key=lambda x: (-x[1], x[0]))],
+    )
     out += ["### Relations by type", ""]
-    out += _table(("type", "relations", "statements"),
-                  [(t, n, support[t]) for t, n in sorted(edge_types.items(), key=lambda x: (-x[1], x[0]))])
+    out += _table(
+        ("type", "relations", "statements"),
+        [(t, n, support[t]) for t, n in sorted(edge_types.items(), key=lambda x: (-x[1], x[0]))],
+    )
     out += ["### Merges by rule", ""]
     out += _table(("rule", "merges"), sorted(rules.items(), key=lambda x: (-x[1], x[0])))
     out += ["### Dropped mentions by reason", ""]
     out += _table(("reason", "mentions"), dropped)
     out += [f"### Most connected entities (top {top})", ""]
-    out += _table(("entity", "type", "relations", "mentions"),
-                  [(r["name"], r["type"], degree.get(r["node_id"], 0), r["mention_count"]) for r in rows[:top]])
+    out += _table(
+        ("entity", "type", "relations", "mentions"),
+        [(r["name"], r["type"], degree.get(r["node_id"], 0), r["mention_count"]) for r in rows[:top]],
+    )
     return "\n".join(out)

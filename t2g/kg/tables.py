@@ -11,49 +11,99 @@ import hashlib
 
 import pyarrow as pa
 
-CHUNKS = pa.schema([
-    ("doc_id", pa.string()), ("chunk_id", pa.string()), ("chunk_index", pa.int32()),
-    ("start", pa.int64()), ("end", pa.int64()), ("text", pa.string()),
-])
+CHUNKS = pa.schema(
+    [
+        ("doc_id", pa.string()),
+        ("chunk_id", pa.string()),
+        ("chunk_index", pa.int32()),
+        ("start", pa.int64()),
+        ("end", pa.int64()),
+        ("text", pa.string()),
+    ]
+)
 
 # name = the entity text the model gave; text = the document's surface form == doc[start:end].
-MENTIONS = pa.schema([
-    ("doc_id", pa.string()), ("chunk_id", pa.string()), ("start", pa.int64()), ("end", pa.int64()),
-    ("text", pa.string()), ("type", pa.string()), ("name", pa.string()),
-])
+MENTIONS = pa.schema(
+    [
+        ("doc_id", pa.string()),
+        ("chunk_id", pa.string()),
+        ("start", pa.int64()),
+        ("end", pa.int64()),
+        ("text", pa.string()),
+        ("type", pa.string()),
+        ("name", pa.string()),
+    ]
+)
 
 # head/tail = the model's entity names (grounded); start/end = the evidence span in the document.
-RELATIONS = pa.schema([
-    ("doc_id", pa.string()), ("chunk_id", pa.string()), ("head", pa.string()),
-    ("head_type", pa.string()), ("tail", pa.string()), ("tail_type", pa.string()),
-    ("type", pa.string()), ("start", pa.int64()), ("end", pa.int64()),
-])
+RELATIONS = pa.schema(
+    [
+        ("doc_id", pa.string()),
+        ("chunk_id", pa.string()),
+        ("head", pa.string()),
+        ("head_type", pa.string()),
+        ("tail", pa.string()),
+        ("tail_type", pa.string()),
+        ("type", pa.string()),
+        ("start", pa.int64()),
+        ("end", pa.int64()),
+    ]
+)
 
-NODES = pa.schema([
-    ("node_id", pa.string()), ("name", pa.string()), ("type", pa.string()),
-    ("aliases", pa.list_(pa.string())), ("mention_count", pa.int64()), ("doc_count", pa.int64()),
-])
+NODES = pa.schema(
+    [
+        ("node_id", pa.string()),
+        ("name", pa.string()),
+        ("type", pa.string()),
+        ("aliases", pa.list_(pa.string())),
+        ("mention_count", pa.int64()),
+        ("doc_count", pa.int64()),
+    ]
+)
 
-EDGES = pa.schema([
-    ("edge_id", pa.string()), ("head", pa.string()), ("tail", pa.string()), ("type", pa.string()),
-    ("count", pa.int64()), pa.field("confidence", pa.float64(), nullable=True),
-])
+EDGES = pa.schema(
+    [
+        ("edge_id", pa.string()),
+        ("head", pa.string()),
+        ("tail", pa.string()),
+        ("type", pa.string()),
+        ("count", pa.int64()),
+        pa.field("confidence", pa.float64(), nullable=True),
+    ]
+)
 
-GRAPH_MENTIONS = pa.schema([
-    ("mention_id", pa.string()), ("node_id", pa.string()), ("doc_id", pa.string()),
-    ("chunk_id", pa.string()), ("start", pa.int64()), ("end", pa.int64()), ("text", pa.string()),
-    ("type", pa.string()),
-])
+GRAPH_MENTIONS = pa.schema(
+    [
+        ("mention_id", pa.string()),
+        ("node_id", pa.string()),
+        ("doc_id", pa.string()),
+        ("chunk_id", pa.string()),
+        ("start", pa.int64()),
+        ("end", pa.int64()),
+        ("text", pa.string()),
+        ("type", pa.string()),
+    ]
+)
 
-MERGES = pa.schema([
-    ("node_id", pa.string()), ("mention_id", pa.string()), ("joined_to", pa.string()),
-    ("rule", pa.string()), pa.field("score", pa.float64(), nullable=True),
-])
+MERGES = pa.schema(
+    [
+        ("node_id", pa.string()),
+        ("mention_id", pa.string()),
+        ("joined_to", pa.string()),
+        ("rule", pa.string()),
+        pa.field("score", pa.float64(), nullable=True),
+    ]
+)
 
-EVIDENCE = pa.schema([
-    ("edge_id", pa.string()), ("doc_id", pa.string()), ("start", pa.int64()), ("end", pa.int64()),
-    ("text", pa.string()),
-])
+EVIDENCE = pa.schema(
+    [
+        ("edge_id", pa.string()),
+        ("doc_id", pa.string()),
+        ("start", pa.int64()),
+        ("end", pa.int64()),
+        ("text", pa.string()),
+    ]
+)
 
 
 def _h(joined: str) -> str:
@@ -79,8 +129,10 @@ def mention_ids(doc_ids: list, starts: list, ends: list, types: list) -> list[st
     """`mention_id` of every row of four columns: the same formula, inlined, because two Python
     calls per mention were a third of resolve's first step."""
     sha = hashlib.sha256
-    return ["m" + sha(f"{d}\0{int(s)}\0{int(e)}\0{t}".encode("utf-8")).hexdigest()[:16]
-            for d, s, e, t in zip(doc_ids, starts, ends, types)]
+    return [
+        "m" + sha(f"{d}\0{int(s)}\0{int(e)}\0{t}".encode()).hexdigest()[:16]
+        for d, s, e, t in zip(doc_ids, starts, ends, types)
+    ]
 
 
 def empty(schema: pa.Schema) -> pa.Table:

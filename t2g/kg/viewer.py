@@ -28,8 +28,20 @@ import pyarrow.compute as pc
 from t2g.kg.viewer_js import SCRIPT, STYLE
 
 # Tableau 10 and two more: distinct on white, and readable as a legend.
-PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
-           "#9c755f", "#bab0ac", "#17becf", "#8c564b")
+PALETTE = (
+    "#4e79a7",
+    "#f28e2b",
+    "#e15759",
+    "#76b7b2",
+    "#59a14f",
+    "#edc948",
+    "#b07aa1",
+    "#ff9da7",
+    "#9c755f",
+    "#bab0ac",
+    "#17becf",
+    "#8c564b",
+)
 
 
 def type_colours(types: list[str]) -> dict[str, str]:
@@ -51,8 +63,15 @@ def select_nodes(nodes: pa.Table, edges: pa.Table, max_nodes: int) -> list[dict]
     return rows[:max_nodes]
 
 
-def graph_data(nodes: pa.Table, edges: pa.Table, mentions: pa.Table, evidence: pa.Table, *,
-               max_nodes: int = 300, max_provenance: int = 8) -> dict:
+def graph_data(
+    nodes: pa.Table,
+    edges: pa.Table,
+    mentions: pa.Table,
+    evidence: pa.Table,
+    *,
+    max_nodes: int = 300,
+    max_provenance: int = 8,
+) -> dict:
     """The JSON the page draws: kept nodes and edges, colours, the note, provenance by id."""
     if max_nodes < 1:
         raise ValueError(f"max_nodes={max_nodes}: draw at least one node")
@@ -62,8 +81,10 @@ def graph_data(nodes: pa.Table, edges: pa.Table, mentions: pa.Table, evidence: p
     kept_edge_ids = {e["edge_id"] for e in kept_edges}
     note = ""
     if len(kept) < nodes.num_rows:
-        note = (f"Showing the {len(kept)} most connected of {nodes.num_rows} entities "
-                f"and the {len(kept_edges)} of {edges.num_rows} relations among them.")
+        note = (
+            f"Showing the {len(kept)} most connected of {nodes.num_rows} entities "
+            f"and the {len(kept_edges)} of {edges.num_rows} relations among them."
+        )
 
     def _provenance(table: pa.Table, key: str, wanted: set[str]) -> dict[str, dict]:
         # Filtered in Arrow first: a corpus has millions of mentions, the page a few hundred nodes.
@@ -86,10 +107,29 @@ def graph_data(nodes: pa.Table, edges: pa.Table, mentions: pa.Table, evidence: p
         return out
 
     return {
-        "nodes": [{"id": r["node_id"], "name": r["name"], "type": r["type"], "aliases": r["aliases"] or [],
-                   "mentions": r["mention_count"], "docs": r["doc_count"], "degree": r["degree"]} for r in kept],
-        "edges": [{"id": e["edge_id"], "source": e["head"], "target": e["tail"], "type": e["type"],
-                   "count": e["count"], "confidence": _finite(e["confidence"])} for e in kept_edges],
+        "nodes": [
+            {
+                "id": r["node_id"],
+                "name": r["name"],
+                "type": r["type"],
+                "aliases": r["aliases"] or [],
+                "mentions": r["mention_count"],
+                "docs": r["doc_count"],
+                "degree": r["degree"],
+            }
+            for r in kept
+        ],
+        "edges": [
+            {
+                "id": e["edge_id"],
+                "source": e["head"],
+                "target": e["tail"],
+                "type": e["type"],
+                "count": e["count"],
+                "confidence": _finite(e["confidence"]),
+            }
+            for e in kept_edges
+        ],
         "types": type_colours([r["type"] for r in kept]),
         "note": note,
         "total": {"nodes": nodes.num_rows, "edges": edges.num_rows},
@@ -109,8 +149,16 @@ def embed_json(data: object) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def render_html(nodes: pa.Table, edges: pa.Table, mentions: pa.Table, evidence: pa.Table, *,
-                max_nodes: int = 300, max_provenance: int = 8, title: str = "t2g corpus graph") -> str:
+def render_html(
+    nodes: pa.Table,
+    edges: pa.Table,
+    mentions: pa.Table,
+    evidence: pa.Table,
+    *,
+    max_nodes: int = 300,
+    max_provenance: int = 8,
+    title: str = "t2g corpus graph",
+) -> str:
     """The viewer page as one string (write it to graph.html); see the module doc."""
     data = graph_data(nodes, edges, mentions, evidence, max_nodes=max_nodes, max_provenance=max_provenance)
     return f"""<!DOCTYPE html>

@@ -32,12 +32,13 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from t2g.llm import engine_settings, get_backend, registry, resolve_api_key
 from t2g.llm.base import Backend, Request, Result
@@ -117,7 +118,7 @@ class ResponseCache:
     def put(self, key: str, result: Result) -> None:
         if not result.ok:
             return  # an error may not recur: never cached
-        entry = {"key": key, "format": FORMAT, "result": asdict(result), "created": datetime.now(timezone.utc).isoformat()}
+        entry = {"key": key, "format": FORMAT, "result": asdict(result), "created": datetime.now(UTC).isoformat()}
         self.store.put_bytes(entry_path(key, self.prefix), json.dumps(entry, sort_keys=True).encode())
 
     def stats(self) -> dict[str, Any]:
@@ -147,7 +148,7 @@ class ResponseCache:
 
 
 def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
 
 
 def open_cache(store: str, llm_cache: str | None = None, **s3_kwargs: Any) -> ResponseCache:
@@ -303,6 +304,7 @@ def generate(
 ) -> tuple[list[Result], dict[str, Any]]:
     """Answer a stage's requests through the current cache (if any and if the model has
     an identity): the results in order, and the accounting for the stage's summary."""
+
     def load() -> Backend:
         return get_backend(cfg.backend, engine_settings(cfg, model), resolve_api_key(cfg, api_key))
 
@@ -354,12 +356,16 @@ def accounting_lines(summary: dict[str, Any]) -> list[str]:
         f"tokens generated {_tokens(acc, 'generated')}, saved {_tokens(acc, 'saved')}; {float(acc.get('wall_s', 0)):.1f} s",
     ]
     if "cost_millionths" in acc:
-        lines.append(f"cost {acc['cost_millionths'] / 1e6:.4f}, saved {acc.get('saved_millionths', 0) / 1e6:.4f} (recipe price)")
+        lines.append(
+            f"cost {acc['cost_millionths'] / 1e6:.4f}, saved {acc.get('saved_millionths', 0) / 1e6:.4f} (recipe price)"
+        )
     return lines
 
 
 def _tokens(acc: dict[str, Any], kind: str) -> str:
-    return f"{int(acc.get(f'prompt_tokens_{kind}', 0))} prompt + {int(acc.get(f'completion_tokens_{kind}', 0))} completion"
+    return (
+        f"{int(acc.get(f'prompt_tokens_{kind}', 0))} prompt + {int(acc.get(f'completion_tokens_{kind}', 0))} completion"
+    )
 
 
 def _text(value: Any) -> str:

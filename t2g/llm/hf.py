@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import transformers
@@ -150,7 +151,9 @@ class TransformersBackend:
         pad = self.tokenizer.pad_token_id
         width = max(len(ids) for _, ids, _, _ in batch)
         input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for _, ids, _, _ in batch], device=self.device)
-        attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for _, ids, _, _ in batch], device=self.device)
+        attention = torch.tensor(
+            [[0] * (width - len(ids)) + [1] * len(ids) for _, ids, _, _ in batch], device=self.device
+        )
         grammars = [g for _, _, _, g in batch]
         processors = [SchemaLogitsProcessor(grammars, self.vocab_size)] if any(g is not None for g in grammars) else []
         if s.seed is not None:

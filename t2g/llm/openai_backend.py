@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import openai
 
@@ -45,7 +46,9 @@ class OpenAIBackend:
     def __repr__(self) -> str:
         return f"OpenAIBackend(model={self.model!r}, base_url={self.base_url!r})"
 
-    def generate(self, requests: Sequence[Request], on_result: Callable[[int, Result], None] | None = None) -> list[Result]:
+    def generate(
+        self, requests: Sequence[Request], on_result: Callable[[int, Result], None] | None = None
+    ) -> list[Result]:
         """One Result per request, in order. `on_result(i, result)` is called as each one
         returns (the LLM cache writes it then: a kill loses only the requests in flight)."""
         coro = self._all(list(requests), on_result)
@@ -62,14 +65,20 @@ class OpenAIBackend:
 
     async def _all(self, requests: list[Request], on_result: Callable[[int, Result], None] | None) -> list[Result]:
         # The client's own retries are off: ours know which errors to retry and record the rest.
-        client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key, max_retries=0, timeout=self.timeout_s)
+        client = openai.AsyncOpenAI(
+            base_url=self.base_url, api_key=self._api_key, max_retries=0, timeout=self.timeout_s
+        )
         gate = asyncio.Semaphore(self.max_in_flight)
         try:
-            return list(await asyncio.gather(*(self._reported(i, client, gate, r, on_result) for i, r in enumerate(requests))))
+            return list(
+                await asyncio.gather(*(self._reported(i, client, gate, r, on_result) for i, r in enumerate(requests)))
+            )
         finally:
             await client.close()
 
-    async def _reported(self, i: int, client: openai.AsyncOpenAI, gate: asyncio.Semaphore, request: Request, on_result) -> Result:
+    async def _reported(
+        self, i: int, client: openai.AsyncOpenAI, gate: asyncio.Semaphore, request: Request, on_result
+    ) -> Result:
         result = await self._one(client, gate, request)
         if on_result is not None:
             on_result(i, result)
@@ -113,7 +122,9 @@ class OpenAIBackend:
             message = choice.message
             extra = getattr(message, "model_extra", None) or {}
             # vLLM/SGLang with a reasoning parser put the thinking apart (the name varies).
-            reasoning = getattr(message, "reasoning_content", None) or extra.get("reasoning_content") or extra.get("reasoning")
+            reasoning = (
+                getattr(message, "reasoning_content", None) or extra.get("reasoning_content") or extra.get("reasoning")
+            )
             text = message.content or ""
         else:
             if request.schema is not None:  # completions have no response_format: vLLM's own field

@@ -109,7 +109,9 @@ def check_backend(name: str, also: tuple[str, ...] = (), local_only: bool = Fals
     if name in allowed:
         return name
     if local_only and name in BACKENDS:
-        raise ValueError(f"{name!r} is a served backend; this stage runs a model folder in process: choose {_choices(allowed)}")
+        raise ValueError(
+            f"{name!r} is a served backend; this stage runs a model folder in process: choose {_choices(allowed)}"
+        )
     raise ValueError(f"unknown backend {shown(str(name))!r}: choose {_choices(allowed)}")
 
 

@@ -9,7 +9,8 @@ sent one after another. vllm is imported here only: the CPU install has none.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from t2g.llm.base import Request, Result, failed, fit_prompt
 
@@ -67,8 +68,13 @@ class VllmBackend:
 
     @classmethod
     def on_engine(
-        cls, llm: Any, params: Callable[[Request], Any], model: str = "", too_long: str = "truncate", max_prompt_tokens: int | None = None
-    ) -> "VllmBackend":
+        cls,
+        llm: Any,
+        params: Callable[[Request], Any],
+        model: str = "",
+        too_long: str = "truncate",
+        max_prompt_tokens: int | None = None,
+    ) -> VllmBackend:
         """The backend around an engine already made, with `params` turning a Request into
         what `llm.generate` takes per prompt: the seam tests use to run the request/answer
         mapping without a GPU (any object with `vllm.LLM`'s generate/get_tokenizer)."""
@@ -110,7 +116,9 @@ class VllmBackend:
                 raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {len(prompts)} prompts")
             for i, cut, out in zip(index, truncated, outputs):
                 if not out.outputs:  # an aborted request finishes with no completion
-                    results[i] = failed("vLLM returned no completion (request aborted)", "error", len(out.prompt_token_ids or []))
+                    results[i] = failed(
+                        "vLLM returned no completion (request aborted)", "error", len(out.prompt_token_ids or [])
+                    )
                     continue
                 completion = out.outputs[0]
                 results[i] = Result(

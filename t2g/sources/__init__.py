@@ -6,8 +6,8 @@ all; after that, every record comes out as a Row, bad ones with `problem` set.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from itertools import islice
-from typing import Callable, Iterator
 
 from t2g.config import AnnotatedSource, HFSource, JsonlSource, ParquetSource, Source, TextSource, ToyworldSource
 from t2g.sources.annotated import read_annotated

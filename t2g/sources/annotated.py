@@ -11,7 +11,8 @@ from this document, when the annotation says which were asked for.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from t2g.config import AnnotatedSource
 from t2g.graph import graph_from_obj

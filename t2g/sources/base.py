@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 # Row-level reasons, shared by every source so the summary counts add up across kinds.
 INVALID_UTF8 = "invalid utf-8"
@@ -80,7 +81,9 @@ def text_problem(value: Any) -> str | None:
     return None
 
 
-def text_row(source: str, row: int, record: Mapping[str, Any], text_field: str, id_field: str | None, meta: dict[str, Any]) -> Row:
+def text_row(
+    source: str, row: int, record: Mapping[str, Any], text_field: str, id_field: str | None, meta: dict[str, Any]
+) -> Row:
     """A Row from a decoded record (JSON object, Parquet or HF row) with a text field."""
     value = record.get(text_field)
     problem = text_problem(value)

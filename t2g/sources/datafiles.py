@@ -24,7 +24,6 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from t2g.sources.base import TOO_LONG, SourceError
 
@@ -37,7 +36,13 @@ SYMLINK_OUTSIDE = "symlink leads outside the folder"
 SYMLINK_BROKEN = "broken symlink"
 SYMLINK_LOOP = "symlink to a folder already read"
 CHANGED = "changed while reading"
-_KINDS = {stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket", stat.S_IFCHR: "character device", stat.S_IFBLK: "block device", stat.S_IFDIR: "folder"}
+_KINDS = {
+    stat.S_IFIFO: "fifo",
+    stat.S_IFSOCK: "socket",
+    stat.S_IFCHR: "character device",
+    stat.S_IFBLK: "block device",
+    stat.S_IFDIR: "folder",
+}
 
 
 def not_regular(mode: int) -> str:
@@ -62,7 +67,9 @@ def checked_path(source: str, field: str, path: str) -> Path:
     """`path` as a Path, or SourceError naming `field` when it is a system file."""
     problem = system_problem(path)
     if problem:
-        raise SourceError(source, path, f"{field}: {problem}; a source reads data files only, name a data file or folder")
+        raise SourceError(
+            source, path, f"{field}: {problem}; a source reads data files only, name a data file or folder"
+        )
     return Path(path).expanduser()
 
 
@@ -94,7 +101,9 @@ def folder_entries(root: Path, follow_symlinks: bool, suffix: str = ".txt") -> l
     return out
 
 
-def _walk(shown: Path, real_dir: str, real_root: str, follow: bool, suffix: str, seen: set[str], out: list[Entry]) -> None:
+def _walk(
+    shown: Path, real_dir: str, real_root: str, follow: bool, suffix: str, seen: set[str], out: list[Entry]
+) -> None:
     with os.scandir(real_dir) as it:
         entries = sorted(it, key=lambda e: e.name)
     for entry in entries:
@@ -108,7 +117,9 @@ def _walk(shown: Path, real_dir: str, real_root: str, follow: bool, suffix: str,
             _file(path, entry.path, st, out)
 
 
-def _symlink(path: Path, link: str, real_root: str, follow: bool, suffix: str, seen: set[str], out: list[Entry]) -> None:
+def _symlink(
+    path: Path, link: str, real_root: str, follow: bool, suffix: str, seen: set[str], out: list[Entry]
+) -> None:
     if not follow:
         out.append(Entry(path, SYMLINK_NOT_FOLLOWED))
         return

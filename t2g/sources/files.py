@@ -12,10 +12,11 @@ how a folder's entries are counted: t2g.sources.datafiles.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -91,7 +92,9 @@ def read_jsonl(src: JsonlSource, max_chars: int = DEFAULT_MAX_CHARS) -> Iterator
     return rows()
 
 
-def json_lines(source: str, path: Path, max_chars: int = DEFAULT_MAX_CHARS) -> Iterator[tuple[int, dict[str, Any] | Row]]:
+def json_lines(
+    source: str, path: Path, max_chars: int = DEFAULT_MAX_CHARS
+) -> Iterator[tuple[int, dict[str, Any] | Row]]:
     """(line number, JSON object) per line, or (line number, rejected Row) for a line that
     is blank, too long, not UTF-8, not JSON, or not an object. Shared with annotated sources."""
     with _reading(source, path):

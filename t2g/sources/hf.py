@@ -4,8 +4,8 @@ dataset is read at `revision` when the recipe pins one (else it is never a cache
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from t2g.config import HFSource
 from t2g.sources.base import Row, SourceError, text_row

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from t2g.config import ToyworldSource
 from t2g.sources.annotated import interchange_row

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import functools
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from t2g import rounds as _rounds
 from t2g.config import REASONER, TEACHER
@@ -178,10 +179,23 @@ def registered(name: str, registry: dict[str, Stage] | None = None) -> Stage:
 
 
 STAGES: dict[str, Stage] = _registry(
-    Stage("collect", "t2g.stages.collect:collect", "collect", side=("quarantine",), external="t2g.fingerprint:collect_inputs"),
+    Stage(
+        "collect",
+        "t2g.stages.collect:collect",
+        "collect",
+        side=("quarantine",),
+        external="t2g.fingerprint:collect_inputs",
+    ),
     # The tiny teacher: a model bootstrapped on collect's gold documents of one split.
-    Stage("teacher", "t2g.stages.teacher:teacher", "teacher", (Input("docs", "collect"),), gpu=True, model=True,
-          row_wise=False),
+    Stage(
+        "teacher",
+        "t2g.stages.teacher:teacher",
+        "teacher",
+        (Input("docs", "collect"),),
+        gpu=True,
+        model=True,
+        row_wise=False,
+    ),
     Stage(
         "extract",
         "t2g.stages.extract:extract",
@@ -204,8 +218,15 @@ STAGES: dict[str, Stage] = _registry(
         report="t2g.stages.filter:run_report",
     ),
     # The tiny reasoner: a model bootstrapped on the toy world's rationales of one split.
-    Stage("reasoner", "t2g.stages.reasoner:reasoner", "reasoner",
-          (Input("docs", "collect"), Input("teacher", "teacher", when=_uses_teacher)), gpu=True, model=True, row_wise=False),
+    Stage(
+        "reasoner",
+        "t2g.stages.reasoner:reasoner",
+        "reasoner",
+        (Input("docs", "collect"), Input("teacher", "teacher", when=_uses_teacher)),
+        gpu=True,
+        model=True,
+        row_wise=False,
+    ),
     Stage(
         "reason",
         "t2g.stages.reason:reason",
@@ -282,7 +303,9 @@ STAGES: dict[str, Stage] = _registry(
     # The corpus graph (docs/graph.md): optional sections (t2g.kg.config), so a recipe
     # without them has none of these nodes. Documents of collect's corpus split -> chunks
     # -> grounded mentions and relations -> nodes and edges -> files for graph tools.
-    Stage("corpus", "t2g.stages.corpus:corpus", "corpus", side=("quarantine",), external="t2g.fingerprint:collect_inputs"),
+    Stage(
+        "corpus", "t2g.stages.corpus:corpus", "corpus", side=("quarantine",), external="t2g.fingerprint:collect_inputs"
+    ),
     Stage(
         "chunk",
         "t2g.stages.chunk:chunk",
@@ -307,8 +330,13 @@ STAGES: dict[str, Stage] = _registry(
     ),
     # With resolve.shard_size only (the derived section `resolve_blocks`): fuzzy pairs by
     # shards of blocking keys, each block in one shard, on the recipe's task runner.
-    Stage("resolve-blocks", "t2g.stages.resolve_pairs:resolve_blocks", "resolve_blocks", (Input("mentions", "graph-extract"),),
-          row_wise=False),
+    Stage(
+        "resolve-blocks",
+        "t2g.stages.resolve_pairs:resolve_blocks",
+        "resolve_blocks",
+        (Input("mentions", "graph-extract"),),
+        row_wise=False,
+    ),
     Stage(
         "resolve-pairs",
         "t2g.stages.resolve_pairs:resolve_pairs",

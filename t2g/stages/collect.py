@@ -23,7 +23,8 @@ import hashlib
 import json
 import zlib
 from collections import Counter
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -121,7 +122,9 @@ def _documents(
             if reason is not None:
                 reasons[reason] += 1
                 raw = row.raw if row.problem else row.text
-                quarantine.add(source=src.name, row=row.row, reason=reason, raw=show_raw(raw), duplicate_of=duplicate_of)
+                quarantine.add(
+                    source=src.name, row=row.row, reason=reason, raw=show_raw(raw), duplicate_of=duplicate_of
+                )
                 continue
             chunk.add(
                 id=key,
@@ -162,7 +165,7 @@ def _documents(
 
 
 def _check(
-    row: Row, max_chars: int, seen: set[str], near: "NearDuplicates | None", ids: dict[str, str]
+    row: Row, max_chars: int, seen: set[str], near: NearDuplicates | None, ids: dict[str, str]
 ) -> tuple[str | None, str | None, str]:
     """(reason to quarantine or None, id of the kept document it duplicates, its own id).
 

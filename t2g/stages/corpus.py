@@ -9,7 +9,7 @@ which is part of collect's code version: a new kind there would change every key
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from t2g.graph import graph_from_obj
 from t2g.kg.config import CorpusConfig, IdentitiesSource

@@ -23,15 +23,17 @@ import gc
 import json
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import pyarrow as pa
 
 from t2g import reporting
 from t2g.config import EvaluateConfig
-from t2g.evaluation import evaluate as score, read_interchange
+from t2g.evaluation import evaluate as score
+from t2g.evaluation import read_interchange
 from t2g.fingerprint import data_digest
 from t2g.graph import graph_from_obj, json_schema, parse_completion
 from t2g.inference import LocalGenerator, LocalModel, greedy
@@ -62,13 +64,17 @@ def held_out(docs: pa.Table, split: str, limit: int | None) -> list[dict[str, An
     for row in docs.to_pylist():
         if row.get("split") != split or not row.get("gold"):
             continue
-        out.append(_record(row["id"], row["text"], json.loads(row["gold"]), row.get("entity_types"), row.get("relation_types")))
+        out.append(
+            _record(row["id"], row["text"], json.loads(row["gold"]), row.get("entity_types"), row.get("relation_types"))
+        )
         if limit and len(out) >= limit:
             break
     return out
 
 
-def _record(rid: str, text: str, gold: dict, etypes: Sequence[str] | None, rtypes: Sequence[str] | None) -> dict[str, Any]:
+def _record(
+    rid: str, text: str, gold: dict, etypes: Sequence[str] | None, rtypes: Sequence[str] | None
+) -> dict[str, Any]:
     if etypes is None or rtypes is None:  # no request: ask for every type the gold uses
         etypes = sorted({e["type"] for e in gold.get("entities", [])})
         rtypes = sorted({r["type"] for r in gold.get("relations", [])})
@@ -111,11 +117,15 @@ def type_conformity(records: Sequence[dict[str, Any]], preds: Sequence[dict[str,
     return round(ok / total, 4) if total else None
 
 
-def run_model(gen: LocalGenerator, records: list[dict], cfg: EvaluateConfig, thinking: bool = False) -> tuple[dict, list[dict]]:
+def run_model(
+    gen: LocalGenerator, records: list[dict], cfg: EvaluateConfig, thinking: bool = False
+) -> tuple[dict, list[dict]]:
     """The report R and the per-example answers of one model on `records`; a model trained
     to think gets the thinking prompt and is scored on the JSON after its think block."""
     if thinking and cfg.constrained:
-        raise TrainingError("evaluate.constrained: a JSON schema leaves no room for <think>; set it false to score a thinking student")
+        raise TrainingError(
+            "evaluate.constrained: a JSON schema leaves no room for <think>; set it false to score a thinking student"
+        )
     chats = [messages(r["text"], r["entity_types"], r["relation_types"], thinking) for r in records]
     schemas = [json_schema(r["entity_types"], r["relation_types"]) for r in records] if cfg.constrained else None
     answers = gen.generate(greedy(chats, cfg.max_new_tokens, schemas))
@@ -206,10 +216,16 @@ def comparison_lines(comps: dict[str, dict]) -> list[str]:
 def table_rows(reports: dict[str, dict]) -> list[dict[str, Any]]:
     """The report as rows (for a UI table)."""
     return [
-        {"model": name, "entity_f1": round(r["entities"]["micro"]["f1"], 4),
-         "relation_f1": round(r["relations"]["micro"]["f1"], 4), "valid_json_rate": r["valid_json_rate"],
-         "type_conformity": r["type_conformity"], "format_rate": r.get("format_rate"),
-         "think_chars": r.get("think_chars"), "examples": r["examples"]}  # fmt: skip
+        {
+            "model": name,
+            "entity_f1": round(r["entities"]["micro"]["f1"], 4),
+            "relation_f1": round(r["relations"]["micro"]["f1"], 4),
+            "valid_json_rate": r["valid_json_rate"],
+            "type_conformity": r["type_conformity"],
+            "format_rate": r.get("format_rate"),
+            "think_chars": r.get("think_chars"),
+            "examples": r["examples"],
+        }  # fmt: skip
         for name, r in reports.items()
     ]
 
@@ -230,17 +246,27 @@ def run_report(summary: dict[str, Any], node: reporting.ReportNode, kind: report
         rows, columns = f1_rows(summary.get("table") or [])
         return {"results": ["", "## Evaluation", "", *reporting.table(rows, columns)]} if columns else {}
     md = node.read(REPORT).decode()
-    return {"results": [md.strip(), "", f"report:      {node.uri}/{REPORT} (and report.json; predictions in the parquet parts)"]}
+    return {
+        "results": [
+            md.strip(),
+            "",
+            f"report:      {node.uri}/{REPORT} (and report.json; predictions in the parquet parts)",
+        ]
+    }
 
 
-def evaluate(cfg: EvaluateConfig, docs: pa.Table, sft_model: Path, grpo_model: Path | None = None, **later: Path) -> StageResult:
+def evaluate(
+    cfg: EvaluateConfig, docs: pa.Table, sft_model: Path, grpo_model: Path | None = None, **later: Path
+) -> StageResult:
     """Score the models `cfg.models` names; without a GRPO model (evaluate-only on an SFT
     artifact) "grpo" is left out. `later`: the later rounds' models (`sft_model_2`, …),
     scored after the first round's ones that `cfg.models` names."""
     started = time.time()
     records = held_out(docs, cfg.split, cfg.limit)
     if not records:
-        raise TrainingError(f"evaluate: no gold documents in split {cfg.split!r}; set evaluate.split to a split collect tags")
+        raise TrainingError(
+            f"evaluate: no gold documents in split {cfg.split!r}; set evaluate.split to a split collect tags"
+        )
     datasets: dict[str, list[dict]] = {cfg.split: records}
     skipped = []
     for path in cfg.benchmarks:
@@ -259,7 +285,9 @@ def evaluate(cfg: EvaluateConfig, docs: pa.Table, sft_model: Path, grpo_model: P
     llm = []
     for model_name in names + list(rounds):
         with model_to_evaluate(model_name, sft_model, grpo_model, rounds) as model:
-            gen = LocalGenerator(model, cfg.batch_size)  # loaded on first need: never, when the cache knows every answer
+            gen = LocalGenerator(
+                model, cfg.batch_size
+            )  # loaded on first need: never, when the cache knows every answer
             thinking = trained_to_think(folders.get(model_name))
             for ds, recs in datasets.items():
                 report, answers = run_model(gen, recs, cfg, thinking)
@@ -273,13 +301,19 @@ def evaluate(cfg: EvaluateConfig, docs: pa.Table, sft_model: Path, grpo_model: P
     comps = comparisons([r for r in rows if r["dataset"] == cfg.split], list(main_reports))
     full = {"split": cfg.split, "constrained": cfg.constrained, "models": main_reports, "comparisons": comps,
             "benchmarks": reports}  # fmt: skip
-    md = ["\n".join([markdown(main_reports, f"{cfg.split} split ({len(records)} documents)"), "", *comparison_lines(comps)])]
+    md = [
+        "\n".join(
+            [markdown(main_reports, f"{cfg.split} split ({len(records)} documents)"), "", *comparison_lines(comps)]
+        )
+    ]
     md += [markdown(r, f"benchmark {name}") for name, r in reports.items()]
     summary = {
         "rows_in": docs.num_rows,
         "examples": len(records),
         "table": table_rows(main_reports),
-        "comparisons": {name: {k: round(c[k]["delta"], 4) for k in ("entities", "relations")} for name, c in comps.items()},
+        "comparisons": {
+            name: {k: round(c[k]["delta"], 4) for k in ("entities", "relations")} for name, c in comps.items()
+        },
         "benchmarks": {name: table_rows(r) for name, r in reports.items()},
         "skipped_benchmarks": skipped,
         "llm": added(llm),

@@ -23,7 +23,9 @@ from t2g.stage import StageResult
 FILES = pa.schema([("format", pa.string()), ("file", pa.string()), ("bytes", pa.int64())])
 
 
-def write_exports(formats: list[str], nodes: pa.Table, edges: pa.Table, mentions: pa.Table, evidence: pa.Table, out: Path) -> dict[str, list[Path]]:
+def write_exports(
+    formats: list[str], nodes: pa.Table, edges: pa.Table, mentions: pa.Table, evidence: pa.Table, out: Path
+) -> dict[str, list[Path]]:
     """Write each format under `out` (graph.graphml, neo4j/, graph.html, graph.kuzu):
     {format: the files written}. The command line and the stage share it."""
     out.mkdir(parents=True, exist_ok=True)
@@ -73,6 +75,8 @@ def export(
     if dropped is not None:
         for reason, n in zip(dropped.column("reason").to_pylist(), dropped.column("count").to_pylist()):
             counts[reason] = counts.get(reason, 0) + int(n)
-    files["report.md"] = graph_summary(nodes, edges, merges if merges is not None else MERGES.empty_table(), counts).encode()
+    files["report.md"] = graph_summary(
+        nodes, edges, merges if merges is not None else MERGES.empty_table(), counts
+    ).encode()
     summary = {"nodes": nodes.num_rows, "edges": edges.num_rows, "mentions": mentions.num_rows, "files": len(files)}
     return StageResult(main=pa.Table.from_pylist(rows, schema=FILES), summary=summary, files=files)

@@ -27,7 +27,6 @@ from t2g.metrics import Counts, count, entity_set, relation_set
 from t2g.prompts import messages
 from t2g.stage import StageResult
 
-
 OUTPUT_FIELDS = [
     pa.field("graph", pa.string()),
     pa.field("error", pa.string()),
@@ -80,11 +79,13 @@ def resolve_model(cfg: ExtractConfig, teacher: Path | None) -> str:
             )
         return str(teacher)
     if not cfg.model:
-        raise ExtractError(f"extract.backend={cfg.backend} needs extract.model (a model path, hub name or \"@teacher\")")
+        raise ExtractError(f'extract.backend={cfg.backend} needs extract.model (a model path, hub name or "@teacher")')
     return cfg.model
 
 
-def extract(cfg: ExtractConfig, docs: pa.Table, teacher: Path | None = None, *, api_key: str | None = None) -> StageResult:
+def extract(
+    cfg: ExtractConfig, docs: pa.Table, teacher: Path | None = None, *, api_key: str | None = None
+) -> StageResult:
     rows, not_selected = select(cfg, docs)
     schema = pa.schema(list(docs.schema) + OUTPUT_FIELDS)
     if cfg.backend == "gold":
@@ -133,7 +134,11 @@ def _extract_llm(
     for row in rows:
         etypes, rtypes = request_types(row, cfg)
         types.append((etypes, rtypes))
-        requests.append(llm.Request(messages=messages(row["text"], etypes, rtypes), schema=json_schema(etypes, rtypes), sampling=sampling))
+        requests.append(
+            llm.Request(
+                messages=messages(row["text"], etypes, rtypes), schema=json_schema(etypes, rtypes), sampling=sampling
+            )
+        )
     started = time.time()
     # Through the LLM response cache when the run opened one (t2g.llm.cache).
     results, accounting = llm_cache.generate(cfg, model, requests, api_key)

@@ -38,8 +38,9 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import pyarrow as pa
 
@@ -163,7 +164,9 @@ def filter_graphs(cfg: FilterConfig, table: pa.Table) -> StageResult:
         "reasons": dict(sorted(reasons.items())),
     }
     if cfg.ungrounded == "repair":
-        side["repaired"] = pa.Table.from_pylist(repaired, schema=dropped_schema.append(pa.field("removed", pa.string())))
+        side["repaired"] = pa.Table.from_pylist(
+            repaired, schema=dropped_schema.append(pa.field("removed", pa.string()))
+        )
         summary["repaired"] = {UNGROUNDED_REMOVED: len(repaired)} if repaired else {}
         summary["repair_removed"] = removed
         summary["repaired_then_dropped"] = {why: n for why, n in sorted(then_dropped.items()) if n}
@@ -181,7 +184,9 @@ def run_report(summary: dict[str, Any], node: reporting.ReportNode, kind: report
         return {"counts": ["", "### Repaired instead of dropped", "", *reporting.table(rows)]} if rows else {}
     if not summary or not (node.inputs.get("table") or {}).get("vs_gold"):
         return {}
-    dropped = ", ".join(f"{n} {why}" for why, n in sorted((summary.get("reasons") or {}).items(), key=lambda kv: -kv[1]))
+    dropped = ", ".join(
+        f"{n} {why}" for why, n in sorted((summary.get("reasons") or {}).items(), key=lambda kv: -kv[1])
+    )
     fixed = ", ".join(f"{why}: {n}" for why, n in sorted(repaired.items(), key=lambda kv: -kv[1]))
     return {"data": [f"filter kept {summary.get('kept')} of {summary.get('rows_in')} labelled documents"
                      + (f", {sum(repaired.values())} of them repaired ({fixed})" if repaired else "")
@@ -310,7 +315,9 @@ def examples(row: dict[str, Any], checked: Checked, cfg: AugmentConfig) -> Itera
     present_e = [e.type for e in checked.graph.entities]
     present_r = [r.type for r in checked.graph.relations]
     # No request on the row means "whatever is there": the same as asking for the present types.
-    seen = {_request_key(_inventory(row.get("entity_types"), present_e), _inventory(row.get("relation_types"), present_r))}
+    seen = {
+        _request_key(_inventory(row.get("entity_types"), present_e), _inventory(row.get("relation_types"), present_r))
+    }
     for k in range(1, cfg.variants + 1):
         etypes = sample_request(rng, row.get("entity_types"), present_e, cfg)
         rtypes = sample_request(rng, row.get("relation_types"), present_r, cfg)
@@ -329,7 +336,9 @@ def examples(row: dict[str, Any], checked: Checked, cfg: AugmentConfig) -> Itera
         }
 
 
-def sample_request(rng: random.Random, requested: Sequence[str] | None, present: Sequence[str], cfg: AugmentConfig) -> list[str]:
+def sample_request(
+    rng: random.Random, requested: Sequence[str] | None, present: Sequence[str], cfg: AugmentConfig
+) -> list[str]:
     """A sampled share of the present types (at least one, when any) plus up to
     `negative_types` requested-but-absent ones, in the order of the original request."""
     present_set = set(present)

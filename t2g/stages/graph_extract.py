@@ -17,8 +17,9 @@ dropped, as (reason, count) rows (a shard's rows each; the export's summary adds
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import pyarrow as pa
 
@@ -57,7 +58,10 @@ def model_name(cfg: GraphConfig, model: Path | None) -> str:
 def requests(cfg: GraphConfig, texts: Iterable[str]) -> list[llm.Request]:
     sampling = llm.Sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.seed)
     schema = json_schema(cfg.entity_types, cfg.relation_types) if cfg.constrained else None
-    return [llm.Request(messages=messages(t, cfg.entity_types, cfg.relation_types), schema=schema, sampling=sampling) for t in texts]
+    return [
+        llm.Request(messages=messages(t, cfg.entity_types, cfg.relation_types), schema=schema, sampling=sampling)
+        for t in texts
+    ]
 
 
 def ground_answers(
@@ -73,7 +77,9 @@ def ground_answers(
             continue
         parsed = parse_completion(res.text)
         if parsed.graph is None:
-            dropped["chunk: unparseable answer" + (" (cut at max_new_tokens)" if res.finish_reason == "length" else "")] += 1
+            dropped[
+                "chunk: unparseable answer" + (" (cut at max_new_tokens)" if res.finish_reason == "length" else "")
+            ] += 1
             continue
         m, r, why = ground_chunk(chunk, parsed.graph.interchange(), cfg.entity_types, cfg.relation_types)
         mentions += m

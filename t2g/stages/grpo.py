@@ -24,12 +24,12 @@ import pyarrow as pa
 
 from t2g import reporting
 from t2g.checkpoints import checkpoint_step, mirror_callbacks, resume_from
-from t2g.progress import trainer_callback
 from t2g.config import GrpoConfig
 from t2g.distributed import save_final
+from t2g.plots import png_figure
+from t2g.progress import trainer_callback
 from t2g.prompts import messages
 from t2g.rewards import reward_funcs
-from t2g.plots import png_figure
 from t2g.stage import StageResult
 from t2g.training import (
     BASE_WEIGHTS,
@@ -50,7 +50,9 @@ from t2g.training import (
 # The gold graph travels in `graph` (the reason stage's name) and becomes `solution`,
 # the column the rewards read.
 COLUMNS = ("text", "entity_types", "relation_types", "graph")
-CURVE_SCHEMA = pa.schema([pa.field("step", pa.int64()), pa.field("reward", pa.string()), pa.field("mean", pa.float64())])
+CURVE_SCHEMA = pa.schema(
+    [pa.field("step", pa.int64()), pa.field("reward", pa.string()), pa.field("mean", pa.float64())]
+)
 
 
 PLOT = "rewards.png"  # the per-step reward means, drawn

@@ -93,7 +93,9 @@ def target(think: str, graph_json: str) -> str:
     return f"{THINK_OPEN}\n{think}\n{THINK_CLOSE}\n{graph_json}"
 
 
-def reason(cfg: ReasonConfig, examples: pa.Table, reasoner: Path | None = None, *, api_key: str | None = None) -> StageResult:
+def reason(
+    cfg: ReasonConfig, examples: pa.Table, reasoner: Path | None = None, *, api_key: str | None = None
+) -> StageResult:
     if not cfg.thinking:
         n = examples.num_rows
         table = examples.append_column(OUTPUT_FIELDS[0], pa.nulls(n, pa.string()))
@@ -107,7 +109,9 @@ def reason(cfg: ReasonConfig, examples: pa.Table, reasoner: Path | None = None, 
 def _model(cfg: ReasonConfig, reasoner: Path | None) -> str:
     if cfg.model == REASONER:
         if reasoner is None:
-            raise ReasonError(f'reason.model="{REASONER}" needs a reasoner model: add a `reasoner` section to the recipe')
+            raise ReasonError(
+                f'reason.model="{REASONER}" needs a reasoner model: add a `reasoner` section to the recipe'
+            )
         return str(reasoner)
     if not cfg.model:
         raise ReasonError(
@@ -120,7 +124,9 @@ def _reason(cfg: ReasonConfig, examples: pa.Table, model: str, api_key: str | No
     rows = examples.to_pylist()
     sampling = llm.Sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.seed)
     requests = [
-        llm.Request(messages=reasoner_messages(r["text"], r["entity_types"], r["relation_types"], r["graph"]), sampling=sampling)
+        llm.Request(
+            messages=reasoner_messages(r["text"], r["entity_types"], r["relation_types"], r["graph"]), sampling=sampling
+        )
         for r in rows
     ]
     started = time.time()

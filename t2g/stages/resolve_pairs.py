@@ -44,5 +44,9 @@ def resolve_pairs(cfg: BlockPairsConfig, blocks: pa.Table) -> StageResult:
         options.update(judge_threshold=cfg.judge_threshold, uncertain=True)
     pairs = block_pairs(named, **options) if blocks.num_rows else PAIRS.empty_table()
     rules = pairs.column("rule").to_pylist()
-    summary = {"rows_in": blocks.num_rows, "pairs": pairs.num_rows, **{f"pairs_{r}": rules.count(r) for r in sorted(set(rules))}}
+    summary = {
+        "rows_in": blocks.num_rows,
+        "pairs": pairs.num_rows,
+        **{f"pairs_{r}": rules.count(r) for r in sorted(set(rules))},
+    }
     return StageResult(main=pairs, summary=summary)

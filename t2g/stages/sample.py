@@ -40,9 +40,10 @@ import json
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pyarrow as pa
 
@@ -51,9 +52,9 @@ from t2g.config import FilterConfig, SampleConfig
 from t2g.graph import Graph, graph_from_obj, json_schema, parse_completion
 from t2g.llm import cache as llm_cache
 from t2g.metrics import Counts, count, entity_set, relation_set
+from t2g.plots import png_figure
 from t2g.prompts import messages
 from t2g.rewards import reward_funcs
-from t2g.plots import png_figure
 from t2g.stage import StageResult
 from t2g.stages.filter import Rejected, check
 from t2g.stages.reason import target as thinking_target
@@ -134,14 +135,20 @@ def select(cfg: SampleConfig, examples: pa.Table, dropped: pa.Table | None) -> t
             label = _usable(row.get("graph"))
             if wanted is not None and row.get("split") not in wanted:
                 skipped[OTHER_SPLIT] += 1
-            elif not isinstance(row.get("text"), str) or not row["text"].strip() or (label is None and cfg.consensus is None):
+            elif (
+                not isinstance(row.get("text"), str)
+                or not row["text"].strip()
+                or (label is None and cfg.consensus is None)
+            ):
                 skipped[UNUSABLE] += 1
             else:
                 as_example = {name: row.get(name) for name in names}
                 as_example.update(doc_id=row.get("id"), graph=label, variant=0, think=None, target=None)
                 docs.append(Doc(as_example, label, False))
     if cfg.limit is not None and len(docs) > cfg.limit:
-        rank = sorted(range(len(docs)), key=lambda i: hashlib.sha256(f"{cfg.seed}:{docs[i].row['id']}".encode()).digest())
+        rank = sorted(
+            range(len(docs)), key=lambda i: hashlib.sha256(f"{cfg.seed}:{docs[i].row['id']}".encode()).digest()
+        )
         chosen = set(rank[: cfg.limit])
         skipped[OVER_LIMIT] += len(docs) - cfg.limit
         docs = [d for i, d in enumerate(docs) if i in chosen]
@@ -225,7 +232,9 @@ def judge(cfg: SampleConfig, doc: Doc, results: Sequence[llm.Result], checks: Fi
     screened = [screen(res, doc, checks) for res in results]
     texts = [res.text if not res.error else "" for res in results]
     scores = score(cfg, texts, doc.label, doc)
-    judged = Judged([v or "" for v, _, _ in screened], scores, [g for _, g, _ in screened], think=[t for _, _, t in screened])
+    judged = Judged(
+        [v or "" for v, _, _ in screened], scores, [g for _, g, _ in screened], think=[t for _, _, t in screened]
+    )
     passing = [j for j, (verdict, _, _) in enumerate(screened) if not verdict]
     if not passing:
         judged.reason = NO_ANSWER
@@ -326,7 +335,9 @@ def against_gold(docs: Sequence[Doc], judged: Sequence[Judged]) -> dict[str, Any
 
 def sample(cfg: SampleConfig, examples: pa.Table, model: Path, dropped: pa.Table | None = None) -> StageResult:
     started = time.time()
-    missing = [c for c in ("id", "text", "entity_types", "relation_types", "graph", "target") if c not in examples.column_names]
+    missing = [
+        c for c in ("id", "text", "entity_types", "relation_types", "graph", "target") if c not in examples.column_names
+    ]
     if missing:
         raise SampleError(f"sample: the examples have no column(s) {missing}; feed it the reason stage's output")
     checks = cfg.checks or FilterConfig()  # a recipe's round fills in its filter section
@@ -384,7 +395,10 @@ def sample(cfg: SampleConfig, examples: pa.Table, model: Path, dropped: pa.Table
         summary["vs_gold"] = scored
         summary["student_beats_teacher_rate"] = round(scored["closer"] / scored["documents"], 4)
     summary["seconds"] = round(time.time() - started, 1)
-    files = {"report.md": report(cfg, summary).encode(), "rewards.png": plot(best_scores, sample_scores, cfg.min_reward)}
+    files = {
+        "report.md": report(cfg, summary).encode(),
+        "rewards.png": plot(best_scores, sample_scores, cfg.min_reward),
+    }
     return StageResult(
         main=pa.Table.from_pylist(kept_rows, schema=examples.schema),
         side={"rejected": pa.Table.from_pylist(rejected_rows, schema=REJECTED_SCHEMA)},
@@ -455,8 +469,10 @@ def run_report(summary: dict[str, Any], node: reporting.ReportNode, kind: report
             f"the round before's {s.get('model')}: {s['accepted']} accepted ({100 * s['acceptance_rate']:.1f}%), "
             f"mean best reward {s.get('mean_best_reward')}")  # fmt: skip
     if g := s.get("vs_gold"):
-        line += (f"; against the gold, the kept answer beats the teacher's label on {g['closer']} of "
-                 f"{g['documents']} ({100 * g['closer'] / g['documents']:.1f}%), ties on {g['same']}")
+        line += (
+            f"; against the gold, the kept answer beats the teacher's label on {g['closer']} of "
+            f"{g['documents']} ({100 * g['closer'] / g['documents']:.1f}%), ties on {g['same']}"
+        )
     return {"rounds": [line + f" ({node.uri}/report.md)"]}
 
 

@@ -55,8 +55,13 @@ def examples_from(table: pa.Table) -> list[dict]:
     think = table.column("think").to_pylist() if "think" in table.column_names else [None] * table.num_rows
     cols = {c: table.column(c).to_pylist() for c in COLUMNS}
     return [
-        sft_example(cols["text"][i], cols["entity_types"][i] or [], cols["relation_types"][i] or [],
-                    cols["target"][i], thinking=think[i] is not None)  # fmt: skip
+        sft_example(
+            cols["text"][i],
+            cols["entity_types"][i] or [],
+            cols["relation_types"][i] or [],
+            cols["target"][i],
+            thinking=think[i] is not None,
+        )  # fmt: skip
         for i in range(table.num_rows)
     ]
 
@@ -73,7 +78,9 @@ def teacher_base(teacher: Path | None) -> dict:
     """The base record of a student continued from the tiny teacher: evaluation rebuilds
     the teacher from it (and the teacher's weights, carried beside the student)."""
     if teacher is None:
-        raise TrainingError(f'sft.model is "{TEACHER}" but sft got no teacher model: add a teacher section to the recipe')
+        raise TrainingError(
+            f'sft.model is "{TEACHER}" but sft got no teacher model: add a teacher section to the recipe'
+        )
     base = read_base(teacher)
     if not base or base.get("model") != TINY:
         raise TrainingError(f'sft.model "{TEACHER}": {teacher} is not a tiny teacher (its {BASE_FILE} says {base})')
@@ -139,4 +146,3 @@ def sft(cfg: SftConfig, reasoned: pa.Table, teacher: Path | None = None, samples
         "seconds": round(time.time() - started, 1),
     }
     return StageResult(main=log_table(history), summary=summary, model_dir=out)
-

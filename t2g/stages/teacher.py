@@ -60,7 +60,9 @@ def teacher(cfg: TeacherConfig, docs: pa.Table) -> StageResult:
     require_rows(len(exs), "teacher", f"gold documents in split {cfg.split!r}")
     work = work_dir(cfg, "teacher", __name__, docs)
     # Warm-up on the split's own texts only: never on the documents it will label or on the test split.
-    texts = [t for t, split in zip(docs.column("text").to_pylist(), docs.column("split").to_pylist()) if split == cfg.split]
+    texts = [
+        t for t, split in zip(docs.column("text").to_pylist(), docs.column("split").to_pylist()) if split == cfg.split
+    ]
     base_dir = build_tiny_base(work / "base", tokenizer_corpus(exs), cfg.tiny, texts)
     model, tokenizer, trainer, resumed = train_sft(cfg, exs, base_dir, work)
     base = {"model": TINY, "tiny": cfg.tiny.model_dump()}

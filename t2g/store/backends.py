@@ -140,7 +140,10 @@ class S3Backend:
         # Bounded timeouts and boto's own retries: an outage becomes an error quickly,
         # and the task's retry policy decides what happens next.
         config = Config(
-            connect_timeout=5, read_timeout=60, retries={"max_attempts": 3, "mode": "standard"}, s3={"addressing_style": "path"}
+            connect_timeout=5,
+            read_timeout=60,
+            retries={"max_attempts": 3, "mode": "standard"},
+            s3={"addressing_style": "path"},
         )
         # A session of our own: its public get_credentials() tells launched ranks what this
         # client signs with, wherever the keys came from (environment, profile, a block).
@@ -178,11 +181,16 @@ class S3Backend:
             if code not in ("404", "NoSuchBucket", "NotFound"):
                 raise
             if not self._create_bucket:
-                raise StoreFatal(f"bucket {self.bucket!r} does not exist and this store may not create it: create it") from exc
+                raise StoreFatal(
+                    f"bucket {self.bucket!r} does not exist and this store may not create it: create it"
+                ) from exc
             try:
                 self.client.create_bucket(Bucket=self.bucket)
             except ClientError as exc2:
-                if str(exc2.response.get("Error", {}).get("Code", "")) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                if str(exc2.response.get("Error", {}).get("Code", "")) not in (
+                    "BucketAlreadyOwnedByYou",
+                    "BucketAlreadyExists",
+                ):
                     raise
         self._bucket_checked = True
 
@@ -248,7 +256,10 @@ class S3Backend:
         prefix = self._key(rel).rstrip("/") + "/" if rel or self.prefix else ""
         names = []
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-            names += [(o["Key"][len(prefix) :], int(o["Size"]), o["LastModified"].timestamp()) for o in page.get("Contents", [])]
+            names += [
+                (o["Key"][len(prefix) :], int(o["Size"]), o["LastModified"].timestamp())
+                for o in page.get("Contents", [])
+            ]
         return sorted(names)
 
     def move(self, src: str, dst: str) -> None:

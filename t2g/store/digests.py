@@ -5,8 +5,9 @@ the same after a Parquet round trip) and of a file's bytes (`file_digest`); and
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -58,7 +59,6 @@ def table_digest(table: pa.Table) -> str:
             for block in _leaf_bytes(leaf):
                 h.update(block)
     return h.hexdigest()
-
 
 
 def _type_name(t: pa.DataType) -> str:
@@ -115,7 +115,9 @@ def _leaf_bytes(array: pa.Array) -> Iterator[Any]:
     if pa.types.is_string(t) or pa.types.is_binary(t) or pa.types.is_large_string(t) or pa.types.is_large_binary(t):
         width = 8 if pa.types.is_large_string(t) or pa.types.is_large_binary(t) else 4
         offsets = array.buffers()[1]
-        first, last = (int.from_bytes(offsets[(off + i) * width : (off + i + 1) * width], "little", signed=True) for i in (0, n))
+        first, last = (
+            int.from_bytes(offsets[(off + i) * width : (off + i + 1) * width], "little", signed=True) for i in (0, n)
+        )
         yield from _leaf_bytes(pc.binary_length(array))
         if last > first:
             yield array.buffers()[2][first:last]

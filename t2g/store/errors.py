@@ -29,7 +29,6 @@ class ArtifactMissing(KeyError):
     """No finished artifact (no manifest) at this stage and key."""
 
 
-
 # -- errors no retry can cure ------------------------------------------------------------
 
 _FATAL_ERRNO = {

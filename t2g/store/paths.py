@@ -17,7 +17,9 @@ def check_name(value: str, what: str) -> str:
     """Stage names and keys become path segments: allow only a safe alphabet, so nothing
     from a recipe or from data can climb out of the root (`..`, `/`, `%2f`, `s3://`)."""
     if not isinstance(value, str) or not STORE_NAME.fullmatch(value):
-        raise ValueError(f"{what} {value!r} is not a valid store name (lowercase letters, digits, '-', '_'; at most 64)")
+        raise ValueError(
+            f"{what} {value!r} is not a valid store name (lowercase letters, digits, '-', '_'; at most 64)"
+        )
     return value
 
 

@@ -7,10 +7,11 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 from urllib.parse import urlparse
 
 import pyarrow as pa
@@ -25,7 +26,6 @@ from t2g.store.paths import QUARANTINE, STORE_NAME, TMP_FILE, artifact_dir, chec
 from t2g.store.writer import ArtifactRef, ArtifactWriter
 
 log = logging.getLogger("t2g.store")
-
 
 
 @dataclass
@@ -175,7 +175,9 @@ class Store:
         got = hashlib.sha256(data).hexdigest()
         if got != m["files"][name]:
             want = str(m["files"][name])
-            raise ArtifactCorrupt(f"artifact {self.uri(stage, key)}: file {name}: digest mismatch (read {got[:12]}, manifest {want[:12]})")
+            raise ArtifactCorrupt(
+                f"artifact {self.uri(stage, key)}: file {name}: digest mismatch (read {got[:12]}, manifest {want[:12]})"
+            )
         return data
 
     def _file_problems(self, stage: str, key: str, m: dict[str, Any], local: Path | None = None) -> list[str]:
@@ -185,7 +187,11 @@ class Store:
         for name, want in m.get("files", {}).items():
             rel = self._file_rel(stage, key, m, name)
             try:
-                got = file_digest(local / name) if local is not None else self._call("read", rel, self._backend.digest, rel)
+                got = (
+                    file_digest(local / name)
+                    if local is not None
+                    else self._call("read", rel, self._backend.digest, rel)
+                )
             except (KeyError, FileNotFoundError):
                 problems.append(f"file {name}: missing")
                 continue
@@ -206,7 +212,9 @@ class Store:
             parsed = urlparse(self.root)
             local = (cache or Path.home() / ".cache" / "t2g") / parsed.netloc / parsed.path.strip("/") / folder
             done = local / ".complete"
-            if not (done.exists() and done.read_text() == m["digest"] and not self._file_problems(stage, key, m, local)):
+            if not (
+                done.exists() and done.read_text() == m["digest"] and not self._file_problems(stage, key, m, local)
+            ):
                 for name in m.get("files", {}):
                     rel = self._file_rel(stage, key, m, name)
                     try:
@@ -247,7 +255,7 @@ class Store:
         stops being finished at once), then the files that were in its folder when this
         began, to `_quarantine/<stage>/<key>-<UTC time>/`. Returns the new URI."""
         base = self._dir(stage, key)
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         dest = loose_path(f"{QUARANTINE}/{stage}/{key}-{stamp}")
         names = self._call("list", base, self._backend.list_tree_times, base)
         try:
@@ -291,7 +299,12 @@ class Store:
         out = set()
         for name in names:
             segments = (f"{rel}/{name}" if rel else name).split("/")
-            if len(segments) == 3 and segments[2] == MANIFEST and STORE_NAME.fullmatch(segments[0]) and STORE_NAME.fullmatch(segments[1]):
+            if (
+                len(segments) == 3
+                and segments[2] == MANIFEST
+                and STORE_NAME.fullmatch(segments[0])
+                and STORE_NAME.fullmatch(segments[1])
+            ):
                 out.add((segments[0], segments[1]))
         return sorted(out)
 
@@ -368,7 +381,7 @@ class Store:
 
     # -- writing ----------------------------------------------------------------------
 
-    def writer(self, stage: str, key: str, schema: pa.Schema | None = None) -> "ArtifactWriter":
+    def writer(self, stage: str, key: str, schema: pa.Schema | None = None) -> ArtifactWriter:
         """Start one attempt at an artifact: parts are added one at a time, under names
         of this attempt's own, and nothing is visible until `commit` writes the manifest."""
         return ArtifactWriter(stage, key, schema, backend=self._backend, call=self._call)

@@ -8,9 +8,10 @@ import io
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -34,7 +35,7 @@ class ArtifactRef:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ArtifactRef":
+    def from_dict(cls, d: dict[str, Any]) -> ArtifactRef:
         return cls(uri=str(d["uri"]), stage=str(d["stage"]), key=str(d["key"]), rows=int(d["rows"]))
 
 
@@ -46,7 +47,13 @@ class ArtifactWriter:
     turns a failed backend call into a StoreError or StoreFatal naming the URI."""
 
     def __init__(
-        self, stage: str, key: str, schema: pa.Schema | None, *, backend: FileBackend | S3Backend, call: Callable[..., Any]
+        self,
+        stage: str,
+        key: str,
+        schema: pa.Schema | None,
+        *,
+        backend: FileBackend | S3Backend,
+        call: Callable[..., Any],
     ):
         self.stage, self.key, self.schema = stage, key, schema
         self.backend, self.call = backend, call

@@ -35,12 +35,16 @@ def test_benchmark_runs_at_smoke_size(name):
     json.dumps(figures)  # results.json must be able to hold them
     if name == "cache":  # the rerun did no stage work
         assert figures["stages"] >= 3 and figures["cache_hits"] == figures["stages"], figures
-        assert {"collect", "extract", "filter"} <= set(figures["first_stages_s"]), figures  # each stage's wall, from the log
+        assert {"collect", "extract", "filter"} <= set(figures["first_stages_s"]), (
+            figures
+        )  # each stage's wall, from the log
     if name == "load":
         assert all(s["rows"] > 0 for s in figures["stages"].values()) and figures["under_limit"], figures
     if name == "think":  # the tiny reasoner ran through the real reason stage: every row accounted for
         reason = figures["reason"]
-        assert reason["rows_in"] == reason["rows_out"] + sum(reason["reasons"].values()) and reason["rows_in"] > 0, figures
+        assert reason["rows_in"] == reason["rows_out"] + sum(reason["reasons"].values()) and reason["rows_in"] > 0, (
+            figures
+        )
     if name == "graph":  # +10% documents: only their chunks asked, old ids kept, exports as a fresh build
         inc = figures["incremental"]
         assert inc["only_new_chunks_requested"] and inc["exports_equal_scratch"], figures

@@ -26,7 +26,12 @@ def test_student_has_qwen2_5_0_5b_shape():
         model = Qwen2ForCausalLM(config)
     assert parameters(model) == {"parameters": 494_032_768, "non_embedding_parameters": 357_898_112}
     theta = getattr(config, "rope_theta", None) or config.rope_parameters["rope_theta"]
-    assert (theta, config.rms_norm_eps, config.max_position_embeddings, config.tie_word_embeddings) == (1e6, 1e-6, 32768, True)
+    assert (theta, config.rms_norm_eps, config.max_position_embeddings, config.tie_word_embeddings) == (
+        1e6,
+        1e-6,
+        32768,
+        True,
+    )
     assert student_config(vocab_size=500, pad_id=0, eos_id=2, small=True).num_hidden_layers == 2
 
 

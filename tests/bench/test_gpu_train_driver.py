@@ -35,7 +35,15 @@ def test_recipe_runs_every_stage_then_reruns_only_what_an_override_changes(tmp_p
 
     longer = run_recipe(GOLD, store, SMALL + work + ["grpo.max_steps=2", "evaluate.models=[sft, grpo]"], None)
     hits = {stage: s["hit"] for stage, s in longer["stages"].items()}
-    assert hits == {"collect": True, "extract": True, "filter": True, "reason": True, "sft": True, "grpo": False, "evaluate": False}
+    assert hits == {
+        "collect": True,
+        "extract": True,
+        "filter": True,
+        "reason": True,
+        "sft": True,
+        "grpo": False,
+        "evaluate": False,
+    }
     assert set(longer["f1"]) == {"sft", "grpo"}
 
 

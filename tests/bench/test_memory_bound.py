@@ -32,7 +32,9 @@ def test_memory_grows_within_the_promise_scaled_to_20000_documents():
     assert all(s["rows"] > 0 for s in large["stages"].values()), large
     growth = large["peak_rss_mb"] - small["peak_rss_mb"]
     bound = allowed_growth_mb(small["peak_rss_mb"], SMALL, LARGE)
-    print(f"peak RSS {small['peak_rss_mb']} MB at {SMALL}, {large['peak_rss_mb']} MB at {LARGE}: growth {growth:.0f} MB, bound {bound:.0f} MB")
+    print(
+        f"peak RSS {small['peak_rss_mb']} MB at {SMALL}, {large['peak_rss_mb']} MB at {LARGE}: growth {growth:.0f} MB, bound {bound:.0f} MB"
+    )
     assert growth <= bound, (
         f"peak RSS grew {growth:.0f} MB from {SMALL} to {LARGE} documents ({small['peak_rss_mb']} → {large['peak_rss_mb']} MB); "
         f"at that rate {FULL} documents would pass {load.LIMIT_MB} MB (allowed growth {bound:.0f} MB). Stages: {large['stages']}"

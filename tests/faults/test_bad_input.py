@@ -44,12 +44,16 @@ _text = st.one_of(
 )
 _scalar = st.one_of(st.none(), st.integers(), st.floats(allow_nan=True), st.booleans(), st.text(max_size=8))
 _entity = st.one_of(
-    st.fixed_dictionaries({"text": st.one_of(st.just("Alice"), st.text(max_size=10)), "type": st.sampled_from(["person", "org", ""])}),
+    st.fixed_dictionaries(
+        {"text": st.one_of(st.just("Alice"), st.text(max_size=10)), "type": st.sampled_from(["person", "org", ""])}
+    ),
     st.dictionaries(st.text(max_size=6), _scalar, max_size=3),
     _scalar,
 )
 _relation = st.one_of(
-    st.fixed_dictionaries({"head": st.text(max_size=6), "tail": st.text(max_size=6), "type": st.sampled_from(["works_at", ""])}),
+    st.fixed_dictionaries(
+        {"head": st.text(max_size=6), "tail": st.text(max_size=6), "type": st.sampled_from(["works_at", ""])}
+    ),
     st.dictionaries(st.text(max_size=6), _scalar, max_size=3),
     _scalar,
 )
@@ -95,7 +99,9 @@ _lines = st.one_of(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(lines=st.lists(_lines, min_size=1, max_size=30))
 def test_every_row_is_kept_or_has_a_reason(tmp_path_factory: pytest.TempPathFactory, lines: list[bytes]) -> None:
     path = tmp_path_factory.mktemp("bad") / "a.jsonl"

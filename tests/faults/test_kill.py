@@ -70,7 +70,7 @@ def _kill_rerun(tmp_path: Path, prefect_server, seed: int) -> None:
         name, jitter_ms = order[target], rng.choice([0, 0, 2, 10])
         started = time.time_ns()
 
-        def kill_when() -> bool:
+        def kill_when(started: int = started, name: str = name, jitter_ms: int = jitter_ms) -> bool:
             try:
                 written = any(p.stat().st_mtime_ns >= started for p in store_dir.glob(name))
             except FileNotFoundError:

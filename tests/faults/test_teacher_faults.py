@@ -73,4 +73,9 @@ def test_teacher_faults_mid_flow_lose_no_document(tmp_path, prefect_server):
     assert summary["kept"] + dropped.num_rows == docs, summary
     reasons = summary["reasons"]
     assert reasons.get("extraction error", 0) == len(TERMINAL), reasons
-    print("teacher faults", json.dumps({"documents": docs, "attempts": sum(fake.attempts.values()), "kept": summary["kept"], "reasons": reasons}))
+    print(
+        "teacher faults",
+        json.dumps(
+            {"documents": docs, "attempts": sum(fake.attempts.values()), "kept": summary["kept"], "reasons": reasons}
+        ),
+    )

@@ -40,7 +40,9 @@ def test_embedded_default_rerun_is_all_cache_hits_and_a_filter_change_reruns_onl
 
 
 def test_data_flow_against_s3_leaves_parts_and_manifests(tmp_path, prefect_server, s3_env):
-    run = run_t2g([*small_args(until="reason"), "--store", s3_env], tmp_path, prefect_server.env() | _aws_env(), timeout=600)
+    run = run_t2g(
+        [*small_args(until="reason"), "--store", s3_env], tmp_path, prefect_server.env() | _aws_env(), timeout=600
+    )
     assert run.returncode == 0, run.output
     assert all(s["uri"].startswith(s3_env + "/") for s in run.stages.values())
     bucket, prefix = s3_env[len("s3://") :].split("/", 1)
@@ -53,7 +55,10 @@ def test_data_flow_against_s3_leaves_parts_and_manifests(tmp_path, prefect_serve
     prefect = str(Path(sys.executable).with_name("prefect"))
     for key in ("t2g-collect-counts", "t2g-filter-counts", "t2g-filter-summary"):
         shown = subprocess.run(
-            [prefect, "artifact", "inspect", key], env={**os.environ, **prefect_server.env()}, capture_output=True, text=True
+            [prefect, "artifact", "inspect", key],
+            env={**os.environ, **prefect_server.env()},
+            capture_output=True,
+            text=True,
         )
         assert shown.returncode == 0 and key in shown.stdout, shown.stdout + shown.stderr
         if key == "t2g-filter-counts":
@@ -62,7 +67,6 @@ def test_data_flow_against_s3_leaves_parts_and_manifests(tmp_path, prefect_serve
 
 def _aws_env() -> dict[str, str]:
     return {k: os.environ[k] for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")}
-
 
 
 def test_storage_outage_fails_after_retries_naming_the_uri(tmp_path, prefect_server):

@@ -60,7 +60,7 @@ def test_regeneration_is_nightly_dated_and_never_overlaps(spec):
     assert regen.concurrency_limit.limit == 1 and regen.concurrency_limit.collision_strategy == "CANCEL_NEW"
     # One shared store (content keys: an unchanged corpus is all hits), a dated run index.
     assert "{date}" not in regen.parameters["store"]
-    day = datetime.datetime(2026, 3, 1, 2, 0, tzinfo=datetime.timezone.utc)
+    day = datetime.datetime(2026, 3, 1, 2, 0, tzinfo=datetime.UTC)
     assert dated_store(regen.parameters["index"], day) == "2026-03-01"
     recipe = load_recipe(TINY, store="s3://bucket/t2g/{date}")
     assert re.fullmatch(r"s3://bucket/t2g/\d{4}-\d{2}-\d{2}", recipe.store)
@@ -76,7 +76,11 @@ def test_graph_deployments_build_and_update_the_corpus_graph(spec):
     for d in (build, update):
         recipe = load_recipe(REPO / d.parameters["config"])
         nodes = [n.name for n in plan(recipe, d.parameters["until"])]
-        assert {"corpus", "chunk", "graph-extract", "resolve"} <= set(nodes) and nodes[-1] == "export" and "evaluate" not in nodes
+        assert (
+            {"corpus", "chunk", "graph-extract", "resolve"} <= set(nodes)
+            and nodes[-1] == "export"
+            and "evaluate" not in nodes
+        )
 
 
 def test_pull_step_starts_runs_where_prefect_deploy_ran(spec):
@@ -118,7 +122,9 @@ def test_docker_template_device_request_is_one_docker_py_accepts():
 
     template = json.loads((POOLS / "docker-gpu.json").read_text())
     kwargs = template["variables"]["properties"]["container_create_kwargs"]["default"]
-    host = docker.types.HostConfig(version="1.44", device_requests=kwargs["device_requests"], shm_size=kwargs["shm_size"])
+    host = docker.types.HostConfig(
+        version="1.44", device_requests=kwargs["device_requests"], shm_size=kwargs["shm_size"]
+    )
     assert host["DeviceRequests"][0]["Driver"] == "nvidia" and host["DeviceRequests"][0]["Count"] == -1
 
 
@@ -143,6 +149,7 @@ def _client(prefect_server):
 def test_server_accepts_the_gpu_pool_templates_and_gpu_stages_hold_a_strict_slot(prefect_server):
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, WorkPoolCreate
     from prefect.client.schemas.filters import WorkPoolFilter, WorkPoolFilterName
+
     from tasks.gpu import gpu_slot, stage_tags
 
     suffix = uuid.uuid4().hex[:8]
@@ -150,7 +157,9 @@ def test_server_accepts_the_gpu_pool_templates_and_gpu_stages_hold_a_strict_slot
         for kind, name in (("kubernetes", "kubernetes-gpu.json"), ("docker", "docker-gpu.json")):
             template = json.loads((POOLS / name).read_text())
             client.create_work_pool(WorkPoolCreate(name=f"t2g-{kind}-{suffix}", type=kind, base_job_template=template))
-        pools = client.read_work_pools(work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[f"t2g-kubernetes-{suffix}"])))
+        pools = client.read_work_pools(
+            work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[f"t2g-kubernetes-{suffix}"]))
+        )
         assert "nvidia.com/gpu" in json.dumps(pools[0].base_job_template)
 
         limit = f"gpu-{suffix}"
@@ -178,9 +187,24 @@ def test_run_report_lists_inputs_artifacts_drops_f1_and_plots():
     refs = {
         "filter": {"uri": "file:///tmp/store/filter/k1", "stage": "filter", "key": "k1", "rows": 90, "hit": False},
         "grpo": {"uri": "file:///tmp/store/grpo/k2", "stage": "grpo", "key": "k2", "rows": 0, "hit": True},
-        "evaluate": {"uri": "file:///tmp/store/evaluate/k3", "stage": "evaluate", "key": "k3", "rows": 40, "hit": False},
+        "evaluate": {
+            "uri": "file:///tmp/store/evaluate/k3",
+            "stage": "evaluate",
+            "key": "k3",
+            "rows": 40,
+            "hit": False,
+        },
     }
-    table = [{"model": "sft", "entity_f1": 0.5, "relation_f1": 0.25, "valid_json_rate": 1.0, "type_conformity": None, "examples": 20}]
+    table = [
+        {
+            "model": "sft",
+            "entity_f1": 0.5,
+            "relation_f1": 0.25,
+            "valid_json_rate": 1.0,
+            "type_conformity": None,
+            "examples": 20,
+        }
+    ]
     manifests = {
         "filter": {"summary": {"rows_in": 100, "reasons": {"ungrounded entity": 7, "too many entities": 3}}},
         "grpo": {"files": {"rewards.png": "digest"}},
@@ -194,11 +218,16 @@ def test_run_report_lists_inputs_artifacts_drops_f1_and_plots():
     assert "[rewards.png](file:///tmp/store/grpo/k2/rewards.png)" in md
     assert "Teacher labels" not in md  # gold labels: nothing to score
     assert "Repaired instead of dropped" not in md
-    repaired = {**manifests, "filter": {"summary": {**manifests["filter"]["summary"], "repaired": {"ungrounded entity removed": 5}}}}
+    repaired = {
+        **manifests,
+        "filter": {"summary": {**manifests["filter"]["summary"], "repaired": {"ungrounded entity removed": 5}}},
+    }
     md = render(recipe, refs, "configs/tiny-gold.yaml", [], repaired)
     assert "### Repaired instead of dropped" in md and "| filter | ungrounded entity removed | 5 |" in md
 
-    vs_gold = {"pool": {"documents": 10, "entities": {"tp": 6, "fp": 2, "fn": 4}, "relations": {"tp": 1, "fp": 1, "fn": 3}}}
+    vs_gold = {
+        "pool": {"documents": 10, "entities": {"tp": 6, "fp": 2, "fn": 4}, "relations": {"tp": 1, "fp": 1, "fn": 3}}
+    }
     md = render(recipe, refs, "configs/tiny-gold.yaml", [], {**manifests, "extract": {"summary": {"vs_gold": vs_gold}}})
     assert "### Teacher labels against the documents' gold" in md
     assert "| pool | 10 | 0.750 | 0.600 | 0.667 | 0.500 | 0.250 | 0.333 |" in md
@@ -217,21 +246,38 @@ def test_closing_report_says_how_good_the_teachers_labels_were_and_what_the_filt
         summaries = {n: store.manifest(r["stage"], r["key"]).get("summary") or {} for n, r in refs.items()}
         return stage_parts(recipe, summaries, {n: r["uri"] for n, r in refs.items()}, "text")["data"]
 
-    vs_gold = {"pool": {"documents": 10, "entities": {"tp": 6, "fp": 2, "fn": 4}, "relations": {"tp": 1, "fp": 1, "fn": 3}}}
+    vs_gold = {
+        "pool": {"documents": 10, "entities": {"tp": 6, "fp": 2, "fn": 4}, "relations": {"tp": 1, "fp": 1, "fn": 3}}
+    }
     refs = {
         "extract": store.write("extract", "e1", pa.table({"x": [1]}), meta={"summary": {"vs_gold": vs_gold}}).to_dict(),
-        "filter": store.write("filter", "f1", pa.table({"x": [1]}), meta={"summary": {"rows_in": 10, "kept": 4, "reasons": {"dangling relation": 2, "ungrounded entity": 4}}}).to_dict(),
+        "filter": store.write(
+            "filter",
+            "f1",
+            pa.table({"x": [1]}),
+            meta={"summary": {"rows_in": 10, "kept": 4, "reasons": {"dangling relation": 2, "ungrounded entity": 4}}},
+        ).to_dict(),
     }
     assert data_lines(store, refs) == [
         "teacher labels, pool (10 documents, against their gold): entity P/R/F1 0.750 / 0.600 / 0.667, relation 0.500 / 0.250 / 0.333",
         "filter kept 4 of 10 labelled documents (dropped: 4 ungrounded entity, 2 dangling relation)",
     ]
-    summary = {"rows_in": 10, "kept": 7, "reasons": {"dangling relation": 3}, "repaired": {"ungrounded entity removed": 4}}
-    repaired = {**refs, "filter": store.write("filter", "f2", pa.table({"x": [1]}), meta={"summary": summary}).to_dict()}
+    summary = {
+        "rows_in": 10,
+        "kept": 7,
+        "reasons": {"dangling relation": 3},
+        "repaired": {"ungrounded entity removed": 4},
+    }
+    repaired = {
+        **refs,
+        "filter": store.write("filter", "f2", pa.table({"x": [1]}), meta={"summary": summary}).to_dict(),
+    }
     assert data_lines(store, repaired)[1] == (
         "filter kept 7 of 10 labelled documents, 4 of them repaired (ungrounded entity removed: 4) (dropped: 3 dangling relation)"
     )
-    gold_labels = {"extract": store.write("extract", "e2", pa.table({"x": [1]}), meta={"summary": {"backend": "gold"}}).to_dict()}
+    gold_labels = {
+        "extract": store.write("extract", "e2", pa.table({"x": [1]}), meta={"summary": {"backend": "gold"}}).to_dict()
+    }
     assert data_lines(store, {**refs, **gold_labels}) == []
 
 

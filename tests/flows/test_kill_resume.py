@@ -10,16 +10,15 @@ import os
 import signal
 import subprocess
 import time
-from pathlib import Path
-
 from collections import Counter
+from pathlib import Path
 
 from t2g.config import load_recipe
 from t2g.llm.cache import CHUNK
 from t2g.runner import execute
 from t2g.store import Store
-from tests.support.flowrun import SMALL, TINY, run_t2g, small_args, t2g_cmd
 from tests.flows.test_pipeline_tiny import CUT
+from tests.support.flowrun import SMALL, TINY, run_t2g, small_args, t2g_cmd
 
 # Big enough that collect writes two parts (10,000 rows each) with seconds in between.
 BIG = ["collect.sources.1.n=11000"]

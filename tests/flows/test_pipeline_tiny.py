@@ -41,7 +41,9 @@ def test_tiny_pipeline_end_to_end(tmp_path, prefect_server):
     assert "| grpo |" in first.output and "reward plot:" in first.output
     # Long phases report progress in the run's log (terminal and UI): the student's copy
     # warm-up and its training steps.
-    assert "copy warm-up: step 2/2 (100%)" in first.output and "sft training: step 3/3 (100%)" in first.output, first.output[-3000:]
+    assert "copy warm-up: step 2/2 (100%)" in first.output and "sft training: step 3/3 (100%)" in first.output, (
+        first.output[-3000:]
+    )
     # Every row-wise stage's counts add up on their own: rows in = each named reason +
     # rows out - variants (the counts artifact shows exactly these rows).
     store = Store(f"file://{tmp_path}/.t2g/store")
@@ -63,7 +65,9 @@ def test_tiny_pipeline_end_to_end(tmp_path, prefect_server):
 
     second = run_t2g(_args(), tmp_path, env)
     assert second.returncode == 0, second.output[-4000:]
-    assert all(s["hit"] for s in second.stages.values()), [l for l in second.output.splitlines() if " rows " in l or "cache" in l]
+    assert all(s["hit"] for s in second.stages.values()), [
+        line for line in second.output.splitlines() if " rows " in line or "cache" in line
+    ]
     assert "| grpo |" in second.output
 
 
@@ -93,4 +97,7 @@ def test_the_default_recipe_bootstraps_a_teacher_that_labels_the_pool(tmp_path, 
     assert set(extracted.column("model").to_pylist()) == {"@teacher"}
     scored = store.manifest("extract", key("extract"))["summary"]["vs_gold"]
     splits = extracted.column("split").to_pylist()  # collect drops a few near-duplicates
-    assert {split: s["documents"] for split, s in scored.items()} == {"seed": splits.count("seed"), "pool": splits.count("pool")}
+    assert {split: s["documents"] for split, s in scored.items()} == {
+        "seed": splits.count("seed"),
+        "pool": splits.count("pool"),
+    }

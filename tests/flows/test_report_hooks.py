@@ -26,8 +26,22 @@ VS_GOLD = {
     "seed": {"documents": 4, "entities": {"tp": 4, "fp": 0, "fn": 1}, "relations": {"tp": 2, "fp": 0, "fn": 0}},
 }
 TABLE = [
-    {"model": "base", "entity_f1": 0.1, "relation_f1": 0.0, "valid_json_rate": 0.5, "type_conformity": None, "examples": 20},
-    {"model": "sft", "entity_f1": 0.5, "relation_f1": 0.25, "valid_json_rate": 1.0, "type_conformity": 1.0, "examples": 20},
+    {
+        "model": "base",
+        "entity_f1": 0.1,
+        "relation_f1": 0.0,
+        "valid_json_rate": 0.5,
+        "type_conformity": None,
+        "examples": 20,
+    },
+    {
+        "model": "sft",
+        "entity_f1": 0.5,
+        "relation_f1": 0.25,
+        "valid_json_rate": 1.0,
+        "type_conformity": 1.0,
+        "examples": 20,
+    },
 ]
 LLM = {"requests": 14, "cache_hits": 4, "cache_misses": 10, "prompt_tokens_generated": 900, "completion_tokens_generated": 300,
        "prompt_tokens_saved": 200, "completion_tokens_saved": 80, "wall_s": 2.5}  # fmt: skip
@@ -48,7 +62,10 @@ SUMMARIES = {
 FILES = {
     "grpo": {"rewards.png": b"png"},
     "grpo-2": {"rewards.png": b"png2"},
-    "evaluate": {"report.md": b"# Evaluation\n\n| model | entity_f1 |\n|---|---|\n| sft | 0.5 |\n\n", "report.json": b"{}"},
+    "evaluate": {
+        "report.md": b"# Evaluation\n\n| model | entity_f1 |\n|---|---|\n| sft | 0.5 |\n\n",
+        "report.json": b"{}",
+    },
 }
 
 
@@ -57,7 +74,9 @@ def _run(tmp_path, summaries=SUMMARIES):
     store, recipe = Store(uri), load_recipe(R1, store=uri)
     refs, manifests = {}, {}
     for i, (node, summary) in enumerate(summaries.items()):  # a node's name is its store stage (sample-2)
-        ref = store.write(node, f"k{i}", pa.table({"x": list(range(i + 1))}), meta={"summary": summary}, files=FILES.get(node))
+        ref = store.write(
+            node, f"k{i}", pa.table({"x": list(range(i + 1))}), meta={"summary": summary}, files=FILES.get(node)
+        )
         refs[node] = {**ref.to_dict(), "hit": i % 2 == 0}
         manifests[node] = store.manifest(node, f"k{i}")
     return recipe, refs, manifests
@@ -87,7 +106,13 @@ def typo_hook(summary, node, kind):
 
 def test_a_new_stage_says_its_own_lines_with_no_edit_in_flows(tmp_path, monkeypatch):
     # A test registry: the real one plus `wordcount` (tests/support/extra_stage.py) and its report hook.
-    spec = Stage("wordcount", "tests.support.extra_stage:word_counts", None, (Input("docs", "collect"),), report="tests.support.extra_stage:word_report")
+    spec = Stage(
+        "wordcount",
+        "tests.support.extra_stage:word_counts",
+        None,
+        (Input("docs", "collect"),),
+        report="tests.support.extra_stage:word_report",
+    )
     monkeypatch.setitem(STAGES, "wordcount", spec)
     recipe, refs, manifests = _run(tmp_path, {**SUMMARIES, "wordcount": {"words": 321}})
     md = render(recipe, refs, "configs/tiny-r1.yaml", [], manifests)
@@ -109,5 +134,9 @@ def test_a_hook_answering_an_unknown_part_fails_loudly_and_a_failing_one_is_left
 
 
 def test_where_prints_go_is_the_registry_s_word():
-    assert not registered("evaluate").log_prints and not registered("sft").log_prints and not registered("grpo-2").log_prints
+    assert (
+        not registered("evaluate").log_prints
+        and not registered("sft").log_prints
+        and not registered("grpo-2").log_prints
+    )
     assert registered("extract").log_prints and registered("collect").log_prints

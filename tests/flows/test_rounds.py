@@ -20,8 +20,8 @@ from t2g.runner import config_dict, execute, stage_key
 from t2g.stages import STAGES, registered
 from t2g.store import ArtifactRef, Store
 from tasks.gpu import is_gpu_stage
-from tests.support.flowrun import REPO, TINY
 from tests.flows.test_pipeline_tiny import CUT
+from tests.support.flowrun import REPO, TINY
 
 DEFAULT = REPO / "configs" / "tiny.yaml"
 TWO = ["rounds=[{sample: {k: 3}, sft: {max_steps: 50}}]"]
@@ -36,7 +36,11 @@ def names(nodes) -> list[str]:
 def test_rounds_expand_into_their_own_nodes():
     g = graph(load_recipe(DEFAULT, overrides=THREE))
     assert list(g) == [*ROUND_ONE, "sample-2", "sft-2", "grpo-2", "sample-3", "sft-3", "grpo-3", "evaluate"]
-    assert {n: g[n].stage for n in ("sample-2", "sft-3", "grpo-2")} == {"sample-2": "sample", "sft-3": "sft", "grpo-2": "grpo"}
+    assert {n: g[n].stage for n in ("sample-2", "sft-3", "grpo-2")} == {
+        "sample-2": "sample",
+        "sft-3": "sft",
+        "grpo-2": "grpo",
+    }
     assert dict(g["sample-2"].inputs) == {"examples": "reason", "model": "grpo"}  # the round before's GRPO model
     # Round 2 continues the round before's model (start: previous) and takes its own samples...
     assert dict(g["sft-2"].inputs) == {"reasoned": "reason", "samples": "sample-2", "start": "grpo"}
@@ -49,7 +53,11 @@ def test_rounds_expand_into_their_own_nodes():
     assert dict(g["evaluate"].inputs) == {"docs": "collect", "sft_model": "sft", "sft_model_2": "sft-2", "sft_model_3": "sft-3",
                                           "grpo_model": "grpo", "grpo_model_2": "grpo-2", "grpo_model_3": "grpo-3"}  # fmt: skip
     # R1's choice by default: a later round's SFT starts from the base again (here the teacher).
-    assert dict(graph(load_recipe(DEFAULT, overrides=TWO))["sft-2"].inputs) == {"reasoned": "reason", "teacher": "teacher", "samples": "sample-2"}
+    assert dict(graph(load_recipe(DEFAULT, overrides=TWO))["sft-2"].inputs) == {
+        "reasoned": "reason",
+        "teacher": "teacher",
+        "samples": "sample-2",
+    }
 
 
 def test_a_recipe_without_rounds_has_the_graph_it_had():
@@ -76,7 +84,9 @@ def test_until_runs_each_later_node_and_only_what_it_needs(node, after_round_one
 def test_until_names_what_is_missing():
     with pytest.raises(DagError, match=r"until='sample' is not a stage of this recipe \(it runs in later rounds only"):
         plan(load_recipe(DEFAULT), "sample")
-    with pytest.raises(DagError, match=r"until='sft-3' is not a stage .*rounds 1 to 2.*sample-2, sft-2, grpo-2, evaluate"):
+    with pytest.raises(
+        DagError, match=r"until='sft-3' is not a stage .*rounds 1 to 2.*sample-2, sft-2, grpo-2, evaluate"
+    ):
         plan(load_recipe(DEFAULT, overrides=TWO), "sft-3")
 
 
@@ -112,17 +122,23 @@ def test_tiny_r1_is_the_demo_plus_a_round_that_reuses_its_first():
     assert names(plan(r1)) == [*ROUND_ONE, "sample-2", "sft-2", "grpo-2", "evaluate"]
     r1_keys, demo_keys = keys(r1), keys(demo)
     assert {n: r1_keys[n] for n in ROUND_ONE} == {n: demo_keys[n] for n in ROUND_ONE}  # a demo store serves round 1
-    out = CliRunner().invoke(app, ["dag", "--config", str(REPO / "configs" / "tiny-r1.yaml"), "--set", "sample.dropped=true"])
+    out = CliRunner().invoke(
+        app, ["dag", "--config", str(REPO / "configs" / "tiny-r1.yaml"), "--set", "sample.dropped=true"]
+    )
     assert "dropped<-filter-dropped" in out.output  # a side artifact input says so
 
 
 def test_round_sections_merge_over_the_round_before():
-    recipe = load_recipe(DEFAULT, overrides=["rounds=[{sample: {k: 3}, sft: {max_steps: 50, start: previous}}, {grpo: {max_steps: 5}}]"])
+    recipe = load_recipe(
+        DEFAULT, overrides=["rounds=[{sample: {k: 3}, sft: {max_steps: 50, start: previous}}, {grpo: {max_steps: 5}}]"]
+    )
     assert section(recipe, "sft") is recipe.sft and section(recipe, "sft-2").max_steps == 50
     assert section(recipe, "sft-3").max_steps == 50 and section(recipe, "sft-3").start == "previous"  # inherited
     assert section(recipe, "sft-2").learning_rate == recipe.sft.learning_rate  # untouched fields
     assert (section(recipe, "grpo-2").max_steps, section(recipe, "grpo-3").max_steps) == (recipe.grpo.max_steps, 5)
-    assert section(recipe, "sample-3").k == 3 and section(recipe, "sample-2").checks == recipe.filter  # the filter's checks
+    assert (
+        section(recipe, "sample-3").k == 3 and section(recipe, "sample-2").checks == recipe.filter
+    )  # the filter's checks
     assert config_dict(section(recipe, "sft-2"))["start"] == "previous"  # in the key of the node that uses it
     assert registered("sft-2") is STAGES["sft"] and registered("sample-3") is STAGES["sample"]
     with pytest.raises(KeyError):
@@ -142,7 +158,9 @@ def test_a_bad_round_is_refused_naming_the_field():
         graph(load_recipe(DEFAULT, overrides=["rounds=[{sample: {rewards: [f1], reward_weights: [1]}}]"]))
 
 
-FIELDS = st.sampled_from(["max_steps", "learning_rate", "k", "min_reward", "start", "model", "rewards", "limit", "nope"])
+FIELDS = st.sampled_from(
+    ["max_steps", "learning_rate", "k", "min_reward", "start", "model", "rewards", "limit", "nope"]
+)
 VALUES = st.recursive(st.none() | st.booleans() | st.integers(-3, 3) | st.floats(allow_nan=True) | st.text(max_size=8),
                       lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=6)  # fmt: skip
 
@@ -190,7 +208,9 @@ def test_a_two_round_recipe_runs_through_the_runner_and_the_flow(tmp_path, prefe
     refs: dict[str, ArtifactRef] = {}
     with use_cache(open_cache(recipe.store)):
         for node in plan(recipe, "grpo"):
-            refs[node.name] = execute(node.name, section(recipe, node.name), {p: refs[u] for p, u in node.inputs}, store).ref
+            refs[node.name] = execute(
+                node.name, section(recipe, node.name), {p: refs[u] for p, u in node.inputs}, store
+            ).ref
     ran = pipeline(config=str(TINY), store=recipe.store, overrides=ROUNDS)
     later = ["sample-2", "sft-2", "grpo-2", "evaluate"]
     assert list(ran) == [*refs, *later]
@@ -202,7 +222,10 @@ def test_a_two_round_recipe_runs_through_the_runner_and_the_flow(tmp_path, prefe
     assert s["documents"] == 12 == s["accepted"] + s["rejected"] and s["samples"] == 24
     assert counts.balance(s, ran["sample-2"]["rows"]) == 0
     sft2 = store.manifest("sft-2", ran["sft-2"]["key"])
-    assert sft2["kind"] == "model" and sft2["inputs"] == {"reasoned": refs["reason"].key, "samples": ran["sample-2"]["key"]}
+    assert sft2["kind"] == "model" and sft2["inputs"] == {
+        "reasoned": refs["reason"].key,
+        "samples": ran["sample-2"]["key"],
+    }
     assert sft2["summary"]["samples"] == ran["sample-2"]["rows"] and sft2["config"]["max_steps"] == 2
     assert store.manifest("grpo-2", ran["grpo-2"]["key"])["inputs"]["sft_model"] == ran["sft-2"]["key"]
 

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.fake_openai import FakeOpenAI
 from tests.faults.test_teacher_faults import _gold_by_text
+from tests.support.fake_openai import FakeOpenAI
 from tests.support.flowrun import REPO, run_t2g, small_args
 
 # -- planted result records ------------------------------------------------------------
@@ -39,7 +39,9 @@ def _pickle_record(marker: Path) -> bytes:
     return record.serialize()
 
 
-def _json_hook_record(decoder: str = "prefect.serializers.prefect_json_object_decoder", result: str = '{"a": 1}') -> bytes:
+def _json_hook_record(
+    decoder: str = "prefect.serializers.prefect_json_object_decoder", result: str = '{"a": 1}'
+) -> bytes:
     from prefect.serializers import JSONSerializer
 
     metadata = {"serializer": {**JSONSerializer().model_dump(mode="json"), "object_decoder": decoder}}
@@ -61,7 +63,9 @@ def test_only_plain_json_records_pass(tmp_path):
 
     from tasks.results import UnsafeResultRecord, check_record
 
-    good = ResultRecord(metadata=ResultRecordMetadata(serializer=JSONSerializer()), result={"uri": "x", "rows": 1}).serialize()
+    good = ResultRecord(
+        metadata=ResultRecordMetadata(serializer=JSONSerializer()), result={"uri": "x", "rows": 1}
+    ).serialize()
     assert check_record(good) == good
     marker = tmp_path / "pwned"
     bad = {
@@ -99,7 +103,9 @@ def test_planted_pickle_record_is_refused_and_recomputed(tmp_path, prefect_serve
     second = run_t2g([*args, "--orchestrate"], tmp_path, env)
     assert second.returncode == 0, second.output
     assert not marker.exists(), "the planted pickle record was deserialised"
-    assert f"refused result record {record_path.name}" in second.output and "serializer 'pickle'" in second.output, second.output
+    assert f"refused result record {record_path.name}" in second.output and "serializer 'pickle'" in second.output, (
+        second.output
+    )
     # Recomputed, not served from Prefect's cache: the task body ran and found the
     # finished artifact in the store, and a clean JSON record replaced the planted one.
     assert "cache hit: reused" in second.output, second.output
@@ -144,13 +150,17 @@ def _explicit(call: ast.Call, scope: ast.AST) -> bool:
         return True
     splats = {k.value.id for k in call.keywords if k.arg is None and isinstance(k.value, ast.Name)}
     for node in ast.walk(scope):
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        targets = (
+            node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        )
         if not any(isinstance(t, ast.Name) and t.id in splats for t in targets) or node.value is None:
             continue
         v = node.value
         if isinstance(v, ast.Call) and any(k.arg == "trust_remote_code" for k in v.keywords):
             return True
-        if isinstance(v, ast.Dict) and any(isinstance(k, ast.Constant) and k.value == "trust_remote_code" for k in v.keys):
+        if isinstance(v, ast.Dict) and any(
+            isinstance(k, ast.Constant) and k.value == "trust_remote_code" for k in v.keys
+        ):
             return True
     return False
 
@@ -182,7 +192,9 @@ def test_every_recipe_section_naming_a_model_has_trust_remote_code_off_by_defaul
                 if str not in typing.get_args(field.annotation) and field.annotation is not str:
                     continue
                 named.append(cls.__name__)
-                assert "trust_remote_code" in cls.model_fields, f"{cls.__name__}.{name} names a model: add trust_remote_code"
+                assert "trust_remote_code" in cls.model_fields, (
+                    f"{cls.__name__}.{name} names a model: add trust_remote_code"
+                )
                 assert cls.model_fields["trust_remote_code"].default is False, cls.__name__
     assert named, "found no section naming a model: the scan is broken"
     recipe = config.load_recipe(REPO / "configs" / "tiny.yaml")
@@ -201,7 +213,10 @@ def test_every_recipe_section_naming_a_model_has_trust_remote_code_off_by_defaul
 
 SECRET = "SENTINEL-aws-9f3c1e7d5b"
 API_KEY = "SENTINEL-api-2b8e6a4c0d"
-TEACHER_KEY, TEACHER_KEY_ENV = "SENTINEL-teacher-7c4a19e2f6", "TEST_TEACHER_API_KEY"  # a model server key: NAME_API_KEY (t2g.config.check_api_key_env)
+TEACHER_KEY, TEACHER_KEY_ENV = (
+    "SENTINEL-teacher-7c4a19e2f6",
+    "TEST_TEACHER_API_KEY",
+)  # a model server key: NAME_API_KEY (t2g.config.check_api_key_env)
 
 _DUMP_PREFECT = """
 import json
@@ -263,7 +278,12 @@ def test_credentials_appear_nowhere(tmp_path, seaweedfs, prefect_server):
     gold = _gold_by_text()
     # The teacher is real HTTP to tests/support/fake_openai.py, through the openai backend: the key
     # named by extract.api_key_env must reach it (so it was used) and nothing else.
-    with FakeOpenAI(answer=lambda key, body: (gold.get(body["messages"][-1]["content"].split("Text: ", 1)[-1], '{"entities": [], "relations": []}'), None)) as teacher:
+    with FakeOpenAI(
+        answer=lambda key, body: (
+            gold.get(body["messages"][-1]["content"].split("Text: ", 1)[-1], '{"entities": [], "relations": []}'),
+            None,
+        )
+    ) as teacher:
         teacher_args = [
             "extract.backend=openai", "extract.model=fake-teacher", f"extract.base_url={teacher.base_url}",
             f"extract.api_key_env={TEACHER_KEY_ENV}", "extract.backoff_s=0.01",
@@ -271,7 +291,9 @@ def test_credentials_appear_nowhere(tmp_path, seaweedfs, prefect_server):
         ok = run_t2g([*small_args(*teacher_args), "--store", root], tmp_path, env)
     assert ok.returncode == 0, ok.output
     assert set(ok.stages) >= {"collect", "extract", "filter"}
-    assert teacher.authorizations and set(teacher.authorizations) == {f"Bearer {TEACHER_KEY}"}, set(teacher.authorizations)
+    assert teacher.authorizations and set(teacher.authorizations) == {f"Bearer {TEACHER_KEY}"}, set(
+        teacher.authorizations
+    )
     assert ok.stages["extract"]["rows"] == len(teacher.bodies) > 0  # every extracted row came from the teacher
 
     objects = _bucket_text(seaweedfs, root)
@@ -284,7 +306,11 @@ def test_credentials_appear_nowhere(tmp_path, seaweedfs, prefect_server):
     assert root in failed.output, failed.output
 
     dump = subprocess.run(
-        [sys.executable, "-c", _DUMP_PREFECT], env={**os.environ, **prefect_server.env()}, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", _DUMP_PREFECT],
+        env={**os.environ, **prefect_server.env()},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert dump.returncode == 0, dump.stderr
     prefect_side = json.loads(dump.stdout)
@@ -302,7 +328,9 @@ def test_credentials_appear_nowhere(tmp_path, seaweedfs, prefect_server):
 
 _tricky = st.one_of(
     st.text(max_size=80),
-    st.sampled_from(["..", ".", "../..", "/etc", "a/../../b", "%2e%2e", "s3://x/y", "file:///tmp", "\\..\\x", "~", "a\x00b", "ａ"]),
+    st.sampled_from(
+        ["..", ".", "../..", "/etc", "a/../../b", "%2e%2e", "s3://x/y", "file:///tmp", "\\..\\x", "~", "a\x00b", "ａ"]
+    ),
     st.lists(st.sampled_from(["..", ".", "a", "/", "%2f", "\\", ":", "s3:", "~"]), max_size=6).map("".join),
 )
 

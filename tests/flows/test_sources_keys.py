@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pyarrow as pa
-import pytest
 from pydantic import BaseModel
 
 from t2g import fingerprint, runner
@@ -125,7 +124,9 @@ def _key_in_a_new_process(cfg: BaseModel) -> str:
 def test_an_unpinned_hub_dataset_is_never_a_hit_and_a_pinned_one_is_stable():
     unpinned, pinned = _hub(None), _hub("3f2a9c1")
     assert fingerprint.collect_inputs(unpinned) == {"source wiki: hf dataset org/wiki-sample": None}
-    assert runner.never_cached("collect", unpinned) == ["source wiki: hf dataset org/wiki-sample has no pinned revision: never cached"]
+    assert runner.never_cached("collect", unpinned) == [
+        "source wiki: hf dataset org/wiki-sample has no pinned revision: never cached"
+    ]
     # One run computes the key many times (Prefect's cache, the runner, the merge): the same.
     assert runner.stage_key("collect", unpinned, {}) == runner.stage_key("collect", unpinned, {})
     assert _key_in_a_new_process(unpinned) != _key_in_a_new_process(unpinned)
@@ -186,7 +187,7 @@ def test_nightly_regeneration_shares_one_store_and_indexes_each_date(tmp_path, m
     nights = {}
     for day, n in ((1, 40), (2, 60), (3, 60)):
         corpus.write_text("".join(json.dumps(d) + "\n" for d in docs[:n]))
-        night = datetime.datetime(2026, 3, day, 2, 0, tzinfo=datetime.timezone.utc)
+        night = datetime.datetime(2026, 3, day, 2, 0, tzinfo=datetime.UTC)
         monkeypatch.setattr(t2g.config.store_uri, "utc_now", lambda night=night: night)
         monkeypatch.setattr("flows.pipeline.utc_now", lambda night=night: night)
         data_flow(config=str(recipe), store=f"file://{store}", until="reason", index="{date}")

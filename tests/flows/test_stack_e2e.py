@@ -57,7 +57,10 @@ def _logs(api_url: str, flow_run_id: str) -> str:
 
 def _final(api_url: str, flow_run_id: str, timeout: float = 120):
     deadline = time.time() + timeout
-    while not (state := _client_calls(api_url, lambda c: c.read_flow_run(flow_run_id)).state).is_final() and time.time() < deadline:
+    while (
+        not (state := _client_calls(api_url, lambda c: c.read_flow_run(flow_run_id)).state).is_final()
+        and time.time() < deadline
+    ):
         time.sleep(1)
     return state
 
@@ -69,12 +72,17 @@ def stack(tmp_path_factory):
     up = run_t2g(["stack", "up", "--home", str(home), "--port", "0", "--no-ui"], home, env, timeout=400)
     state = json.loads((home / "stack.json").read_text()) if (home / "stack.json").exists() else None
     try:
-        assert up.returncode == 0, up.output + "\n" + "\n".join(
-            p.read_text()[-3000:] for p in (home / "logs").glob("*.log")
+        assert up.returncode == 0, (
+            up.output + "\n" + "\n".join(p.read_text()[-3000:] for p in (home / "logs").glob("*.log"))
         )
         auth = (home / "auth").read_text().strip()
         AUTH[state["api_url"]] = auth
-        env = {**QUIET, "PREFECT_API_URL": state["api_url"], "PREFECT_HOME": str(home / "prefect"), "PREFECT_API_AUTH_STRING": auth}
+        env = {
+            **QUIET,
+            "PREFECT_API_URL": state["api_url"],
+            "PREFECT_HOME": str(home / "prefect"),
+            "PREFECT_API_AUTH_STRING": auth,
+        }
         yield {"home": home, "state": state, "env": env, "auth": auth}
     finally:
         down = run_t2g(["stack", "down", "--home", str(home)], home, env, timeout=120)
@@ -99,11 +107,17 @@ def test_deployed_pipeline_completes_and_bad_input_fails_fast(stack, tmp_path):
     # override that would send the worker's credentials to the caller's URL.
     shadow = tmp_path / "shadow.yaml"
     shadow.write_text("root:$6$SHADOWMARKER$x:19000:0:99999:7:::\n")
-    evil = ["extract.backend=openai", "extract.base_url=http://127.0.0.1:9/v1", "extract.api_key_env=AWS_SECRET_ACCESS_KEY"]
+    evil = [
+        "extract.backend=openai",
+        "extract.base_url=http://127.0.0.1:9/v1",
+        "extract.api_key_env=AWS_SECRET_ACCESS_KEY",
+    ]
     bad = {}
     for name, params in (("missing", ["config=configs/nope.yaml"]), ("shadow", [f"config={shadow}"]),
                          ("evil", [f"overrides={json.dumps(evil)}"]), ("store", [f"store=file://{tmp_path / 'not-yours'}"])):  # fmt: skip
-        submitted = _prefect(["deployment", "run", "t2g-pipeline/full", *(a for p in params for a in ("--param", p))], env, timeout=120)
+        submitted = _prefect(
+            ["deployment", "run", "t2g-pipeline/full", *(a for p in params for a in ("--param", p))], env, timeout=120
+        )
         assert submitted.returncode == 0, submitted.stdout + submitted.stderr
         bad[name] = _flow_run_id(submitted.stdout)
 
@@ -113,7 +127,9 @@ def test_deployed_pipeline_completes_and_bad_input_fails_fast(stack, tmp_path):
     assert "configs/nope.yaml" in _logs(api, bad["missing"])
     shadow_log = _logs(api, bad["shadow"])
     assert "deployment run refused: config" in shadow_log and "SHADOWMARKER" not in shadow_log, shadow_log
-    assert "deployment run refused: overrides" in _logs(api, bad["evil"]) and "extract.base_url" in _logs(api, bad["evil"])
+    assert "deployment run refused: overrides" in _logs(api, bad["evil"]) and "extract.base_url" in _logs(
+        api, bad["evil"]
+    )
     assert "deployment run refused: store" in _logs(api, bad["store"])
     assert not (tmp_path / "not-yours").exists()
 
@@ -172,7 +188,9 @@ def test_the_api_asks_for_the_stacks_auth_string(stack, tmp_path):
     assert authorized(api, auth) == 200
     assert authorized(api, None) == 401 and authorized(api, "t2g:wrong") == 401 and authorized(api, "t2g") == 401
     without = {k: v for k, v in stack["env"].items() if k != "PREFECT_API_AUTH_STRING"}
-    refused = _prefect(["deployment", "run", "t2g-pipeline/full"], {**without, "PREFECT_API_AUTH_STRING": ""}, timeout=120)
+    refused = _prefect(
+        ["deployment", "run", "t2g-pipeline/full"], {**without, "PREFECT_API_AUTH_STRING": ""}, timeout=120
+    )
     said = refused.stdout + refused.stderr
     assert refused.returncode != 0 and ("401" in said or "Unauthorized" in said), said
     exports = run_t2g(["stack", "env", "--home", str(home)], tmp_path, {}, timeout=60)

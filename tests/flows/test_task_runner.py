@@ -27,7 +27,9 @@ def test_recipe_chooses_the_task_runner():
 
     default = task_runner(load_recipe(TINY))
     assert isinstance(default, ThreadPoolTaskRunner) and default._max_workers == 2
-    dask = task_runner(load_recipe(TINY, overrides=["orchestration.task_runner=dask", "orchestration.address=tcp://10.0.0.1:8786"]))
+    dask = task_runner(
+        load_recipe(TINY, overrides=["orchestration.task_runner=dask", "orchestration.address=tcp://10.0.0.1:8786"])
+    )
     assert isinstance(dask, DaskTaskRunner) and dask.address == "tcp://10.0.0.1:8786"
     with pytest.raises(RecipeError, match="orchestration.task_runner"):
         load_recipe(TINY, overrides=["orchestration.task_runner=spark"])
@@ -73,7 +75,9 @@ def test_filter_shards_run_on_threads_and_on_a_dask_cluster(tmp_path, prefect_se
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}), get_client(sync_client=True) as client:
-        tagged = client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=["t2g", "recipe:tiny-gold"])))
+        tagged = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=["t2g", "recipe:tiny-gold"]))
+        )
     assert "tiny-gold-filter-shards-threads" in {r.name for r in tagged}
 
     # The Dask workers report their task runs to the same Prefect server.

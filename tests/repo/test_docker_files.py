@@ -82,7 +82,9 @@ def test_hadolint_passes():
 
 def test_compose_services_are_complete(compose):
     services = compose["services"]
-    assert {"postgres", "minio", "minio-init", "prefect-server", "prefect-init", "worker-cpu", "worker-gpu"} <= set(services)
+    assert {"postgres", "minio", "minio-init", "prefect-server", "prefect-init", "worker-cpu", "worker-gpu"} <= set(
+        services
+    )
     declared_volumes = set(compose.get("volumes") or {})
     for name, svc in services.items():
         assert "image" in svc or "build" in svc, f"{name}: no image or build"
@@ -126,7 +128,7 @@ def test_compose_points_store_and_results_at_minio_and_reserves_the_gpu(compose)
     init = " ".join(services["minio-init"]["command"])
     assert "local/t2g " in init + " " and "local/t2g-results" in init
     script = (DOCKER / "prefect-init.sh").read_text()
-    assert 'S3Bucket(bucket_name="t2g-results"' in script and ".save(\"t2g-results\"" in script
+    assert 'S3Bucket(bucket_name="t2g-results"' in script and '.save("t2g-results"' in script
     assert "s3://t2g/" in script and "--pool t2g-gpu" in script
     # compose's worker commands serve the pools the init script creates.
     for name, pool in (("worker-cpu", "t2g-local"), ("worker-gpu", "t2g-gpu")):
@@ -173,7 +175,10 @@ def test_every_secret_compose_uses_is_required_and_generated(compose):
     server = _env(services["prefect-server"])["PREFECT_SERVER_API_AUTH_STRING"]
     for name in ("prefect-init", "worker-cpu", "worker-gpu"):
         assert _env(services[name])["PREFECT_API_AUTH_STRING"] == server
-    assert "postgresql+asyncpg://prefect:${POSTGRES_PASSWORD:?" in _env(services["prefect-server"])["PREFECT_API_DATABASE_CONNECTION_URL"]
+    assert (
+        "postgresql+asyncpg://prefect:${POSTGRES_PASSWORD:?"
+        in _env(services["prefect-server"])["PREFECT_API_DATABASE_CONNECTION_URL"]
+    )
 
 
 def test_init_secrets_writes_random_values_owner_only_and_keeps_them(tmp_path):
@@ -201,7 +206,7 @@ def test_init_secrets_writes_random_values_owner_only_and_keeps_them(tmp_path):
 def test_compose_pools_use_the_locked_template():
     script = (DOCKER / "prefect-init.sh").read_text()
     for pool in ("t2g-local", "t2g-gpu"):
-        line = next(l for l in script.splitlines() if f"work-pool create {pool} " in l)
+        line = next(x for x in script.splitlines() if f"work-pool create {pool} " in x)
         assert "--base-job-template deployments/work-pools/process-locked.json" in line
     assert (REPO / "deployments/work-pools/process-locked.json").is_file()
     ignored = (REPO / ".dockerignore").read_text().split()

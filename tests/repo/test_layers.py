@@ -125,6 +125,8 @@ def _allowed(hit: str) -> bool:
 
 def test_the_reach_in_check_can_fail(tmp_path, monkeypatch):
     probe = tmp_path / "probe.py"
-    probe.write_text("from t2g.store import _loose_path\n\ndef f(store, client):\n    return store._backend, client._get_credentials()\n")
+    probe.write_text(
+        "from t2g.store import _loose_path\n\ndef f(store, client):\n    return store._backend, client._get_credentials()\n"
+    )
     monkeypatch.setitem(globals(), "REPO", tmp_path)
     assert len(_private_reach_ins(probe)) == 3

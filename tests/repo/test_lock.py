@@ -35,7 +35,10 @@ def test_the_lock_holds_every_dependency_and_dev_extra_at_an_allowed_version():
 
 def _blocks(text: str) -> dict[str, str]:
     """name -> the lock's lines for it (the pin and its --hash continuation lines)."""
-    return {normalize(m.group(1)): m.group(0) for m in re.finditer(r"^([A-Za-z0-9][\w.-]*)==\S+(?: \\\n\s+--hash=\S+)*", text, re.M)}
+    return {
+        normalize(m.group(1)): m.group(0)
+        for m in re.finditer(r"^([A-Za-z0-9][\w.-]*)==\S+(?: \\\n\s+--hash=\S+)*", text, re.M)
+    }
 
 
 def test_every_pin_carries_hashes_and_torch_is_the_cpu_build():

@@ -28,7 +28,9 @@ def misplaced(repo: Path) -> list[str]:
             found.add(f"tests/{rel.parts[0]}/: not a layer folder ({sorted(HOMES)})")
         elif rel.parts[0] == "support" and rel.name.startswith("test_"):
             found.add(f"tests/{rel}: tests/support/ holds no tests (it is never collected)")
-        elif rel.parts[0] == "t2g" and len(rel.parts) > 2 and not (repo / "t2g" / rel.parts[1] / "__init__.py").exists():
+        elif (
+            rel.parts[0] == "t2g" and len(rel.parts) > 2 and not (repo / "t2g" / rel.parts[1] / "__init__.py").exists()
+        ):
             found.add(f"tests/t2g/{rel.parts[1]}/: mirrors no t2g/{rel.parts[1]}/ package")
         if not (path.parent / "__init__.py").exists():
             found.add(f"{folder}: no __init__.py (its modules would be imported by bare name, which can collide)")

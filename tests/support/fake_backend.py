@@ -5,7 +5,7 @@ registry to show that adding a backend takes one module (this one) plus one
 from __future__ import annotations
 
 import json
-from typing import Sequence
+from collections.abc import Sequence
 
 from t2g.llm.base import Request, Result
 

@@ -13,7 +13,18 @@ import re
 
 FIRST = ["Ada", "Marin", "Talie", "Oskar", "Nadia", "Piet", "Lena", "Ravi", "Ines", "Tomas", "Yara", "Bruno"]
 LAST = ["Okafor", "Lindqvist", "Moreau", "Tanaka", "Silva", "Novak", "Haddad", "Kowalski", "Brennan", "Ito", "Varga"]
-ORG = ["Zentek", "Altavia", "Brightwell", "Corvex", "Duneline", "Eastmark", "Fjordsoft", "Glimmer", "Halcyon", "Ironleaf"]
+ORG = [
+    "Zentek",
+    "Altavia",
+    "Brightwell",
+    "Corvex",
+    "Duneline",
+    "Eastmark",
+    "Fjordsoft",
+    "Glimmer",
+    "Halcyon",
+    "Ironleaf",
+]
 CITY = ["Paris", "Lagos", "Osaka", "Lima", "Oslo", "Quito", "Perth", "Porto", "Accra", "Hanoi"]
 
 ENTITY_TYPES = ["person", "organisation", "location"]
@@ -56,7 +67,10 @@ def grounded_answer(ungrounded_every: int = 0):
             entities.setdefault(org, "organisation")
             entities[city] = "location"
             relations.append({"head": org, "tail": city, "type": "located_in"})
-        if ungrounded_every and int(re.search(r"Report (\d+)", text).group(1) if "Report" in text else 1) % ungrounded_every == 0:
+        if (
+            ungrounded_every
+            and int(re.search(r"Report (\d+)", text).group(1) if "Report" in text else 1) % ungrounded_every == 0
+        ):
             entities["Jolie"] = "person"
             relations.append({"head": "Jolie", "tail": next(iter(entities)), "type": "works_for"})
         ents = [{"id": i, "text": t, "type": ty} for i, (t, ty) in enumerate(entities.items())]

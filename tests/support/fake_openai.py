@@ -21,8 +21,8 @@ import socket
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 _TAG = re.compile(r"\[([A-Za-z0-9_.:-]+)\]")
 
@@ -68,7 +68,7 @@ class FakeOpenAI:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}/v1"
 
-    def __enter__(self) -> "FakeOpenAI":
+    def __enter__(self) -> FakeOpenAI:
         self._thread.start()
         return self
 
@@ -138,7 +138,9 @@ class FakeOpenAI:
                 key = m.group(1) if m else "?"
                 action = fake._next(key)
                 if action in ("500", "429", "400"):
-                    self._send(int(action), {"error": {"message": f"scheduled {action}", "type": "fake", "code": int(action)}})
+                    self._send(
+                        int(action), {"error": {"message": f"scheduled {action}", "type": "fake", "code": int(action)}}
+                    )
                     return
                 if action == "drop":
                     self.close_connection = True
@@ -172,7 +174,11 @@ class FakeOpenAI:
                         "created": int(time.time()),
                         "model": body.get("model", "fake"),
                         "choices": [choice],
-                        "usage": {"prompt_tokens": 10, "completion_tokens": completion_tokens, "total_tokens": 10 + completion_tokens},
+                        "usage": {
+                            "prompt_tokens": 10,
+                            "completion_tokens": completion_tokens,
+                            "total_tokens": 10 + completion_tokens,
+                        },
                     },
                 )
 

@@ -8,8 +8,8 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from t2g.config import load_recipe
 from t2g.runner import execute
@@ -95,10 +95,14 @@ def booby_trap(store_dir: Path) -> int:
 
 
 def half_written(store_dir: Path) -> list[Path]:
-    return sorted({p.parent for p in store_dir.glob("*/*/part-*.parquet") if not (p.parent / "_manifest.json").exists()})
+    return sorted(
+        {p.parent for p in store_dir.glob("*/*/part-*.parquet") if not (p.parent / "_manifest.json").exists()}
+    )
 
 
-def run_until(args: list[str], cwd: Path, env: dict[str, str], kill_when: Callable[[], bool], timeout: float = 300) -> str:
+def run_until(
+    args: list[str], cwd: Path, env: dict[str, str], kill_when: Callable[[], bool], timeout: float = 300
+) -> str:
     """Start `t2g ARGS`; SIGKILL its process group once `kill_when()` is true. Returns
     "killed" or "finished (exit N)" when it ended before the kill point."""
     return kill_at([t2g_cmd(), *args], cwd, kill_when, env={**os.environ, **env}, timeout=timeout, poll=0.005)

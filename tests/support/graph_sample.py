@@ -11,8 +11,14 @@ HOSTILE = "</script><script>alert(1)</script>"
 
 
 def _node(type_: str, name: str, aliases: list[str], mentions: int, docs: int) -> dict:
-    return {"node_id": node_id(type_, name.lower()), "name": name, "type": type_, "aliases": aliases,
-            "mention_count": mentions, "doc_count": docs}
+    return {
+        "node_id": node_id(type_, name.lower()),
+        "name": name,
+        "type": type_,
+        "aliases": aliases,
+        "mention_count": mentions,
+        "doc_count": docs,
+    }
 
 
 def sample_graph() -> dict[str, pa.Table]:
@@ -27,8 +33,14 @@ def sample_graph() -> dict[str, pa.Table]:
     merkel, cdu, berlin, hostile, faust = ids
 
     def _edge(head: str, type_: str, tail: str, count: int, confidence: float | None) -> dict:
-        return {"edge_id": edge_id(head, type_, tail), "head": head, "tail": tail, "type": type_,
-                "count": count, "confidence": confidence}
+        return {
+            "edge_id": edge_id(head, type_, tail),
+            "head": head,
+            "tail": tail,
+            "type": type_,
+            "count": count,
+            "confidence": confidence,
+        }
 
     edges = [
         _edge(merkel, "member_of", cdu, 3, 0.9),
@@ -38,25 +50,55 @@ def sample_graph() -> dict[str, pa.Table]:
         _edge(hostile, "wrote", faust, 1, None),
     ]
     mentions = []
-    for i, (nid, text) in enumerate([(merkel, "Angela Merkel"), (merkel, "Merkel"), (cdu, "CDU"),
-                                     (berlin, "Berlin"), (hostile, HOSTILE), (faust, "Faust")]):
+    for i, (nid, text) in enumerate(
+        [
+            (merkel, "Angela Merkel"),
+            (merkel, "Merkel"),
+            (cdu, "CDU"),
+            (berlin, "Berlin"),
+            (hostile, HOSTILE),
+            (faust, "Faust"),
+        ]
+    ):
         doc = f"doc{i % 3}"
-        mentions.append({"mention_id": mention_id(doc, 10 * i, 10 * i + len(text), "t"), "node_id": nid,
-                         "doc_id": doc, "chunk_id": f"{doc}#0", "start": 10 * i, "end": 10 * i + len(text),
-                         "text": text, "type": next(n["type"] for n in nodes if n["node_id"] == nid)})
+        mentions.append(
+            {
+                "mention_id": mention_id(doc, 10 * i, 10 * i + len(text), "t"),
+                "node_id": nid,
+                "doc_id": doc,
+                "chunk_id": f"{doc}#0",
+                "start": 10 * i,
+                "end": 10 * i + len(text),
+                "text": text,
+                "type": next(n["type"] for n in nodes if n["node_id"] == nid),
+            }
+        )
     evidence = [
-        {"edge_id": edges[0]["edge_id"], "doc_id": "doc0", "start": 0, "end": 40,
-         "text": "Angela Merkel is a member of the CDU."},
-        {"edge_id": edges[2]["edge_id"], "doc_id": "doc1", "start": 5, "end": 30,
-         "text": "Merkel lives in Berlin."},
-        {"edge_id": edges[4]["edge_id"], "doc_id": "doc2", "start": 0, "end": 60,
-         "text": f"{HOSTILE} wrote Faust."},
+        {
+            "edge_id": edges[0]["edge_id"],
+            "doc_id": "doc0",
+            "start": 0,
+            "end": 40,
+            "text": "Angela Merkel is a member of the CDU.",
+        },
+        {"edge_id": edges[2]["edge_id"], "doc_id": "doc1", "start": 5, "end": 30, "text": "Merkel lives in Berlin."},
+        {"edge_id": edges[4]["edge_id"], "doc_id": "doc2", "start": 0, "end": 60, "text": f"{HOSTILE} wrote Faust."},
     ]
     merges = [
-        {"node_id": merkel, "mention_id": mentions[1]["mention_id"], "joined_to": mentions[0]["mention_id"],
-         "rule": "surname_after_full_name", "score": None},
-        {"node_id": cdu, "mention_id": mentions[2]["mention_id"], "joined_to": mentions[2]["mention_id"],
-         "rule": "acronym", "score": 0.8},
+        {
+            "node_id": merkel,
+            "mention_id": mentions[1]["mention_id"],
+            "joined_to": mentions[0]["mention_id"],
+            "rule": "surname_after_full_name",
+            "score": None,
+        },
+        {
+            "node_id": cdu,
+            "mention_id": mentions[2]["mention_id"],
+            "joined_to": mentions[2]["mention_id"],
+            "rule": "acronym",
+            "score": 0.8,
+        },
     ]
     return {
         "nodes": pa.Table.from_pylist(nodes, schema=NODES),
@@ -84,12 +126,25 @@ def demo_graph(people: int = 24, seed: int = 0) -> dict[str, pa.Table]:
     edges, evidence = {}, []
 
     def link(h: str, t: str, type_: str, sentence: str) -> None:
-        e = {"edge_id": edge_id(by_name[h], type_, by_name[t]), "head": by_name[h], "tail": by_name[t],
-             "type": type_, "count": rng.randint(1, 4), "confidence": round(rng.uniform(0.5, 1), 2)}
+        e = {
+            "edge_id": edge_id(by_name[h], type_, by_name[t]),
+            "head": by_name[h],
+            "tail": by_name[t],
+            "type": type_,
+            "count": rng.randint(1, 4),
+            "confidence": round(rng.uniform(0.5, 1), 2),
+        }
         if e["edge_id"] not in edges:
             edges[e["edge_id"]] = e
-            evidence.append({"edge_id": e["edge_id"], "doc_id": f"doc{len(evidence)}", "start": 0,
-                             "end": len(sentence), "text": sentence})
+            evidence.append(
+                {
+                    "edge_id": e["edge_id"],
+                    "doc_id": f"doc{len(evidence)}",
+                    "start": 0,
+                    "end": len(sentence),
+                    "text": sentence,
+                }
+            )
 
     for o in orgs:
         c = rng.choice(cities)
@@ -101,9 +156,19 @@ def demo_graph(people: int = 24, seed: int = 0) -> dict[str, pa.Table]:
             link(n, rng.choice(cities), "lives_in", f"{n} lives in {rng.choice(cities)}.")
         if rng.random() < 0.3:
             link(n, o, "founded", f"{n} co-founded {o}.")
-    mentions = [{"mention_id": mention_id(f"doc{i}", 0, len(n["name"]), n["type"]), "node_id": n["node_id"],
-                 "doc_id": f"doc{i}", "chunk_id": f"doc{i}#0", "start": 0, "end": len(n["name"]), "text": n["name"],
-                 "type": n["type"]} for i, n in enumerate(nodes)]
+    mentions = [
+        {
+            "mention_id": mention_id(f"doc{i}", 0, len(n["name"]), n["type"]),
+            "node_id": n["node_id"],
+            "doc_id": f"doc{i}",
+            "chunk_id": f"doc{i}#0",
+            "start": 0,
+            "end": len(n["name"]),
+            "text": n["name"],
+            "type": n["type"],
+        }
+        for i, n in enumerate(nodes)
+    ]
     return {
         "nodes": pa.Table.from_pylist(nodes, schema=NODES),
         "edges": pa.Table.from_pylist(list(edges.values()), schema=EDGES),

@@ -5,8 +5,8 @@ measured by `make bench`, never asserted by tests (a loaded machine would make t
 from __future__ import annotations
 
 import signal
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 
 @contextmanager

@@ -78,9 +78,8 @@ def prefect_server(tmp_path_factory):
 @pytest.fixture
 def prefect_api(prefect_server, tmp_path):
     """Flows called in this process talk to the session's server (results under tmp_path)."""
-    from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
-
     from prefect.logging.handlers import APILogHandler
+    from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
 
     with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url, PREFECT_HOME: str(tmp_path / "prefect")}):
         yield prefect_server

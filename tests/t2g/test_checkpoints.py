@@ -25,8 +25,8 @@ from t2g.checkpoints import (
 )
 from t2g.config import GrpoConfig
 from t2g.runner import execute, stage_key
-from t2g.store import ArtifactRef, Store
 from t2g.stages.grpo import grpo
+from t2g.store import ArtifactRef, Store
 from tests.support.faultkit import kill_at
 from tests.support.trainkit import reason_table, sft_config, small_tiny_model
 

@@ -47,7 +47,9 @@ def test_an_empty_or_blank_text_is_refused(tmp_path_factory, text):
 
 @pytest.mark.parametrize("types", [",", "", " , ,, ", "\t"])
 def test_an_empty_entity_type_list_is_refused(tmp_path, types):
-    refused(t2g_extract(tmp_path, "Marin works for Zentek.", "--entity-types", types), "--entity-types", "names no type")
+    refused(
+        t2g_extract(tmp_path, "Marin works for Zentek.", "--entity-types", types), "--entity-types", "names no type"
+    )
 
 
 @settings(max_examples=50, deadline=None)
@@ -59,7 +61,10 @@ def test_a_blank_text_in_an_input_file_is_refused_naming_its_line(tmp_path_facto
     src = tmp_path / "in.jsonl"
     src.write_text("\n".join(lines) + "\n", encoding="utf-8")
     line = before + blank_lines + 1
-    refused(t2g_extract(tmp_path, "--input", str(src), "--entity-types", "person"), f"--input {src} line {line}: 'text' is empty")
+    refused(
+        t2g_extract(tmp_path, "--input", str(src), "--entity-types", "person"),
+        f"--input {src} line {line}: 'text' is empty",
+    )
 
 
 @pytest.mark.parametrize(
@@ -82,5 +87,8 @@ def test_a_malformed_input_file_is_refused_naming_its_line(tmp_path, content, me
 def test_a_raw_line_separator_inside_a_text_is_not_a_line_break(tmp_path):
     # json.dumps(ensure_ascii=False) writes U+2028 as is; str.splitlines would cut there.
     src = tmp_path / "in.jsonl"
-    src.write_text(json.dumps({"text": "one\u2028two"}, ensure_ascii=False) + "\n" + json.dumps({"text": " "}) + "\n", encoding="utf-8")
+    src.write_text(
+        json.dumps({"text": "one\u2028two"}, ensure_ascii=False) + "\n" + json.dumps({"text": " "}) + "\n",
+        encoding="utf-8",
+    )
     refused(t2g_extract(tmp_path, "--input", str(src), "--entity-types", "person"), "line 2: 'text' is empty")

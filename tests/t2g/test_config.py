@@ -108,7 +108,9 @@ def test_tiny_gold_recipe_is_tiny_without_the_teacher():
     base, recipe = load_recipe(TINY), load_recipe(GOLD)
     assert recipe.teacher is None and recipe.extract.backend == "gold" and recipe.extract.model is None
     assert recipe.extract.splits == base.extract.splits and recipe.store == base.store  # keys differ: one cache
-    assert recipe.sft.model == "tiny" and recipe.sft.tiny.pretrain_steps > 0 and recipe.sft.max_steps > base.sft.max_steps
+    assert (
+        recipe.sft.model == "tiny" and recipe.sft.tiny.pretrain_steps > 0 and recipe.sft.max_steps > base.sft.max_steps
+    )
     same = ("collect", "filter", "reason", "grpo", "evaluate")
     assert all(getattr(recipe, section) == getattr(base, section) for section in same)
 
@@ -130,7 +132,9 @@ def test_extends_merges_a_variant_over_its_parent(tmp_path):
     assert recipe.name == "variant"
     # mappings merge key by key: untouched keys come from the parent
     assert recipe.sft.max_steps == 5 and recipe.sft.tiny.layers == 2
-    assert recipe.sft.tiny.hidden_size == base.sft.tiny.hidden_size and recipe.sft.learning_rate == base.sft.learning_rate
+    assert (
+        recipe.sft.tiny.hidden_size == base.sft.tiny.hidden_size and recipe.sft.learning_rate == base.sft.learning_rate
+    )
     # a list replaces the parent's list; overrides apply after the merge
     assert [s.name for s in recipe.collect.sources] == ["only"] and recipe.grpo.max_steps == 2
     assert recipe.evaluate == base.evaluate
@@ -150,11 +154,12 @@ def test_extends_errors_name_the_file(tmp_path):
         load_recipe(a)
 
 
-
 def test_a_long_extends_chain_is_refused(tmp_path):
     for i in range(20):
         (tmp_path / f"r{i}.yaml").write_text(f"extends: r{i + 1}.yaml\n" if i < 19 else f"extends: {TINY}\n")
-    with pytest.raises(RecipeError, match=r"r16.yaml \(extended by .*r15.yaml\): more than 16 files in one extends chain"):
+    with pytest.raises(
+        RecipeError, match=r"r16.yaml \(extended by .*r15.yaml\): more than 16 files in one extends chain"
+    ):
         load_recipe(tmp_path / "r0.yaml")
     assert load_recipe(tmp_path / "r5.yaml").name == "tiny"  # 15 files and tiny.yaml: within the bound
 
@@ -265,7 +270,10 @@ def test_deep_yaml_is_refused_in_one_line(tmp_path):
     deep.write_text("name: deep\ncollect: " + "[" * 50_000 + "\n")
     with pytest.raises(RecipeError) as err:
         load_recipe(deep)
-    assert str(err.value) == f"recipe {deep} is not valid YAML: line 2, column {MAX_DEPTH + 9}: nested deeper than 64 levels"
+    assert (
+        str(err.value)
+        == f"recipe {deep} is not valid YAML: line 2, column {MAX_DEPTH + 9}: nested deeper than 64 levels"
+    )
     deep.write_text(f"extends: {TINY}\ndescription: " + "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1) + "\n")
     with pytest.raises(RecipeError, match="description: Input should be a valid string"):
         load_recipe(deep)  # at the bound the value is read, and then refused by the schema
@@ -274,7 +282,10 @@ def test_deep_yaml_is_refused_in_one_line(tmp_path):
 def test_deep_and_long_overrides_are_refused_naming_the_field():
     with pytest.raises(RecipeError) as err:
         load_recipe(TINY, overrides=["a.b=" + "[" * 50_000])
-    assert str(err.value) == f"override a.b: value is not valid YAML: line 1, column {MAX_DEPTH + 1}: nested deeper than 64 levels"
+    assert (
+        str(err.value)
+        == f"override a.b: value is not valid YAML: line 1, column {MAX_DEPTH + 1}: nested deeper than 64 levels"
+    )
     data: dict = {}
     apply_override(data, "a.b=" + "[" * MAX_DEPTH + "]" * MAX_DEPTH)  # the bound itself is fine
     with pytest.raises(RecipeError, match="override a.b: .*nested deeper than 64 levels"):
@@ -311,7 +322,9 @@ def test_a_store_outside_its_root_is_refused_at_load(store, why):
         load_recipe(TINY, overrides=[f"store='{store}'"])
 
 
-@pytest.mark.parametrize("store", ["file://.t2g/store", "file:///tmp/elsewhere", ".t2g/plain", "s3://bucket", "s3://bucket/t2g/run"])
+@pytest.mark.parametrize(
+    "store", ["file://.t2g/store", "file:///tmp/elsewhere", ".t2g/plain", "s3://bucket", "s3://bucket/t2g/run"]
+)
 def test_stores_inside_their_root_load(store):
     assert load_recipe(TINY, store=store).store == store
 
@@ -364,7 +377,10 @@ yaml_values = st.one_of(
 )  # fmt: skip
 recipes = st.recursive(
     st.none() | st.integers() | st.text(max_size=3),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["collect", "sources", "n", "0"]), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(["collect", "sources", "n", "0"]), inner, max_size=3)
+    ),
     max_leaves=10,
 )
 

@@ -51,9 +51,17 @@ def test_a_count_that_does_not_add_up_is_shown_not_hidden():
 @given(st.integers(0, 10_000), st.dictionaries(st.text(min_size=1, max_size=8), st.integers(0, 50), max_size=4),
        st.integers(0, 100), st.integers(0, 10_000), st.dictionaries(st.text(min_size=1, max_size=8), st.integers(0, 50), max_size=2))  # fmt: skip
 def test_the_table_always_sums_to_rows_out(rows_in, reasons, not_selected, variants, repaired):
-    summary = {"rows_in": rows_in, "reasons": reasons, "not_selected": not_selected, "variants": variants, "repaired": repaired}
+    summary = {
+        "rows_in": rows_in,
+        "reasons": reasons,
+        "not_selected": not_selected,
+        "variants": variants,
+        "repaired": repaired,
+    }
     out = rows_in - sum(reasons.values()) - not_selected + variants
-    table = counts.table(summary, out, {"dropped": sum(reasons.values()), "repaired": sum(repaired.values())}, row_wise=True)
+    table = counts.table(
+        summary, out, {"dropped": sum(reasons.values()), "repaired": sum(repaired.values())}, row_wise=True
+    )
     whats = [r["what"] for r in table]
     assert sum(r["count"] for r in table[: whats.index("rows out")]) == out
     assert "unaccounted for" not in whats and counts.balance(summary, out) == 0

@@ -52,7 +52,9 @@ def test_train_only_and_evaluate_only_are_sub_graphs_from_given_artifacts():
 
 
 def test_shards_and_missing_sections_come_from_the_registry():
-    recipe = load_recipe(TINY, overrides=["orchestration.filter_shard_size=50", "reason.thinking=true", "reason.model=m"])
+    recipe = load_recipe(
+        TINY, overrides=["orchestration.filter_shard_size=50", "reason.thinking=true", "reason.model=m"]
+    )
     nodes = graph(recipe)
     assert (nodes["filter"].sharding, nodes["filter"].shard_size) == ("rows", 50)
     assert (nodes["reason"].sharding, nodes["reason"].shard_size) == ("llm", recipe.reason.shard_size)
@@ -78,7 +80,9 @@ def test_an_extra_stage_runs_through_the_runner_walk(tmp_path, extra_stage):
     store = Store(f"file://{tmp_path}/store")
     refs = {}
     for node in nodes:
-        refs[node.stage] = execute(node.stage, section(recipe, node.stage), {p: refs[up].ref for p, up in node.inputs}, store)
+        refs[node.stage] = execute(
+            node.stage, section(recipe, node.stage), {p: refs[up].ref for p, up in node.inputs}, store
+        )
     assert refs["wordcount"].ref.rows == refs["collect"].ref.rows and refs["wordcount"].summary["words"] > 0
     assert cached(recipe, nodes, store) == {s: o.ref for s, o in refs.items()}  # a rerun would be all hits
 
@@ -98,8 +102,8 @@ def test_a_run_across_midnight_stays_in_the_prefix_of_its_start(tmp_path, monkey
     import t2g.config.store_uri
     from flows.pipeline import pipeline
 
-    days = itertools.chain([datetime.datetime(2026, 1, 1, 23, 59, 59, tzinfo=datetime.timezone.utc)],
-                           itertools.repeat(datetime.datetime(2026, 1, 2, 0, 0, 1, tzinfo=datetime.timezone.utc)))  # fmt: skip
+    days = itertools.chain([datetime.datetime(2026, 1, 1, 23, 59, 59, tzinfo=datetime.UTC)],
+                           itertools.repeat(datetime.datetime(2026, 1, 2, 0, 0, 1, tzinfo=datetime.UTC)))  # fmt: skip
     clock = lambda: next(days)  # noqa: E731
     monkeypatch.setattr(t2g.config.store_uri, "utc_now", clock)  # where dated_store reads the clock
     monkeypatch.setattr("flows.pipeline.utc_now", clock)

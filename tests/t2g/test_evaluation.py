@@ -101,7 +101,11 @@ def test_one_renamed_entity_matches_hand_computation(tmp_path: Path, capsys: pyt
     # so both d2 relations that mention Apple stop matching.
     pred = rename(GOLD, "d2", "Apple", "Apple Inc.", in_relations=True)
     # Spelling and duplicates that normalisation must forgive, so the arithmetic is unchanged:
-    pred[0]["entities"] = [_ent(" satya  NADELLA", "PERSON"), _ent("Microsoft", "Company"), _ent("microsoft", "company")]
+    pred[0]["entities"] = [
+        _ent(" satya  NADELLA", "PERSON"),
+        _ent("Microsoft", "Company"),
+        _ent("microsoft", "company"),
+    ]
     pred[0]["relations"] = [_rel("SATYA NADELLA", "microsoft", "ceo  of")]
     code, out, err = run_eval(
         capsys, write_jsonl(tmp_path / "gold.jsonl", GOLD), write_jsonl(tmp_path / "pred.jsonl", pred), "--json"

@@ -21,8 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from t2g.store import store as store_mod  # the module whose Store.read calls arrow_owned
 from t2g.store import Store, arrow_owned
+from t2g.store import store as store_mod  # the module whose Store.read calls arrow_owned
 
 REPO = Path(__file__).resolve().parents[2]
 

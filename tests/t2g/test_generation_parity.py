@@ -27,7 +27,7 @@ from t2g.graph import json_schema
 from t2g.prompts import messages
 from t2g.stages.evaluate import evaluate
 from t2g.training import BASE_FILE
-from tests.support.trainkit import SMALL_TINY, collect_table, small_tiny_model
+from tests.support.trainkit import collect_table, small_tiny_model
 
 RECORDED = Path(__file__).parent / "data" / "generation_parity.json"
 ETYPES, RTYPES = ["person", "organisation"], ["works_for"]
@@ -101,7 +101,7 @@ def _train(model: Any, tokenizer: Any, steps: int) -> None:
     ]
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()
-    for step in range(steps):
+    for _ in range(steps):
         batch = texts
         enc = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False)
         labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)

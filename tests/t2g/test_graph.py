@@ -14,7 +14,10 @@ from t2g.graph import Graph, graph_from_obj, json_schema, json_spans, parse_comp
 from tests.support.hang_guard import hang_guard
 
 GOLD = {
-    "entities": [{"id": 0, "text": "Satya Nadella", "type": "person"}, {"id": 1, "text": "Microsoft", "type": "company"}],
+    "entities": [
+        {"id": 0, "text": "Satya Nadella", "type": "person"},
+        {"id": 1, "text": "Microsoft", "type": "company"},
+    ],
     "relations": [{"head": "Satya Nadella", "tail": "Microsoft", "type": "CEO of"}],
 }
 
@@ -52,7 +55,10 @@ def test_schema_without_types_allows_only_empty_lists():
 
 
 def test_schema_deduplicates_types_and_keeps_order():
-    assert json_schema(["b", "a", "b"], [])["properties"]["entities"]["items"]["properties"]["type"]["enum"] == ["b", "a"]
+    assert json_schema(["b", "a", "b"], [])["properties"]["entities"]["items"]["properties"]["type"]["enum"] == [
+        "b",
+        "a",
+    ]
 
 
 def test_parse_plain_and_thinking():
@@ -133,7 +139,11 @@ json_values = st.recursive(
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.text(alphabet="ab \n<>/think", max_size=30), st.dictionaries(st.text(max_size=5), json_values, max_size=3), st.text(alphabet="xy .\n", max_size=30))
+@given(
+    st.text(alphabet="ab \n<>/think", max_size=30),
+    st.dictionaries(st.text(max_size=5), json_values, max_size=3),
+    st.text(alphabet="xy .\n", max_size=30),
+)
 def test_one_object_in_prose_is_found(prefix, obj, suffix):
     spans, open_ = json_spans(prefix + json.dumps(obj) + suffix)
     assert not open_ and [s.value for s in spans] == [obj]

@@ -55,7 +55,9 @@ def test_cli_prints_interchange_jsonl(model, tmp_path):
     assert proc.returncode == 0, proc.stderr
     line = json.loads(proc.stdout.strip().splitlines()[-1])
     assert line["id"] == "a" and line["entity_types"] == ETYPES and "entities" in line and "relations" in line
-    bad = subprocess.run([t2g, "extract", "--model", str(model), "--entity-types", "person"], capture_output=True, text=True)
+    bad = subprocess.run(
+        [t2g, "extract", "--model", str(model), "--entity-types", "person"], capture_output=True, text=True
+    )
     assert bad.returncode == 2 and "give a TEXT" in bad.stderr
 
 
@@ -66,7 +68,12 @@ def test_answers_come_back_in_the_order_asked_whatever_the_batching(model):
     with torch.no_grad():  # an untrained model answers every prompt alike; sharper weights do not
         for p in gen.backend().lm.parameters():
             p.mul_(8.0)
-    texts = ["Marin works for Zentek, which Talie founded in the north.", "Zentek.", "Talie hired Marin at Zentek.", "Bo."]
+    texts = [
+        "Marin works for Zentek, which Talie founded in the north.",
+        "Zentek.",
+        "Talie hired Marin at Zentek.",
+        "Bo.",
+    ]
     chats = [messages(t, ETYPES, RTYPES) for t in texts]
     gen.backend().batch_size = 1
     alone = [gen.generate(greedy([c], 12))[0].text for c in chats]
@@ -96,4 +103,6 @@ def test_a_model_given_its_content_digest_is_named_by_its_bytes(tmp_path):
     (c / "model.safetensors").write_bytes(b"\1" * (2 << 20))
     named = {p: model_identity(LocalModel(str(p), content=data_digest(p))) for p in (a, b, c)}
     assert named[a] == named[b] != named[c]
-    assert model_identity(LocalModel(str(a))) != model_identity(LocalModel(str(b)))  # file times: why the bytes are needed
+    assert model_identity(LocalModel(str(a))) != model_identity(
+        LocalModel(str(b))
+    )  # file times: why the bytes are needed

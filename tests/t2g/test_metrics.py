@@ -92,7 +92,7 @@ def test_sets_accept_graphs_and_mappings_alike() -> None:
 # --- corpus ---------------------------------------------------------------------------
 
 
-def _g(ents: list[tuple[str, str]], rels: list[tuple[str, str, str]] = []) -> dict:
+def _g(ents: list[tuple[str, str]], rels: tuple[tuple[str, str, str], ...] | list[tuple[str, str, str]] = ()) -> dict:
     return {
         "entities": [{"text": t, "type": ty} for t, ty in ents],
         "relations": [{"head": h, "tail": t, "type": ty} for h, t, ty in rels],

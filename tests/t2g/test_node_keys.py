@@ -41,7 +41,10 @@ def frozen_code_version(modules: frozenset[str]) -> str:
 def frozen_key(name: str, config: Any, wiring: list[str], label: str | None = None) -> str:
     """The key as t2g has always computed it (t2g/stage.py cache_key of runner.stage_key)."""
     spec = registered(name)
-    externals = [f"external:{n}={fp if fp is not None else 'unpinned:' + run_nonce()}" for n, fp in sorted(spec.externals(config).items())]
+    externals = [
+        f"external:{n}={fp if fp is not None else 'unpinned:' + run_nonce()}"
+        for n, fp in sorted(spec.externals(config).items())
+    ]
     payload = json.dumps(
         {
             "stage": label or name,
@@ -115,7 +118,11 @@ def test_a_walk_computes_each_key_once_when_it_plans(tmp_path, monkeypatch):
     store, done = Store(f"file://{tmp_path}/store"), {}
     for node in nodes:
         cfg, upstream = section(recipe, node.name), {p: done[up] for p, up in node.inputs}
-        out = shards.run_all(node.name, cfg, upstream, store, node.shard_size, node.key) if node.sharding else execute(node.name, cfg, upstream, store, node.key)
+        out = (
+            shards.run_all(node.name, cfg, upstream, store, node.shard_size, node.key)
+            if node.sharding
+            else execute(node.name, cfg, upstream, store, node.key)
+        )
         assert out.ref.key == node.key
         done[node.name] = out.ref
     assert set(calls) == {"filter-shard"} and len(calls) == store.manifest("filter", nodes[-1].key)["summary"]["shards"]

@@ -30,4 +30,8 @@ def test_a_short_phase_reports_each_step():
             progress.step(step)
     finally:
         logger.removeHandler(handler)
-    assert [s.split(",")[0] for s in seen] == ["sft training: step 1/3 (33%)", "sft training: step 2/3 (66%)", "sft training: step 3/3 (100%)"]
+    assert [s.split(",")[0] for s in seen] == [
+        "sft training: step 1/3 (33%)",
+        "sft training: step 2/3 (66%)",
+        "sft training: step 3/3 (100%)",
+    ]

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from t2g import toyworld
 from t2g.graph import Graph
-from t2g.rationales import NotToyWorld, read, rationale
-from t2g.stages.reason import QUOTES_GRAPH, Rejected, thinking
 from t2g.llm import Result
+from t2g.rationales import NotToyWorld, rationale, read
+from t2g.stages.reason import QUOTES_GRAPH, Rejected, thinking
 
 DOCS = toyworld.generate(300, seed=11, split="train")
 
@@ -56,7 +56,9 @@ def test_a_text_with_nothing_asked_still_gets_a_rationale():
     # gave an empty thinking, which the reason stage rejects.
     text = "Critics said the move came too late."
     out = rationale(text, [], [], Graph())
-    assert out and thinking(Result(text=f"<think>{out}</think>", finish_reason="stop"), Graph().to_json(), 10_000) == out
+    assert (
+        out and thinking(Result(text=f"<think>{out}</think>", finish_reason="stop"), Graph().to_json(), 10_000) == out
+    )
 
 
 def test_types_the_text_lacks_are_said_to_be_absent():
@@ -80,7 +82,9 @@ def test_deterministic_per_seed_and_varied_in_wording():
     assert outs[0] == again
     assert outs[0] != outs[1]
     # Wording varies between documents: more than one way of saying what a name is.
-    shapes = {m for text in outs[0] for m in re.findall(r" (is an?|names an?|: an?) (?:person|organisation|product)", text)}
+    shapes = {
+        m for text in outs[0] for m in re.findall(r" (is an?|names an?|: an?) (?:person|organisation|product)", text)
+    }
     assert len(shapes) >= 2
 
 

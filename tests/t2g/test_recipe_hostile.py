@@ -156,7 +156,9 @@ def test_a_merge_key_bomb_fails_before_pyyaml_builds_it(tmp_path):
     # copies it before any mapping exists, so the check must come before construction.
     lines = ["m0: &m0 {a: 1}"] + [f"m{i}: &m{i} {{<<: [*m{i - 1}, *m{i - 1}], k{i}: 1}}" for i in range(1, 40)]
     bomb = tmp_path / "merge.yaml"
-    bomb.write_text(f"extends: {TINY}\nsft:\n  trainer:\n    model_init_kwargs:\n" + "".join(f"      {x}\n" for x in lines))
+    bomb.write_text(
+        f"extends: {TINY}\nsft:\n  trainer:\n    model_init_kwargs:\n" + "".join(f"      {x}\n" for x in lines)
+    )
     done = run_child(MEASURED_LOAD, str(bomb), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     out = done.stdout.splitlines()
@@ -175,10 +177,15 @@ def test_a_value_that_contains_itself_is_refused_at_load(tmp_path):
 def test_aliases_cannot_nest_a_value_deeper_than_the_bound(tmp_path):
     # Each anchor is 40 levels deep, within MAX_DEPTH as written; through the aliases the
     # last one is 400 deep, and json or pydantic would recurse that far.
-    anchors = "".join(f"      d{i}: &d{i} " + "[" * 40 + (f"*d{i - 1}" if i else "1") + "]" * 40 + "\n" for i in range(10))
+    anchors = "".join(
+        f"      d{i}: &d{i} " + "[" * 40 + (f"*d{i - 1}" if i else "1") + "]" * 40 + "\n" for i in range(10)
+    )
     deep = tmp_path / "deep.yaml"
     deep.write_text(f"extends: {TINY}\nsft:\n  trainer:\n    model_init_kwargs:\n" + anchors)
-    with pytest.raises(RecipeError, match=rf"sft.trainer.model_init_kwargs.d\d[.0]*…? is nested deeper than {config.MAX_DEPTH} levels through its aliases"):
+    with pytest.raises(
+        RecipeError,
+        match=rf"sft.trainer.model_init_kwargs.d\d[.0]*…? is nested deeper than {config.MAX_DEPTH} levels through its aliases",
+    ):
         load_recipe(deep)
 
 
@@ -208,7 +215,10 @@ def test_every_section_with_a_key_variable_is_checked():
     for section in sections_with("api_key_env"):
         with pytest.raises(RecipeError, match=rf"{section}.api_key_env: .*AWS_SECRET_ACCESS_KEY"):
             load_recipe(TINY, overrides=[f"{section}.api_key_env=AWS_SECRET_ACCESS_KEY"])
-        assert getattr(load_recipe(TINY, overrides=[f"{section}.api_key_env=TEACHER_API_KEY"]), section).api_key_env == "TEACHER_API_KEY"
+        assert (
+            getattr(load_recipe(TINY, overrides=[f"{section}.api_key_env=TEACHER_API_KEY"]), section).api_key_env
+            == "TEACHER_API_KEY"
+        )
 
 
 TINY_DATA = {"name": "t", "collect": {"sources": [{"name": "s", "kind": "toyworld", "split": "train"}]}}
@@ -286,8 +296,12 @@ def test_deployment_overrides_cannot_redirect_endpoints_or_credentials(override)
 
 
 def test_a_deployment_may_allow_named_fields():
-    config.check_deployment_overrides(["extract.base_url=http://teacher:8000/v1"], allow=frozenset({"extract.base_url"}))
-    config.check_deployment_overrides(["collect.sources.0.path=data/x.jsonl"], allow=frozenset({"collect.sources.*.path"}))
+    config.check_deployment_overrides(
+        ["extract.base_url=http://teacher:8000/v1"], allow=frozenset({"extract.base_url"})
+    )
+    config.check_deployment_overrides(
+        ["collect.sources.0.path=data/x.jsonl"], allow=frozenset({"collect.sources.*.path"})
+    )
     with pytest.raises(RecipeError, match="extract.api_key_env"):
         config.check_deployment_overrides(["extract={base_url: http://t/v1, api_key_env: X_API_KEY}"],
                                           allow=frozenset({"extract.base_url"}))  # fmt: skip

@@ -83,7 +83,10 @@ GOLD_FORMS = {
     "chat": chat(SOLUTION),
     "chat-parts": [
         {"role": "user", "content": "extract"},
-        {"role": "assistant", "content": [{"type": "text", "text": SOLUTION[:20]}, {"type": "text", "text": SOLUTION[20:]}]},
+        {
+            "role": "assistant",
+            "content": [{"type": "text", "text": SOLUTION[:20]}, {"type": "text", "text": SOLUTION[20:]}],
+        },
     ],
     "think": "<think>Nadella runs Microsoft.</think>\n" + SOLUTION,
     "think-chat": chat("<think>Nadella runs Microsoft.</think>" + SOLUTION),
@@ -99,7 +102,9 @@ def test_gold_as_completion_scores_one(form):
 
 
 def test_graph_with_ids_as_the_teacher_writes_it_scores_one():
-    with_ids = json.dumps({"entities": [{"id": i, **e} for i, e in enumerate(GOLD["entities"])], "relations": GOLD["relations"]})
+    with_ids = json.dumps(
+        {"entities": [{"id": i, **e} for i, e in enumerate(GOLD["entities"])], "relations": GOLD["relations"]}
+    )
     assert all(v == [1.0] for k, v in score(["<think>x</think>" + with_ids]).items())
 
 
@@ -128,7 +133,10 @@ def test_partial_credit_computed_by_hand():
 
 def test_a_duplicate_costs_precision():
     # Sets would score these 1.0: a repeated entity or relation would be free, and GRPO drifts into it.
-    twice = {"entities": [*GOLD["entities"], GOLD["entities"][0]], "relations": [*GOLD["relations"], GOLD["relations"][1]]}
+    twice = {
+        "entities": [*GOLD["entities"], GOLD["entities"][0]],
+        "relations": [*GOLD["relations"], GOLD["relations"][1]],
+    }
     scores = score([json.dumps(twice)])
     # entities: tp 3, listed 4 -> 2*3 / (3 + 4); relations: tp 2, listed 3 -> 2*2 / (2 + 3)
     assert scores["f1_entities"] == [pytest.approx(6 / 7)]
@@ -258,7 +266,10 @@ def test_types_is_the_share_of_requested_types():
 
 
 def test_json_needs_relations_between_listed_entities():
-    dangling = {"entities": [{"text": "A", "type": "person"}], "relations": [{"head": "A", "tail": "Z", "type": "owns"}]}
+    dangling = {
+        "entities": [{"text": "A", "type": "person"}],
+        "relations": [{"head": "A", "tail": "Z", "type": "owns"}],
+    }
     assert score([json.dumps(dangling)])["json"] == [0.0]
     assert score([SOLUTION + SOLUTION])["json"] == [0.0]  # two objects
     assert score(['{"entities": [{"text": 1, "type": "person"}]}'])["json"] == [0.0]  # wrong key type
@@ -306,7 +317,12 @@ def test_bad_types_row_gives_none():
 
 json_like = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.sampled_from(["entities", "relations", "text", "type", "head", "tail", "id", "x"]), kids, max_size=4),
+    lambda kids: (
+        st.lists(kids, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["entities", "relations", "text", "type", "head", "tail", "id", "x"]), kids, max_size=4
+        )
+    ),
     max_leaves=20,
 )
 graphish_text = json_like.map(lambda v: json.dumps(v))
@@ -318,7 +334,9 @@ completion = st.one_of(
     st.binary(max_size=100),
     json_like,
     st.builds(chat, st.one_of(texts, graphish_text, json_like)),
-    st.lists(st.dictionaries(st.sampled_from(["role", "content", "type", "text"]), json_like | texts, max_size=3), max_size=3),
+    st.lists(
+        st.dictionaries(st.sampled_from(["role", "content", "type", "text"]), json_like | texts, max_size=3), max_size=3
+    ),
     st.builds(lambda t: chat([{"type": "text", "text": t}, {"type": "image"}]), texts | json_like),
 )
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+import t2g
 from t2g.config import load_recipe
 from t2g.runner import execute, stage_key
-import t2g
 from t2g.stage import cache_key, code_version, import_closure
 from t2g.stages import STAGES
 from t2g.store import Store
@@ -43,7 +43,9 @@ def test_data_stages_do_not_depend_on_rewards_or_training_code():
     # A change in the rewards or the trainers must never invalidate expensive extraction.
     for name in ("collect", "extract", "filter", "reason"):
         modules = import_closure(STAGES[name].module)
-        assert not any(m.startswith(("t2g.rewards", "t2g.training", "t2g.stages.sft", "t2g.stages.grpo")) for m in modules), name
+        assert not any(
+            m.startswith(("t2g.rewards", "t2g.training", "t2g.stages.sft", "t2g.stages.grpo")) for m in modules
+        ), name
         assert "t2g.stages" not in modules  # the registry's wiring is not stage code
 
 

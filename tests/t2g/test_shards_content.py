@@ -122,8 +122,12 @@ def test_a_sharded_repair_merges_to_the_unsharded_artifacts(tmp_path):
     # filter.ungrounded: repair writes a second side table: row shards merge it too, and a
     # finished run hands it back with the dropped one.
     store = Store(f"file://{tmp_path}/store")
-    collect = runner.execute("collect", _corpus(tmp_path / "a.jsonl", list(toyworld.iter_documents(120, seed=5))), {}, store)
-    gold = store.read("extract", runner.execute("extract", ExtractConfig(backend="gold"), {"docs": collect.ref}, store).ref.key)
+    collect = runner.execute(
+        "collect", _corpus(tmp_path / "a.jsonl", list(toyworld.iter_documents(120, seed=5))), {}, store
+    )
+    gold = store.read(
+        "extract", runner.execute("extract", ExtractConfig(backend="gold"), {"docs": collect.ref}, store).ref.key
+    )
     graphs = []
     for i, g in enumerate(gold.column("graph").to_pylist()):
         graph = json.loads(g)
@@ -131,11 +135,16 @@ def test_a_sharded_repair_merges_to_the_unsharded_artifacts(tmp_path):
             graph["entities"].append({"id": 99, "text": "Zorblax Quintavius", "type": graph["entities"][0]["type"]})
             graph["relations"].append({"head": graph["entities"][0]["text"], "tail": "Zorblax Quintavius", "type": "x"})
         graphs.append(json.dumps(graph))
-    teacher = store.write("extract", "f" * 24, gold.set_column(gold.schema.get_field_index("graph"), "graph", pa.array(graphs)))
+    teacher = store.write(
+        "extract", "f" * 24, gold.set_column(gold.schema.get_field_index("graph"), "graph", pa.array(graphs))
+    )
     cfg = FilterConfig(ungrounded="repair", min_entities=0)
     sharded = shards.run_all("filter", cfg, {"table": teacher}, store, 16)
     whole = runner.run_here("filter", cfg.model_copy(update={"min_chars": 19}), {"table": teacher}, store)
-    assert sharded.summary["repaired"] == whole.summary["repaired"] and sharded.summary["repaired"]["ungrounded entity removed"] > 0
+    assert (
+        sharded.summary["repaired"] == whole.summary["repaired"]
+        and sharded.summary["repaired"]["ungrounded entity removed"] > 0
+    )
     assert sharded.summary["repair_removed"] == whole.summary["repair_removed"]
     for name in ("filter", "filter-dropped", "filter-repaired"):
         assert store.read(name, sharded.ref.key).equals(store.read(name, whole.ref.key)), name

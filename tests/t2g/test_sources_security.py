@@ -103,7 +103,13 @@ def test_follow_symlinks_stays_inside_the_folder(tmp_path: Path, secret_env: Non
     assert SECRET not in stored and "root:" not in stored and TEXTS[2] not in stored
     by_name = {Path(r["raw"]).name: r["reason"] for r in quarantine.to_pylist() if r["reason"] != "exact duplicate"}
     outside = "symlink leads outside the folder"
-    assert by_name == {"environ.txt": outside, "passwd.txt": outside, "zero.txt": outside, "escape.txt": outside, "elsewhere": outside}
+    assert by_name == {
+        "environ.txt": outside,
+        "passwd.txt": outside,
+        "zero.txt": outside,
+        "escape.txt": outside,
+        "elsewhere": outside,
+    }
     # inside.txt is followed: the same text as sub/b.txt, so an exact duplicate.
     assert summary["reasons"]["exact duplicate"] == 1
 
@@ -186,8 +192,12 @@ def test_the_cache_key_reads_what_the_source_reads(tmp_path: Path, monkeypatch: 
     real_digest = fingerprint.file_digest
     monkeypatch.setattr(fingerprint, "file_digest", lambda p: opened.append(os.path.realpath(p)) or real_digest(p))
     for follow in (False, True):
-        cfg = CollectConfig(sources=[{"kind": "text", "name": "f", "path": str(folder), "follow_symlinks": follow},
-                                     {"kind": "jsonl", "name": "j", "path": "/proc/self/environ"}])
+        cfg = CollectConfig(
+            sources=[
+                {"kind": "text", "name": "f", "path": str(folder), "follow_symlinks": follow},
+                {"kind": "jsonl", "name": "j", "path": "/proc/self/environ"},
+            ]
+        )
         before = fingerprint.collect_inputs(cfg)
         assert opened and all(p.startswith(os.path.realpath(folder) + "/") for p in opened), opened
         (folder / "inside.txt").unlink()
@@ -201,8 +211,19 @@ def test_the_cache_key_reads_what_the_source_reads(tmp_path: Path, monkeypatch: 
 
 
 @pytest.mark.parametrize("kind", ["jsonl", "parquet", "annotated", "text"])
-@pytest.mark.parametrize("target", ["/proc/self/environ", "/proc/self/cmdline", "/dev/zero", "/dev/stdin", "/sys/kernel/mm/transparent_hugepage/enabled"])
-def test_a_source_path_under_proc_sys_or_dev_is_refused(tmp_path: Path, secret_env: None, kind: str, target: str) -> None:
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/proc/self/environ",
+        "/proc/self/cmdline",
+        "/dev/zero",
+        "/dev/stdin",
+        "/sys/kernel/mm/transparent_hugepage/enabled",
+    ],
+)
+def test_a_source_path_under_proc_sys_or_dev_is_refused(
+    tmp_path: Path, secret_env: None, kind: str, target: str
+) -> None:
     for path in (target, _link(tmp_path, target)):  # directly or through a symlink
         with pytest.raises(SourceError, match=r"path: .* (is|leads) under /proc, /sys or /dev") as err:
             run([{"kind": kind, "name": "s", "path": path}])
@@ -231,7 +252,9 @@ def test_hf_data_files_under_proc_are_refused(secret_env: None) -> None:
 
 def test_quarantine_redacts_env_style_secrets(tmp_path: Path) -> None:
     path = tmp_path / "env.jsonl"
-    path.write_text(f"AWS_SECRET_ACCESS_KEY={SECRET}\nexport OPENAI_API_KEY='{SECRET}' HOME=/root\n{{\"api_key\": \"{SECRET}\"}}\n")
+    path.write_text(
+        f'AWS_SECRET_ACCESS_KEY={SECRET}\nexport OPENAI_API_KEY=\'{SECRET}\' HOME=/root\n{{"api_key": "{SECRET}"}}\n'
+    )
     _, quarantine, _ = run([{"kind": "jsonl", "name": "j", "path": str(path)}])
     raws = quarantine.column("raw").to_pylist()
     assert SECRET not in json.dumps(raws)
@@ -244,7 +267,13 @@ _VALUE = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789+/=-_.", min_size
 
 
 @settings(max_examples=200, deadline=None)
-@given(name=_NAME, value=_VALUE, sep=st.sampled_from(["=", ": ", '": "', "='", '="', " = "]), before=st.text(max_size=30), lower=st.booleans())
+@given(
+    name=_NAME,
+    value=_VALUE,
+    sep=st.sampled_from(["=", ": ", '": "', "='", '="', " = "]),
+    before=st.text(max_size=30),
+    lower=st.booleans(),
+)
 def test_show_raw_never_shows_a_secret_value(name: str, value: str, sep: str, before: str, lower: bool) -> None:
     name = name.lower() if lower else name
     assume(value not in before)
@@ -288,8 +317,10 @@ def test_control_characters_are_removed_by_one_rule_in_every_source(tmp_path: Pa
     (tmp_path / "j.jsonl").write_text(json.dumps({"text": dirty}) + "\n")
     (tmp_path / "folder").mkdir()
     (tmp_path / "folder" / "a.txt").write_text(dirty)
-    gold = {"entities": [{"text": "Ali\x00ce", "type": "person"}, {"text": "Acme", "type": "org"}],
-            "relations": [{"head": "Ali\x00ce", "tail": "Acme", "type": "works_at"}]}
+    gold = {
+        "entities": [{"text": "Ali\x00ce", "type": "person"}, {"text": "Acme", "type": "org"}],
+        "relations": [{"head": "Ali\x00ce", "tail": "Acme", "type": "works_at"}],
+    }
     (tmp_path / "a.jsonl").write_text(json.dumps({"text": dirty + " again", **gold}) + "\n")
     main, _, _ = run(
         [
@@ -309,7 +340,13 @@ _CONTROLS = st.characters(min_codepoint=0, max_codepoint=0x9F)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(texts=st.lists(st.text(alphabet=st.one_of(_CONTROLS, st.characters(codec="utf-8")), min_size=1, max_size=40), min_size=1, max_size=8))
+@given(
+    texts=st.lists(
+        st.text(alphabet=st.one_of(_CONTROLS, st.characters(codec="utf-8")), min_size=1, max_size=40),
+        min_size=1,
+        max_size=8,
+    )
+)
 def test_no_kept_text_holds_a_control_character(tmp_path_factory: pytest.TempPathFactory, texts: list[str]) -> None:
     path = tmp_path_factory.mktemp("cc") / "j.jsonl"
     path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
@@ -320,9 +357,18 @@ def test_no_kept_text_holds_a_control_character(tmp_path_factory: pytest.TempPat
 
 def test_same_id_different_text_is_quarantined_under_its_own_reason(tmp_path: Path) -> None:
     path = tmp_path / "ids.jsonl"
-    rows = [("x", TEXTS[0]), ("x", TEXTS[1]), ("x", TEXTS[0]), ("y", TEXTS[2]), (None, "No id here at all, just words."), (None, "Another text without any id.")]
+    rows = [
+        ("x", TEXTS[0]),
+        ("x", TEXTS[1]),
+        ("x", TEXTS[0]),
+        ("y", TEXTS[2]),
+        (None, "No id here at all, just words."),
+        (None, "Another text without any id."),
+    ]
     path.write_text("".join(json.dumps({"text": t, **({} if i is None else {"id": i})}) + "\n" for i, t in rows))
-    main, quarantine, summary = run([{"kind": "jsonl", "name": "j", "path": str(path), "id_field": "id"}], near_duplicate_threshold=None)
+    main, quarantine, summary = run(
+        [{"kind": "jsonl", "name": "j", "path": str(path), "id_field": "id"}], near_duplicate_threshold=None
+    )
     assert main.column("text").to_pylist() == [TEXTS[0], TEXTS[2], rows[4][1], rows[5][1]]
     assert quarantine.select(["row", "reason", "duplicate_of"]).to_pylist() == [
         {"row": 2, "reason": "duplicate id, different text", "duplicate_of": doc_id(TEXTS[0])},

@@ -13,7 +13,9 @@ from tests.support.tables import numbered_table as _table
 
 
 def test_write_then_read_round_trips_parts_and_manifest(store):
-    ref = store.write("collect", "k1", [_table(3), _table(2, 3)], meta={"config": {"a": 1}}, files={"report.json": b"{}"})
+    ref = store.write(
+        "collect", "k1", [_table(3), _table(2, 3)], meta={"config": {"a": 1}}, files={"report.json": b"{}"}
+    )
     assert ref == ArtifactRef(uri=store.uri("collect", "k1"), stage="collect", key="k1", rows=5)
     assert store.read("collect", "k1").column("x").to_pylist() == [0, 1, 2, 3, 4]
     assert [t.num_rows for t in store.iter_parts("collect", "k1")] == [3, 2]

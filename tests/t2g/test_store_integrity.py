@@ -41,6 +41,7 @@ def _rewrite_manifest(store: Store, stage: str, key: str, change) -> None:
 
 # -- table_digest: one digest, stable through Parquet ------------------------------------
 
+
 def _nullable(values):
     return st.none() | values
 
@@ -62,7 +63,10 @@ _KINDS = {
             {"a": _nullable(st.integers(-5, 5)), "b": _nullable(st.lists(_nullable(st.text(max_size=3)), max_size=3))}
         ),
     ),
-    "liststruct": (pa.list_(pa.struct([("name", pa.string()), ("score", pa.float64())])), st.lists(_nullable(_ITEM), max_size=3)),
+    "liststruct": (
+        pa.list_(pa.struct([("name", pa.string()), ("score", pa.float64())])),
+        st.lists(_nullable(_ITEM), max_size=3),
+    ),
     "dict": (pa.dictionary(pa.int32(), pa.string()), st.sampled_from(["a", "b", "long text"])),
 }
 
@@ -94,7 +98,9 @@ def _chunked(table: pa.Table, cuts: list[int]) -> pa.Table:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=_tables(), start=st.integers(0, 12), length=st.integers(0, 12), cuts=st.lists(st.integers(0, 12), max_size=3))
+@given(
+    data=_tables(), start=st.integers(0, 12), length=st.integers(0, 12), cuts=st.lists(st.integers(0, 12), max_size=3)
+)
 def test_table_digest_survives_parquet_slices_and_chunking(data, start, length, cuts):
     table = _build(data)
     want = table_digest(table)
@@ -137,7 +143,9 @@ def test_shard_digest_is_the_table_digest():
     from t2g.shards import digest
 
     table = _table(10)
-    assert digest(table.slice(3, 4)) == table_digest(_table(4, 3))[:24] == digest(_parquet_round_trip(table.slice(3, 4)))
+    assert (
+        digest(table.slice(3, 4)) == table_digest(_table(4, 3))[:24] == digest(_parquet_round_trip(table.slice(3, 4)))
+    )
 
 
 # -- verified reads -------------------------------------------------------------------------
@@ -210,7 +218,9 @@ def test_corruption_is_detected_named_and_quarantined(store, spoil, caplog):
     part = store.manifest("collect", "k")["parts"][1]["name"]
     uri = store.uri("collect", "k")
     fn(store, "collect", "k", part)
-    named = re.escape(f"artifact {uri}: ") + (re.escape(f"part {part}: ") if where == "part" else re.escape(f"{MANIFEST}: "))
+    named = re.escape(f"artifact {uri}: ") + (
+        re.escape(f"part {part}: ") if where == "part" else re.escape(f"{MANIFEST}: ")
+    )
 
     with pytest.raises(ArtifactCorrupt, match=named):
         store.read("collect", "k")
@@ -428,7 +438,9 @@ def test_cli_verify_names_the_corrupt_artifact_and_gc_dry_run_removes_nothing(tm
 
     result = runner.invoke(app, ["store", "verify", "--store", root])
     assert result.exit_code == 1, result.output
-    assert re.search(r"ok\s+collect/good", result.output) and re.search(r"CORRUPT\s+extract/bad: .*part part-", result.output)
+    assert re.search(r"ok\s+collect/good", result.output) and re.search(
+        r"CORRUPT\s+extract/bad: .*part part-", result.output
+    )
     assert runner.invoke(app, ["store", "verify", "--store", root, "--stage", "collect"]).exit_code == 0
 
     stray = store.writer("collect", "good")

@@ -186,11 +186,18 @@ def _strip_digests_and_forge(store: Store, stage: str, key: str) -> None:
     """Item 4 of issue 25: delete `digest_format` and every part's sha256, then rewrite
     the part with other rows (same count)."""
     m = json.loads(store._backend.get(_manifest_rel(store, stage, key)))
-    _edit(store, stage, key, lambda m: [m.pop("digest_format", None), m.pop("format", None)] + [p.pop("sha256") for p in m["parts"]])
+    _edit(
+        store,
+        stage,
+        key,
+        lambda m: [m.pop("digest_format", None), m.pop("format", None)] + [p.pop("sha256") for p in m["parts"]],
+    )
     rel = f"{store._dir(stage, key)}/{m['parts'][0]['name']}"
     table = pq.read_table(io.BytesIO(store._backend.get(rel)))
     texts = table.column("text").to_pylist()
-    table = table.set_column(table.schema.get_field_index("text"), "text", pa.array(["forged", *texts[1:]], table.schema.field("text").type))
+    table = table.set_column(
+        table.schema.get_field_index("text"), "text", pa.array(["forged", *texts[1:]], table.schema.field("text").type)
+    )
     buf = io.BytesIO()
     pq.write_table(table, buf)  # the same rows count and schema, other content
     store._backend.put(rel, buf.getvalue())
@@ -270,7 +277,9 @@ def test_a_run_recomputes_a_forged_artifact_without_digests(tmp_path, caplog):
         again = execute("collect", recipe.collect, [], store)
     assert not again.hit and again.ref == first.ref
     assert store.manifest("collect", first.ref.key)["digest"] == digest and store.verify("collect", first.ref.key) == []
-    assert any("no format version" in r.getMessage() and "_quarantine/collect/" in r.getMessage() for r in caplog.records)
+    assert any(
+        "no format version" in r.getMessage() and "_quarantine/collect/" in r.getMessage() for r in caplog.records
+    )
 
 
 # -- property: no single edit of a manifest makes gc delete what the artifact owned -------------
@@ -294,14 +303,24 @@ def _edits(draw, m):
     for step in path[:-1]:
         parent = parent[step]
     value = parent[path[-1]]
-    ops = ["replace"] + (["delete"] if isinstance(parent, dict) else []) + (["one char"] if isinstance(value, str) and value else [])
+    ops = (
+        ["replace"]
+        + (["delete"] if isinstance(parent, dict) else [])
+        + (["one char"] if isinstance(value, str) and value else [])
+    )
     op = draw(st.sampled_from(ops))
     if op == "delete":
         return path, op, None
     if op == "one char":
         i = draw(st.integers(0, len(value) - 1))
         return path, op, value[:i] + draw(st.sampled_from("0a1fz_.-/").filter(lambda c: c != value[i])) + value[i + 1 :]
-    return path, op, draw(st.none() | st.booleans() | st.integers(-2, 5) | st.text("0af-/._", max_size=20) | st.just([]) | st.just({}))
+    return (
+        path,
+        op,
+        draw(
+            st.none() | st.booleans() | st.integers(-2, 5) | st.text("0af-/._", max_size=20) | st.just([]) | st.just({})
+        ),
+    )
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

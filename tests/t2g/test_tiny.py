@@ -101,7 +101,9 @@ def test_only_capitalised_words_written_both_ways_are_detached():
 
 
 def test_generate_runs(tokenizer, model):
-    inputs = tokenizer.apply_chat_template(MESSAGES[:2], add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    inputs = tokenizer.apply_chat_template(
+        MESSAGES[:2], add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     out = model.generate(**inputs, max_new_tokens=8, do_sample=False)
     assert out.shape[0] == 1 and inputs["input_ids"].shape[1] < out.shape[1] <= inputs["input_ids"].shape[1] + 8
     assert isinstance(tokenizer.decode(out[0]), str)
@@ -140,4 +142,6 @@ def test_pretrain_lowers_the_loss_and_is_deterministic():
     assert len(losses) == 40 and sum(losses[-5:]) / 5 < 0.7 * losses[0]
     again, same = warm(0)
     assert again == losses and torch.equal(same, weights)
-    assert tiny.pretrain(tiny.build_model(tokenizer, hidden_size=32, layers=1, heads=1), tokenizer, texts, steps=0) == []
+    assert (
+        tiny.pretrain(tiny.build_model(tokenizer, hidden_size=32, layers=1, heads=1), tokenizer, texts, steps=0) == []
+    )

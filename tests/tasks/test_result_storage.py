@@ -13,7 +13,6 @@ import importlib
 import pkgutil
 from pathlib import Path
 
-import pytest
 from prefect import Task
 
 import flows

@@ -42,8 +42,10 @@ def test_graphml_and_neo4j_agree_with_the_tables(graph, tmp_path):
     assert all(r[":START_ID"] in set(ids) and r[":END_ID"] in set(ids) for r in rels)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("ladybug") is None,
-                    reason="LadybugDB (the graphdb extra: pip install 't2g[graphdb]') is not installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("ladybug") is None,
+    reason="LadybugDB (the graphdb extra: pip install 't2g[graphdb]') is not installed",
+)
 def test_the_embedded_database_answers_like_the_tables(graph, tmp_path):
     from t2g.kg.embedded import load_embedded, neighbours, neighbours_from_tables
 

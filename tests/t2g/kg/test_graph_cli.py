@@ -38,7 +38,9 @@ def test_a_model_artifact_folder_or_uri_resolves_to_its_files(tmp_path):
     assert not (artifact_dir / "config.json").exists()  # why the folder itself failed before
     for given_as in (artifact_dir, str(artifact_dir) + "/", ref.uri):
         folder = artifact_model(given_as)
-        assert (folder / "config.json").is_file() and (folder / "model.safetensors").read_bytes() == b"weights", given_as
+        assert (folder / "config.json").is_file() and (folder / "model.safetensors").read_bytes() == b"weights", (
+            given_as
+        )
 
 
 def test_a_tampered_or_table_artifact_is_refused(tmp_path):
@@ -67,7 +69,10 @@ texts = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_siz
 def test_jsonl_parquet_and_folder_inputs_stream_every_text_in_order(tmp_path_factory, rows, size):
     tmp = tmp_path_factory.mktemp("in")
     jsonl = tmp / "in.jsonl"
-    jsonl.write_text("".join(json.dumps({"id": f"x{i}", "text": t}, ensure_ascii=False) + "\n" for i, t in enumerate(rows)), encoding="utf-8")
+    jsonl.write_text(
+        "".join(json.dumps({"id": f"x{i}", "text": t}, ensure_ascii=False) + "\n" for i, t in enumerate(rows)),
+        encoding="utf-8",
+    )
     parquet = tmp / "in.parquet"
     pq.write_table(pa.table({"id": [f"x{i}" for i in range(len(rows))], "text": rows}), parquet)
     folder = tmp / "txt"
@@ -83,7 +88,11 @@ def test_jsonl_parquet_and_folder_inputs_stream_every_text_in_order(tmp_path_fac
 
 @pytest.mark.parametrize(
     "content, message",
-    [("", "has no texts"), ('{"text": "ok"}\n{"text": ""}\n', "line 2: 'text' is empty"), ('{"text": "ok"}\n{"t": 1}\n', "line 2: every line")],
+    [
+        ("", "has no texts"),
+        ('{"text": "ok"}\n{"text": ""}\n', "line 2: 'text' is empty"),
+        ('{"text": "ok"}\n{"t": 1}\n', "line 2: every line"),
+    ],
 )
 def test_a_bad_input_names_its_line(tmp_path, content, message):
     path = tmp_path / "in.jsonl"
@@ -104,7 +113,11 @@ def test_the_readmes_jolie_answer_is_dropped():
     answer = {"entities": [{"text": "Jolie", "type": "person"}] * 5 + [{"text": "Microsoft", "type": "organisation"}],
               "relations": [{"head": "Jolie", "tail": "Microsoft", "type": "works_for"}]}  # fmt: skip
     kept, gone = drop_ungrounded(answer, text)
-    assert gone == ["Jolie"] and kept["entities"] == [{"text": "Microsoft", "type": "organisation"}] and kept["relations"] == []
+    assert (
+        gone == ["Jolie"]
+        and kept["entities"] == [{"text": "Microsoft", "type": "organisation"}]
+        and kept["relations"] == []
+    )
 
 
 names = st.text(st.sampled_from("ab cAB.-é"), max_size=6)

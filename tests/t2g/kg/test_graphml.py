@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from t2g.kg.graphml import read_graphml, to_networkx, write_graphml, xml_text
 from t2g.kg.tables import EDGES, NODES, edge_id
-
 from tests.support.graph_sample import HOSTILE, sample_graph
 
 
@@ -60,29 +59,61 @@ def test_xml_text_removes_what_xml_forbids_and_keeps_the_rest():
 # Names a model might emit or a hostile document might carry: markup, quotes, entities, every C0
 # control (XML 1.0 forbids most of them), CR/LF, non-characters, astral and whitespace-only text.
 _HOSTILE_ALPHABET = st.sampled_from(list("<>&\"' ;,|\t\n\r") + [chr(c) for c in range(0x20)] + ["\ufffe", "é", "😀"])
-_names = st.one_of(st.text(max_size=20), st.text(alphabet=_HOSTILE_ALPHABET, max_size=20),
-                   st.just("]]>"), st.just("&amp;"), st.just(HOSTILE))
+_names = st.one_of(
+    st.text(max_size=20),
+    st.text(alphabet=_HOSTILE_ALPHABET, max_size=20),
+    st.just("]]>"),
+    st.just("&amp;"),
+    st.just(HOSTILE),
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(rows=st.lists(st.tuples(_names, _names, st.lists(_names, max_size=3), st.integers(0, 2**40)),
-                     min_size=1, max_size=6),
-       confidence=st.one_of(st.none(), st.floats(0, 1)))
+@given(
+    rows=st.lists(
+        st.tuples(_names, _names, st.lists(_names, max_size=3), st.integers(0, 2**40)), min_size=1, max_size=6
+    ),
+    confidence=st.one_of(st.none(), st.floats(0, 1)),
+)
 def test_graphml_round_trips_hostile_names(tmp_path, rows, confidence):
-    nodes = [{"node_id": f"n{i}#{name}", "name": name, "type": type_, "aliases": aliases, "mention_count": big,
-              "doc_count": 1} for i, (name, type_, aliases, big) in enumerate(rows)]
-    edges = [{"edge_id": edge_id(a["node_id"], b["type"], b["node_id"]), "head": a["node_id"],
-              "tail": b["node_id"], "type": b["type"], "count": 1, "confidence": confidence}
-             for a, b in zip(nodes, nodes[1:] + nodes[:1])]
+    nodes = [
+        {
+            "node_id": f"n{i}#{name}",
+            "name": name,
+            "type": type_,
+            "aliases": aliases,
+            "mention_count": big,
+            "doc_count": 1,
+        }
+        for i, (name, type_, aliases, big) in enumerate(rows)
+    ]
+    edges = [
+        {
+            "edge_id": edge_id(a["node_id"], b["type"], b["node_id"]),
+            "head": a["node_id"],
+            "tail": b["node_id"],
+            "type": b["type"],
+            "count": 1,
+            "confidence": confidence,
+        }
+        for a, b in zip(nodes, nodes[1:] + nodes[:1])
+    ]
     edges = list({e["edge_id"]: e for e in edges}.values())
     nodes_t, edges_t = pa.Table.from_pylist(nodes, schema=NODES), pa.Table.from_pylist(edges, schema=EDGES)
     path = write_graphml(nodes_t, edges_t, tmp_path / "h.graphml")
     got_nodes, got_edges = read_graphml(path)
-    want = [dict(n, node_id=xml_text(n["node_id"]), name=xml_text(n["name"]), type=xml_text(n["type"]),
-                 aliases=[xml_text(a) for a in n["aliases"]]) for n in nodes]
+    want = [
+        dict(
+            n,
+            node_id=xml_text(n["node_id"]),
+            name=xml_text(n["name"]),
+            type=xml_text(n["type"]),
+            aliases=[xml_text(a) for a in n["aliases"]],
+        )
+        for n in nodes
+    ]
     assert _sorted(got_nodes, "node_id") == sorted(want, key=lambda r: r["node_id"])
-    want_edges = [dict(e, head=xml_text(e["head"]), tail=xml_text(e["tail"]), type=xml_text(e["type"]))
-                  for e in edges]
+    want_edges = [dict(e, head=xml_text(e["head"]), tail=xml_text(e["tail"]), type=xml_text(e["type"])) for e in edges]
     assert _sorted(got_edges, "edge_id") == sorted(want_edges, key=lambda r: r["edge_id"])
     _same_as_networkx_writes(path, nodes_t, edges_t, tmp_path)
 

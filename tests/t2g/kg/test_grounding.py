@@ -23,33 +23,57 @@ def whole(doc_id: str, text: str) -> dict:
 
 def test_longest_name_first_and_every_occurrence():
     text = "John Smith met Smith. Later John Smith left. Martin saw Art."
-    graph = {"entities": [{"text": "Smith", "type": "person"}, {"text": "John Smith", "type": "person"},
-                          {"text": "Art", "type": "person"}]}
+    graph = {
+        "entities": [
+            {"text": "Smith", "type": "person"},
+            {"text": "John Smith", "type": "person"},
+            {"text": "Art", "type": "person"},
+        ]
+    }
     mentions, _, dropped = ground_chunk(whole("d", text), graph, ET, RT)
     got = [(m["start"], m["text"], m["name"]) for m in mentions]
-    assert got == [(0, "John Smith", "John Smith"), (15, "Smith", "Smith"), (28, "John Smith", "John Smith"),
-                   (56, "Art", "Art")]  # no "Art" inside "Martin", no "Smith" inside "John Smith"
+    assert got == [
+        (0, "John Smith", "John Smith"),
+        (15, "Smith", "Smith"),
+        (28, "John Smith", "John Smith"),
+        (56, "Art", "Art"),
+    ]  # no "Art" inside "Martin", no "Smith" inside "John Smith"
     assert not dropped
 
 
 def test_drops_are_counted_by_reason_and_subsumed_names_fold_into_the_longer_one():
     text = "John Smith works for Acme Corp now. He was born in Paris."
     graph = {
-        "entities": [{"text": "John Smith", "type": "person"}, {"text": "Smith", "type": "person"},
-                     {"text": "Acme Corp", "type": "organisation"}, {"text": "Jolie", "type": "person"},
-                     {"text": "Paris", "type": "city"}, {"text": "Acme", "type": "location"}],
-        "relations": [{"head": "Smith", "tail": "Acme Corp", "type": "works_for"},
-                      {"head": "Jolie", "tail": "Acme Corp", "type": "works_for"},
-                      {"head": "John Smith", "tail": "Paris", "type": "born_in"},
-                      {"head": "John Smith", "tail": "Acme Corp", "type": "ceo_of"}],
+        "entities": [
+            {"text": "John Smith", "type": "person"},
+            {"text": "Smith", "type": "person"},
+            {"text": "Acme Corp", "type": "organisation"},
+            {"text": "Jolie", "type": "person"},
+            {"text": "Paris", "type": "city"},
+            {"text": "Acme", "type": "location"},
+        ],
+        "relations": [
+            {"head": "Smith", "tail": "Acme Corp", "type": "works_for"},
+            {"head": "Jolie", "tail": "Acme Corp", "type": "works_for"},
+            {"head": "John Smith", "tail": "Paris", "type": "born_in"},
+            {"head": "John Smith", "tail": "Acme Corp", "type": "ceo_of"},
+        ],
     }
     mentions, relations, dropped = ground_chunk(whole("d", text), graph, ET, RT)
     assert [m["text"] for m in mentions] == ["John Smith", "Acme Corp"]
-    assert dropped == Counter({"entity: ungrounded": 1, "entity: unrequested type": 1, "entity: subsumed": 1,
-                               "relation: dangling": 2, "relation: unrequested type": 1})
+    assert dropped == Counter(
+        {
+            "entity: ungrounded": 1,
+            "entity: unrequested type": 1,
+            "entity: subsumed": 1,
+            "relation: dangling": 2,
+            "relation: unrequested type": 1,
+        }
+    )
     # "Smith" occurs only inside "John Smith" (same type): the relation naming it is kept on it.
-    assert [(r["head"], r["tail"], text[r["start"]:r["end"]]) for r in relations] == [
-        ("John Smith", "Acme Corp", "John Smith works for Acme Corp now.")]
+    assert [(r["head"], r["tail"], text[r["start"] : r["end"]]) for r in relations] == [
+        ("John Smith", "Acme Corp", "John Smith works for Acme Corp now.")
+    ]
 
 
 def test_case_insensitive_only_as_a_fallback():
@@ -62,17 +86,29 @@ def test_case_insensitive_only_as_a_fallback():
 
 def test_evidence_is_the_sentence_holding_both_else_the_shortest_run():
     text = "Mary Smith was born in Paris. The weather was mild. Acme hired her. John Smith works for Acme."
-    graph = {"entities": [{"text": n, "type": t} for n, t in
-                          [("Mary Smith", "person"), ("Paris", "location"), ("Acme", "organisation"),
-                           ("John Smith", "person")]],
-             "relations": [{"head": "John Smith", "tail": "Acme", "type": "works_for"},
-                           {"head": "Mary Smith", "tail": "Acme", "type": "works_for"},
-                           {"head": "Mary Smith", "tail": "Paris", "type": "born_in"}]}
+    graph = {
+        "entities": [
+            {"text": n, "type": t}
+            for n, t in [
+                ("Mary Smith", "person"),
+                ("Paris", "location"),
+                ("Acme", "organisation"),
+                ("John Smith", "person"),
+            ]
+        ],
+        "relations": [
+            {"head": "John Smith", "tail": "Acme", "type": "works_for"},
+            {"head": "Mary Smith", "tail": "Acme", "type": "works_for"},
+            {"head": "Mary Smith", "tail": "Paris", "type": "born_in"},
+        ],
+    }
     _, relations, _ = ground_chunk(whole("d", text), graph, ET, RT)
-    ev = [text[r["start"]:r["end"]] for r in relations]
-    assert ev == ["John Smith works for Acme.",
-                  "Mary Smith was born in Paris. The weather was mild. Acme hired her.",
-                  "Mary Smith was born in Paris."]
+    ev = [text[r["start"] : r["end"]] for r in relations]
+    assert ev == [
+        "John Smith works for Acme.",
+        "Mary Smith was born in Paris. The weather was mild. Acme hired her.",
+        "Mary Smith was born in Paris.",
+    ]
 
 
 def test_overlapping_windows_merge():
@@ -83,14 +119,24 @@ def test_overlapping_windows_merge():
     mentions, _, _ = ground_table(pa.Table.from_pylist(chunks, schema=CHUNKS), [answer] * len(chunks), ET, RT)
     assert mentions.num_rows == 12  # each occurrence once, however many windows saw it
     # a window that began mid-name saw "Smith" alone: it folds into the full span
-    extra = {"doc_id": "d", "chunk_id": "d#1", "start": 5, "end": 10, "text": "Smith", "type": "person", "name": "Smith"}
-    merged, _ = merge_windows(pa.concat_tables([mentions, pa.Table.from_pylist([extra], schema=MENTIONS)]),
-                              _empty_relations())
+    extra = {
+        "doc_id": "d",
+        "chunk_id": "d#1",
+        "start": 5,
+        "end": 10,
+        "text": "Smith",
+        "type": "person",
+        "name": "Smith",
+    }
+    merged, _ = merge_windows(
+        pa.concat_tables([mentions, pa.Table.from_pylist([extra], schema=MENTIONS)]), _empty_relations()
+    )
     assert merged.num_rows == 12
 
 
 def _empty_relations():
     from t2g.kg.tables import RELATIONS
+
     return RELATIONS.empty_table()
 
 
@@ -99,8 +145,9 @@ _token = st.one_of(st.sampled_from(NAMES), st.sampled_from(NAMES).map(str.lower)
 
 
 @settings(max_examples=120, deadline=None)
-@given(st.lists(_token, max_size=40), st.sets(st.sampled_from(NAMES + ["Nowhere"])),
-       st.integers(4, 30), st.integers(0, 3))
+@given(
+    st.lists(_token, max_size=40), st.sets(st.sampled_from(NAMES + ["Nowhere"])), st.integers(4, 30), st.integers(0, 3)
+)
 def test_every_mention_is_its_surface_text_in_the_source(tokens, names, max_tokens, overlap):
     """The acceptance property: 100% of mentions have doc[start:end] == text, inside their chunk."""
     text = " ".join(tokens)
@@ -110,13 +157,13 @@ def test_every_mention_is_its_surface_text_in_the_source(tokens, names, max_toke
     for c in chunks:
         mentions, _, _ = ground_chunk(c, answer, ET, RT)
         for m in mentions:
-            assert text[m["start"]:m["end"]] == m["text"]
+            assert text[m["start"] : m["end"]] == m["text"]
             assert c["start"] <= m["start"] < m["end"] <= c["end"]
             assert m["text"].casefold() == m["name"].casefold()
         rows += mentions
     merged, _ = merge_windows(pa.Table.from_pylist(rows, schema=MENTIONS), _empty_relations())
     for m in merged.to_pylist():
-        assert text[m["start"]:m["end"]] == m["text"]
+        assert text[m["start"] : m["end"]] == m["text"]
     spans = sorted({(m["start"], m["end"]) for m in merged.to_pylist()})
     for (s1, e1), (s2, e2) in zip(spans, spans[1:]):
         assert not (s1 <= s2 and e2 <= e1)  # no kept mention nested in another

@@ -14,9 +14,9 @@ def test_deterministic_and_gold_spans_are_the_text():
     assert a == b and identities.documents(50, seed=1) != a
     for d in a:
         for m in d["mentions"]:
-            assert d["text"][m["start"]:m["end"]] == m["text"]
+            assert d["text"][m["start"] : m["end"]] == m["text"]
         for f in d["facts"]:
-            sentence = d["text"][f["start"]:f["end"]]
+            sentence = d["text"][f["start"] : f["end"]]
             assert f["head_text"] in sentence and f["tail_text"] in sentence
 
 

@@ -55,7 +55,9 @@ def says(body: dict) -> str:
 
 
 def cfg(base_url: str, **judge) -> ResolveConfig:
-    return ResolveConfig(judge={"backend": "openai", "model": "fake-judge", "base_url": base_url, "max_retries": 0, **judge})
+    return ResolveConfig(
+        judge={"backend": "openai", "model": "fake-judge", "base_url": base_url, "max_retries": 0, **judge}
+    )
 
 
 def run(config: ResolveConfig, cache: ResponseCache):
@@ -121,9 +123,13 @@ def test_without_a_judge_nothing_is_asked_and_the_key_is_as_before():
     up = {p: ArtifactRef(f"file:///s/{p}", p, "k" * 8, 1) for p in ("mentions", "relations", "chunks")}
     judged = cfg("http://127.0.0.1:1/v1")
     other_model = cfg("http://127.0.0.1:1/v1", model="other-judge")
-    keys = {stage_key("resolve", c, up) for c in (plain, judged, other_model, cfg("http://127.0.0.1:1/v1", threshold=0.8))}
+    keys = {
+        stage_key("resolve", c, up) for c in (plain, judged, other_model, cfg("http://127.0.0.1:1/v1", threshold=0.8))
+    }
     assert len(keys) == 4  # the judge's settings and model are in the key
-    assert registered("resolve").externals(judged) == {"served model fake-judge": "served:fake-judge@"}  # fingerprinted as graph's
+    assert registered("resolve").externals(judged) == {
+        "served model fake-judge": "served:fake-judge@"
+    }  # fingerprinted as graph's
     sharded = plain.model_copy(update={"shard_size": 50})
     assert config_dict(sharded) == config_dict(plain)  # how pairs are computed is not
 
@@ -151,13 +157,21 @@ def test_parse_takes_only_a_same_boolean(text):
     assert answer is expected
 
 
-@pytest.mark.parametrize("text,expected", [('{"same": true}', True), (' {"same": false}\n', False), ('{"same": 1}', None)])
+@pytest.mark.parametrize(
+    "text,expected", [('{"same": true}', True), (' {"same": false}\n', False), ('{"same": 1}', None)]
+)
 def test_parse_examples(text, expected):
     assert parse(Result(text=text)) is expected
 
 
-@pytest.mark.parametrize("override", ["resolve.judge.base_url=http://elsewhere/v1", "resolve.judge.api_key_env=OTHER_API_KEY",
-                                      "resolve.judge={backend: openai, model: m, base_url: http://elsewhere/v1}"])
+@pytest.mark.parametrize(
+    "override",
+    [
+        "resolve.judge.base_url=http://elsewhere/v1",
+        "resolve.judge.api_key_env=OTHER_API_KEY",
+        "resolve.judge={backend: openai, model: m, base_url: http://elsewhere/v1}",
+    ],
+)
 def test_a_deployment_run_may_not_point_the_judge_elsewhere(override):
     from t2g.config import RecipeError
     from t2g.recipe_input import check_deployment_overrides

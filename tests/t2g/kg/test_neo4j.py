@@ -19,7 +19,6 @@ from t2g.kg.neo4j import (
     write_neo4j_csv,
 )
 from t2g.kg.tables import EDGES, NODES
-
 from tests.support.graph_sample import sample_graph
 
 
@@ -30,15 +29,31 @@ def _read(folder: Path, delim: str) -> tuple[list[str], list[dict], list[str], l
     node_header, nodes = rows[0], []
     for nid, name, type_, aliases, mentions, docs, labels in rows[1:]:
         assert labels.split(delim) == ["Entity", label_for(type_)]
-        nodes.append({"node_id": nid, "name": name, "type": type_, "aliases": aliases.split(delim) if aliases else [],
-                      "mention_count": int(mentions), "doc_count": int(docs)})
+        nodes.append(
+            {
+                "node_id": nid,
+                "name": name,
+                "type": type_,
+                "aliases": aliases.split(delim) if aliases else [],
+                "mention_count": int(mentions),
+                "doc_count": int(docs),
+            }
+        )
     with open(folder / "relationships.csv", encoding="utf-8", newline="") as f:
         rows = list(csv.reader(f))
     rel_header, edges = rows[0], []
     for start, end, rel_type, eid, type_, count, confidence in rows[1:]:
         assert rel_type == relationship_type_for(type_)
-        edges.append({"edge_id": eid, "head": start, "tail": end, "type": type_, "count": int(count),
-                      "confidence": float(confidence) if confidence else None})
+        edges.append(
+            {
+                "edge_id": eid,
+                "head": start,
+                "tail": end,
+                "type": type_,
+                "count": int(count),
+                "confidence": float(confidence) if confidence else None,
+            }
+        )
     return node_header, nodes, rel_header, edges
 
 
@@ -51,8 +66,11 @@ def test_headers_ids_and_references(tmp_path):
     g = sample_graph()
     command = write_neo4j_csv(g["nodes"], g["edges"], tmp_path / "neo4j")
     node_header, nodes, rel_header, edges = _read(tmp_path / "neo4j", _delimiter(command))
-    assert node_header == NODE_HEADER == ["nodeId:ID", "name", "type", "aliases:string[]", "mentionCount:long",
-                                          "docCount:long", ":LABEL"]
+    assert (
+        node_header
+        == NODE_HEADER
+        == ["nodeId:ID", "name", "type", "aliases:string[]", "mentionCount:long", "docCount:long", ":LABEL"]
+    )
     assert rel_header[:3] == [":START_ID", ":END_ID", ":TYPE"] and rel_header == RELATIONSHIP_HEADER
     ids = [n["node_id"] for n in nodes]
     assert len(ids) == len(set(ids)) == g["nodes"].num_rows
@@ -98,28 +116,49 @@ def test_dangling_edges_and_repeated_ids_are_refused(tmp_path):
         write_neo4j_csv(g["nodes"], g["edges"], tmp_path, database="my db; rm -rf /")
 
 
-@pytest.mark.parametrize("type_, label, rel", [
-    ("person", "Person", "PERSON"), ("work of art", "WorkOfArt", "WORK_OF_ART"), ("leader-of", "LeaderOf", "LEADER_OF"),
-    ("Société", "Societe", "SOCIETE"), ("3d model", "T3dModel", "R_3D_MODEL"), ("???", "Unknown", "RELATED_TO"),
-    ("`x` DETACH DELETE", "XDETACHDELETE", "X_DETACH_DELETE"),
-])
+@pytest.mark.parametrize(
+    "type_, label, rel",
+    [
+        ("person", "Person", "PERSON"),
+        ("work of art", "WorkOfArt", "WORK_OF_ART"),
+        ("leader-of", "LeaderOf", "LEADER_OF"),
+        ("Société", "Societe", "SOCIETE"),
+        ("3d model", "T3dModel", "R_3D_MODEL"),
+        ("???", "Unknown", "RELATED_TO"),
+        ("`x` DETACH DELETE", "XDETACHDELETE", "X_DETACH_DELETE"),
+    ],
+)
 def test_label_and_relationship_type_rules(type_, label, rel):
     assert (label_for(type_), relationship_type_for(type_)) == (label, rel)
 
 
-_text = st.text(alphabet=st.sampled_from(list(',"\'\n\r\t |;\\ab') + ["\x1f", "é"]), max_size=12)
+_text = st.text(alphabet=st.sampled_from(list(",\"'\n\r\t |;\\ab") + ["\x1f", "é"]), max_size=12)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(rows=st.lists(st.tuples(_text, _text, st.lists(_text, max_size=3)), min_size=1, max_size=5),
-       confidence=st.one_of(st.none(), st.floats(0, 1)))
+@given(
+    rows=st.lists(st.tuples(_text, _text, st.lists(_text, max_size=3)), min_size=1, max_size=5),
+    confidence=st.one_of(st.none(), st.floats(0, 1)),
+)
 def test_csv_parses_back_to_the_data(tmp_path, rows, confidence):
-    nodes = [{"node_id": f"n{i},\"{i}\"", "name": name, "type": type_, "aliases": aliases, "mention_count": i,
-              "doc_count": 1} for i, (name, type_, aliases) in enumerate(rows)]
-    edges = [{"edge_id": f"e{i}", "head": a["node_id"], "tail": b["node_id"], "type": b["type"], "count": 2,
-              "confidence": confidence} for i, (a, b) in enumerate(zip(nodes, nodes[1:] + nodes[:1]))]
-    command = write_neo4j_csv(pa.Table.from_pylist(nodes, schema=NODES), pa.Table.from_pylist(edges, schema=EDGES),
-                              tmp_path)
+    nodes = [
+        {"node_id": f'n{i},"{i}"', "name": name, "type": type_, "aliases": aliases, "mention_count": i, "doc_count": 1}
+        for i, (name, type_, aliases) in enumerate(rows)
+    ]
+    edges = [
+        {
+            "edge_id": f"e{i}",
+            "head": a["node_id"],
+            "tail": b["node_id"],
+            "type": b["type"],
+            "count": 2,
+            "confidence": confidence,
+        }
+        for i, (a, b) in enumerate(zip(nodes, nodes[1:] + nodes[:1]))
+    ]
+    command = write_neo4j_csv(
+        pa.Table.from_pylist(nodes, schema=NODES), pa.Table.from_pylist(edges, schema=EDGES), tmp_path
+    )
     _, got_nodes, _, got_edges = _read(tmp_path, _delimiter(command))
     assert got_nodes == [dict(n, aliases=[a for a in n["aliases"] if a]) for n in nodes]  # empty aliases dropped
     assert got_edges == edges

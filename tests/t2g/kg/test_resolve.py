@@ -25,8 +25,17 @@ def docs_to_tables(docs: dict[str, str], spans: dict[str, list[tuple[str, str]]]
                 if any(a < m.end() and m.start() < b for a, b in taken):
                     continue
                 taken.append(m.span())
-                rows.append({"doc_id": doc, "chunk_id": f"{doc}#0", "start": m.start(), "end": m.end(),
-                             "text": surface, "type": etype, "name": surface})
+                rows.append(
+                    {
+                        "doc_id": doc,
+                        "chunk_id": f"{doc}#0",
+                        "start": m.start(),
+                        "end": m.end(),
+                        "text": surface,
+                        "type": etype,
+                        "name": surface,
+                    }
+                )
     rels = [dict(zip(RELATIONS.names, r)) for r in relations]
     return pa.Table.from_pylist(rows, schema=MENTIONS), pa.Table.from_pylist(rels, schema=RELATIONS)
 
@@ -86,14 +95,26 @@ def test_one_surface_two_types_two_nodes_and_never_a_merge_across_types():
 
 
 def test_initials_acronyms_titles_suffixes_and_normalisation():
-    docs = {"a": "International Business Machines hired John Smith. IBM thanked J. Smith.",
-            "b": "I.B.M. and Dr. John Smith met José Müller of Acme Inc. in the rain.",
-            "c": "Jose Muller joined ACME. Acme was glad."}
-    spans = {"a": [("International Business Machines", "organisation"), ("John Smith", "person"),
-                   ("IBM", "organisation"), ("J. Smith", "person")],
-             "b": [("I.B.M.", "organisation"), ("Dr. John Smith", "person"), ("José Müller", "person"),
-                   ("Acme Inc.", "organisation")],
-             "c": [("Jose Muller", "person"), ("ACME", "organisation"), ("Acme", "organisation")]}
+    docs = {
+        "a": "International Business Machines hired John Smith. IBM thanked J. Smith.",
+        "b": "I.B.M. and Dr. John Smith met José Müller of Acme Inc. in the rain.",
+        "c": "Jose Muller joined ACME. Acme was glad.",
+    }
+    spans = {
+        "a": [
+            ("International Business Machines", "organisation"),
+            ("John Smith", "person"),
+            ("IBM", "organisation"),
+            ("J. Smith", "person"),
+        ],
+        "b": [
+            ("I.B.M.", "organisation"),
+            ("Dr. John Smith", "person"),
+            ("José Müller", "person"),
+            ("Acme Inc.", "organisation"),
+        ],
+        "c": [("Jose Muller", "person"), ("ACME", "organisation"), ("Acme", "organisation")],
+    }
     g = resolve(*docs_to_tables(docs, spans))
     n = nodes_by_surface(g)
     assert n[("a", "IBM")] == n[("a", "International Business Machines")] == n[("b", "I.B.M.")]
@@ -107,10 +128,18 @@ def test_initials_acronyms_titles_suffixes_and_normalisation():
 
 
 def test_fuzzy_spelling_variants_by_blocks_and_the_judge_for_uncertain_pairs():
-    docs = {"a": "Zentek Dynamics Group grew.", "b": "Zen-Tek Dynamics Group fell.",
-            "c": "Kortron Labs rose.", "d": "Kortran Lab rose."}
-    spans = {"a": [("Zentek Dynamics Group", "organisation")], "b": [("Zen-Tek Dynamics Group", "organisation")],
-             "c": [("Kortron Labs", "organisation")], "d": [("Kortran Lab", "organisation")]}
+    docs = {
+        "a": "Zentek Dynamics Group grew.",
+        "b": "Zen-Tek Dynamics Group fell.",
+        "c": "Kortron Labs rose.",
+        "d": "Kortran Lab rose.",
+    }
+    spans = {
+        "a": [("Zentek Dynamics Group", "organisation")],
+        "b": [("Zen-Tek Dynamics Group", "organisation")],
+        "c": [("Kortron Labs", "organisation")],
+        "d": [("Kortran Lab", "organisation")],
+    }
     m, r = docs_to_tables(docs, spans)
     g = resolve(m, r)
     n = nodes_by_surface(g)
@@ -127,8 +156,10 @@ def test_fuzzy_spelling_variants_by_blocks_and_the_judge_for_uncertain_pairs():
     n = nodes_by_surface(g)
     assert n[("c", "Kortron Labs")] == n[("d", "Kortran Lab")] and g.stats["merges"]["judge"] == 1
     assert ("organisation", "kortran lab", "kortron labs") in asked
-    assert nodes_by_surface(resolve(m, r, fuzzy=False))[("a", "Zentek Dynamics Group")] != \
-        nodes_by_surface(resolve(m, r, fuzzy=False))[("b", "Zen-Tek Dynamics Group")]
+    assert (
+        nodes_by_surface(resolve(m, r, fuzzy=False))[("a", "Zentek Dynamics Group")]
+        != nodes_by_surface(resolve(m, r, fuzzy=False))[("b", "Zen-Tek Dynamics Group")]
+    )
     with pytest.raises(ValueError, match="one bool per pair"):
         resolve(m, r, judge=lambda pairs: [])
 
@@ -168,11 +199,21 @@ def test_ids_do_not_depend_on_the_process(tmp_path):
     import subprocess
     import sys
 
-    code = ("from t2g.kg import identities; from t2g.kg.resolve import resolve; "
-            "g = resolve(*identities.gold_tables(identities.documents(60))); "
-            "print(sorted(g.nodes.column('node_id').to_pylist()), sorted(g.edges.column('edge_id').to_pylist()))")
-    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                           env={**__import__("os").environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
+    code = (
+        "from t2g.kg import identities; from t2g.kg.resolve import resolve; "
+        "g = resolve(*identities.gold_tables(identities.documents(60))); "
+        "print(sorted(g.nodes.column('node_id').to_pylist()), sorted(g.edges.column('edge_id').to_pylist()))"
+    )
+    outs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**__import__("os").environ, "PYTHONHASHSEED": seed},
+        ).stdout
+        for seed in ("1", "2")
+    }
     assert len(outs) == 1
 
 
@@ -186,7 +227,7 @@ def test_sharded_blocks_give_the_pairs_of_one_process():
         blocks[(b, t)].append(k)
     assert all(b.startswith(t + "\x1f") for b, t in blocks)
     pairs = {}
-    for (b, t), keys in blocks.items():  # each block could run on another worker
+    for (_block, t), keys in blocks.items():  # each block could run on another worker
         for p in compare_block(t, keys):
             pairs[(p["type"], p["a"], p["b"])] = p
     one = fuzzy_pairs(m)
@@ -196,11 +237,15 @@ def test_sharded_blocks_give_the_pairs_of_one_process():
 
 def test_edges_and_evidence_text_from_chunks():
     text = "John Smith works for Acme. Smith was born in Paris."
-    m, _ = docs_to_tables({"d": text}, {"d": [("John Smith", "person"), ("Smith", "person"), ("Acme", "organisation"),
-                                              ("Paris", "location")]})
-    rels = [("d", "d#0", "John Smith", "person", "Acme", "organisation", "works_for", 0, 26),
-            ("d", "d#0", "Smith", "person", "Paris", "location", "born_in", 27, len(text)),
-            ("d", "d#0", "Nobody", "person", "Paris", "location", "born_in", 27, len(text))]
+    m, _ = docs_to_tables(
+        {"d": text},
+        {"d": [("John Smith", "person"), ("Smith", "person"), ("Acme", "organisation"), ("Paris", "location")]},
+    )
+    rels = [
+        ("d", "d#0", "John Smith", "person", "Acme", "organisation", "works_for", 0, 26),
+        ("d", "d#0", "Smith", "person", "Paris", "location", "born_in", 27, len(text)),
+        ("d", "d#0", "Nobody", "person", "Paris", "location", "born_in", 27, len(text)),
+    ]
     _, r = docs_to_tables({}, {}, rels)
     chunks = pa.table({"chunk_id": ["d#0"], "start": [0], "text": [text]})
     g = resolve(m, r, chunks=chunks)
@@ -214,8 +259,15 @@ def test_fuzzy_merges_form_a_tree_one_row_per_joined_mention():
     docs = {"a": "Alpha Works", "b": "Beta Works", "c": "Gamma Works"}
     spans = {d: [(t, "organisation")] for d, t in docs.items()}
     m, r = docs_to_tables(docs, spans)
-    pairs = pa.table({"type": ["organisation"] * 2, "a": ["alpha works", "beta works"],
-                      "b": ["gamma works", "gamma works"], "rule": ["fuzzy", "judge"], "score": [0.91, 0.8]})
+    pairs = pa.table(
+        {
+            "type": ["organisation"] * 2,
+            "a": ["alpha works", "beta works"],
+            "b": ["gamma works", "gamma works"],
+            "rule": ["fuzzy", "judge"],
+            "score": [0.91, 0.8],
+        }
+    )
     g = resolve(m, r, pairs=pairs)
     assert g.nodes.num_rows == 1 and g.merges.num_rows == 2
     assert len(set(g.merges.column("mention_id").to_pylist())) == 2
@@ -225,10 +277,16 @@ def test_fuzzy_merges_form_a_tree_one_row_per_joined_mention():
 def test_common_words_do_not_make_giant_blocks():
     rng = random.Random(0)
     letters = "bcdfghklmnprstvz"
-    names = sorted({"".join(rng.choice(letters) + rng.choice("aeiou") for _ in range(3)).capitalize() + " Dynamics Group"
-                    for _ in range(400)})
-    rows = [{"doc_id": "d", "chunk_id": "d#0", "start": i, "end": i + 1, "text": n, "type": "organisation", "name": n}
-            for i, n in enumerate(names)]
+    names = sorted(
+        {
+            "".join(rng.choice(letters) + rng.choice("aeiou") for _ in range(3)).capitalize() + " Dynamics Group"
+            for _ in range(400)
+        }
+    )
+    rows = [
+        {"doc_id": "d", "chunk_id": "d#0", "start": i, "end": i + 1, "text": n, "type": "organisation", "name": n}
+        for i, n in enumerate(names)
+    ]
     m = pa.Table.from_pylist(rows, schema=MENTIONS)
 
     def largest(table):
@@ -243,7 +301,8 @@ def test_common_words_do_not_make_giant_blocks():
 
 def test_the_columnwise_mention_ids_are_mention_id():
     # resolve hashes mention ids column-wise (tables.mention_ids); the formula must stay mention_id's
-    from hypothesis import given, strategies as st
+    from hypothesis import given
+    from hypothesis import strategies as st
 
     from t2g.kg.tables import mention_id, mention_ids
 

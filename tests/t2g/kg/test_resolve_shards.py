@@ -20,7 +20,20 @@ from t2g.stages.resolve_pairs import resolve_blocks, resolve_pairs
 from tests.support.fake_graph import corpus, grounded_answer, write_jsonl
 from tests.support.fake_openai import FakeOpenAI
 
-WORDS = ["kortron", "kortran", "zentek", "zentec", "velmont", "velmond", "labs", "lab", "freight", "ostvik", "marine", "marina"]
+WORDS = [
+    "kortron",
+    "kortran",
+    "zentek",
+    "zentec",
+    "velmont",
+    "velmond",
+    "labs",
+    "lab",
+    "freight",
+    "ostvik",
+    "marine",
+    "marina",
+]
 TYPES = ["person", "organisation", "location"]
 
 
@@ -66,7 +79,9 @@ def random_cut(seed: int, n: int):
 @given(mention_tables(), st.integers(1, 6), st.integers(0, 10_000), st.sampled_from([None, 0.7]), st.integers(1, 40))
 def test_sharded_pairs_are_the_pairs_of_one_process(mentions, n, seed, judge_threshold, size):
     cfg = BlockPairsConfig(fuzzy_threshold=0.9, judge_threshold=judge_threshold)
-    options = {"fuzzy_threshold": 0.9} | ({"judge_threshold": judge_threshold, "uncertain": True} if judge_threshold else {})
+    options = {"fuzzy_threshold": 0.9} | (
+        {"judge_threshold": judge_threshold, "uncertain": True} if judge_threshold else {}
+    )
     one = block_pairs(blocking_keys(mentions), **options)
     assert concat_pairs([sharded_pairs(mentions, random_cut(seed, n), cfg)]).equals(one)
     assert concat_pairs([sharded_pairs(mentions, lambda b: shards.split(b, size), cfg)]).equals(one)  # t2g.shards' cut
@@ -125,11 +140,16 @@ def test_a_recipe_resolves_the_same_unsharded_in_one_shard_and_in_several(tmp_pa
         for name, size in (("unsharded", None), ("one", 100_000), ("several", 60)):
             data = _recipe_data((tmp_path / name).as_uri(), fake.base_url, path)
             data["llm_cache"] = (tmp_path / "llm").as_uri()
-            data["resolve"] = {"judge": {"backend": "openai", "model": "fake-judge", "base_url": fake.base_url}, "shard_size": size}
+            data["resolve"] = {
+                "judge": {"backend": "openai", "model": "fake-judge", "base_url": fake.base_url},
+                "shard_size": size,
+            }
             recipe = validate(data)
             out = run_graph(recipe)
             store, ref = Store(recipe.store), out["resolve"].ref
-            tables = {t: store.read(f"resolve{t}", ref.key) for t in ("", "-edges", "-mentions", "-merges", "-evidence")}
+            tables = {
+                t: store.read(f"resolve{t}", ref.key) for t in ("", "-edges", "-mentions", "-merges", "-evidence")
+            }
             results[name] = (out, tables, _export_files(recipe, out))
     unsharded, one, several = results["unsharded"], results["one"], results["several"]
     assert "resolve-pairs" not in unsharded[0]

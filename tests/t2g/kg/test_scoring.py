@@ -23,6 +23,7 @@ def test_bcubed_hand_computed():
 def test_edges_after_mapping_nodes_to_their_majority_entity():
     node_gold = node_to_gold([(1, "n1"), (2, "n1"), (3, "n1"), (4, "n2")], {1: "A", 2: "A", 3: "B", 4: "C"})
     assert node_gold == {"n1": "A", "n2": "C"}
-    s = edge_scores([("n1", "r", "n2"), ("n2", "r", "n1"), ("n1", "r", "nX")], node_gold,
-                    {("A", "r", "C"), ("C", "s", "A")})
+    s = edge_scores(
+        [("n1", "r", "n2"), ("n2", "r", "n1"), ("n1", "r", "nX")], node_gold, {("A", "r", "C"), ("C", "s", "A")}
+    )
     assert s["precision"] == pytest.approx(1 / 3) and s["recall"] == pytest.approx(1 / 2)

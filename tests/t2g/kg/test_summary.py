@@ -8,7 +8,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from t2g.kg.summary import graph_summary, md_cell
-
 from tests.support.graph_sample import HOSTILE, sample_graph
 
 
@@ -20,7 +19,7 @@ def _section(md: str, title: str) -> list[list[str]]:
         cells, cell, i = [], "", 1
         while i < len(line) - 1:
             if line[i] == "\\":
-                cell += line[i:i + 2]
+                cell += line[i : i + 2]
                 i += 2
                 continue
             if line[i] == "|":
@@ -37,8 +36,12 @@ def test_counts_by_type_rule_and_reason():
     g = sample_graph()
     md = graph_summary(g["nodes"], g["edges"], g["merges"], Counter(ungrounded=4, bad_type=1, empty=0))
     assert "**5** entities, **5** relations, **2** merges, **5** mentions dropped." in md
-    assert _section(md, "Entities by type") == [["person", "2", "6"], ["location", "1", "2"],
-                                                ["organization", "1", "3"], ["work of art", "1", "1"]]
+    assert _section(md, "Entities by type") == [
+        ["person", "2", "6"],
+        ["location", "1", "2"],
+        ["organization", "1", "3"],
+        ["work of art", "1", "1"],
+    ]
     assert ["member\\_of", "1", "3"] in _section(md, "Relations by type")
     assert _section(md, "Merges by rule") == [["acronym", "1"], ["surname\\_after\\_full\\_name", "1"]]
     assert _section(md, "Dropped mentions by reason") == [["ungrounded", "4"], ["bad\\_type", "1"]]

@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 from t2g.kg.tables import NODES
 from t2g.kg.viewer import embed_json, render_html
-
 from tests.support.graph_sample import HOSTILE, demo_graph, sample_graph
 
 _DATA = re.compile(r'<script type="application/json" id="graph-data">(.*?)</script>', re.S)
@@ -37,7 +36,9 @@ def test_the_page_is_self_contained():
     assert not re.search(r"https?://", page)  # no CDN, no font, no analytics: nothing to fetch
     assert "<link" not in page and "@import" not in page and "fetch(" not in page
     assert [m.group(0) for m in re.finditer(r"<script[^>]*>", page)] == [
-        '<script type="application/json" id="graph-data">', "<script>"]
+        '<script type="application/json" id="graph-data">',
+        "<script>",
+    ]
 
 
 def test_a_hostile_name_stays_inside_the_json():
@@ -49,11 +50,15 @@ def test_a_hostile_name_stays_inside_the_json():
     assert any(item[3].startswith(HOSTILE) for s in data["evidence"].values() for item in s["items"])
 
 
-_HOSTILE_TEXT = st.lists(st.sampled_from(list("<>&/!-\"'\\ sScriptSCRIPT\u2028\u2029")
-                                         + ["</script", "<!--", "]]>", "</SCRIPT >"]), max_size=8).map("".join)
-_JSON = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), _HOSTILE_TEXT),
-                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_HOSTILE_TEXT, inner, max_size=3),
-                     max_leaves=8)
+_HOSTILE_TEXT = st.lists(
+    st.sampled_from(list("<>&/!-\"'\\ sScriptSCRIPT\u2028\u2029") + ["</script", "<!--", "]]>", "</SCRIPT >"]),
+    max_size=8,
+).map("".join)
+_JSON = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), _HOSTILE_TEXT),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_HOSTILE_TEXT, inner, max_size=3),
+    max_leaves=8,
+)
 
 
 @settings(max_examples=200, deadline=None)
@@ -109,8 +114,13 @@ def _dom(path: Path, fragment: str = "") -> str:
 
         pytest.skip("Chromium is not installed (apt-get install chromium): the in-browser checks need it")
     url = path.resolve().as_uri() + (f"#{fragment}" if fragment else "")
-    out = subprocess.run([_CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
-                          "--dump-dom", url], capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [_CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000", "--dump-dom", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return out.stdout
 
 
@@ -140,7 +150,7 @@ def test_chromium_shows_provenance_and_the_hostile_name_as_text(tmp_path):
     dom = _dom(path, "select=" + quote(HOSTILE))
     assert _body(dom)["layout"] == "done"  # the page's script ran to its end: nothing broke out of the JSON
     assert len(re.findall(r"<script", dom)) == 2
-    details = dom[dom.index('id="details"'):]
+    details = dom[dom.index('id="details"') :]
     assert "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt; wrote Faust." in details  # as text, escaped
     dom = _dom(path, "select=" + quote("Angela Merkel"))
     assert "Angela Merkel is a member of the CDU." in dom and "doc0 [0:40]" in dom

@@ -46,19 +46,26 @@ def answer(key: str, body: dict) -> tuple[str, None]:
 
 def _docs(n: int, seed: int) -> pa.Table:
     cfg = CollectConfig.model_validate(
-        {"sources": [{"name": f"s{seed}", "kind": "toyworld", "split": "pool", "n": n, "seed": seed}], "near_duplicate_threshold": None}
+        {
+            "sources": [{"name": f"s{seed}", "kind": "toyworld", "split": "pool", "n": n, "seed": seed}],
+            "near_duplicate_threshold": None,
+        }
     )
     main = collect(cfg).main
     return main if isinstance(main, pa.Table) else pa.concat_tables(list(main))
 
 
 def _cfg(fake: FakeOpenAI, **kw) -> ExtractConfig:
-    return ExtractConfig(backend="openai", model="fake-teacher", base_url=fake.base_url, timeout_s=10, backoff_s=0.01, **kw)
+    return ExtractConfig(
+        backend="openai", model="fake-teacher", base_url=fake.base_url, timeout_s=10, backoff_s=0.01, **kw
+    )
 
 
 def _label(docs: pa.Table, store: Store, cfg: ExtractConfig, cache: ResponseCache):
     """The sharded extract stage over `docs`, as the flow runs it: its rows and summary."""
-    ref = store.write("collect", hashlib.sha256(docs.column("text").to_pylist().__repr__().encode()).hexdigest()[:16], docs)
+    ref = store.write(
+        "collect", hashlib.sha256(docs.column("text").to_pylist().__repr__().encode()).hexdigest()[:16], docs
+    )
     with use_cache(cache):
         outcome = shards.run_all("extract", cfg, [ref], store, cfg.shard_size)
     clear_cache()
@@ -67,13 +74,19 @@ def _label(docs: pa.Table, store: Store, cfg: ExtractConfig, cache: ResponseCach
 
 # --- keys ---------------------------------------------------------------------------
 
-_REQUEST = Request(messages=[{"role": "user", "content": "text"}], schema={"type": "object"}, sampling=Sampling(64, 0.0, 1.0, 0))
+_REQUEST = Request(
+    messages=[{"role": "user", "content": "text"}], schema={"type": "object"}, sampling=Sampling(64, 0.0, 1.0, 0)
+)
 _CHANGES = {
     "messages": lambda r, v: dataclasses.replace(r, messages=[{"role": "user", "content": v}]),
     "prompt": lambda r, v: Request(prompt=v, schema=r.schema, sampling=r.sampling),
     "schema": lambda r, v: dataclasses.replace(r, schema={"type": "object", "title": v}),
-    "max_new_tokens": lambda r, v: dataclasses.replace(r, sampling=dataclasses.replace(r.sampling, max_new_tokens=65 + len(v))),
-    "temperature": lambda r, v: dataclasses.replace(r, sampling=dataclasses.replace(r.sampling, temperature=0.5 + len(v))),
+    "max_new_tokens": lambda r, v: dataclasses.replace(
+        r, sampling=dataclasses.replace(r.sampling, max_new_tokens=65 + len(v))
+    ),
+    "temperature": lambda r, v: dataclasses.replace(
+        r, sampling=dataclasses.replace(r.sampling, temperature=0.5 + len(v))
+    ),
     "top_p": lambda r, v: dataclasses.replace(r, sampling=dataclasses.replace(r.sampling, top_p=0.5)),
     "seed": lambda r, v: dataclasses.replace(r, sampling=dataclasses.replace(r.sampling, seed=1 + len(v))),
     "sample": lambda r, v: dataclasses.replace(r, sample=1 + len(v)),
@@ -94,7 +107,9 @@ def test_identity_names_the_weights(tmp_path):
     pinned = identity("vllm", ExtractConfig(backend="vllm", model_revision="abc123"), "org/model")
     assert "hub:org/model@abc123" in pinned
     assert pinned != identity("vllm", ExtractConfig(backend="vllm", model_revision="def456"), "org/model")
-    assert pinned != identity("vllm", ExtractConfig(backend="vllm", model_revision="abc123", too_long="skip"), "org/model")
+    assert pinned != identity(
+        "vllm", ExtractConfig(backend="vllm", model_revision="abc123", too_long="skip"), "org/model"
+    )
     served = identity("openai", ExtractConfig(backend="openai"), "served")
     assert served != identity("openai", ExtractConfig(backend="openai", model_revision="v2"), "served")
     # A local folder (an "@teacher" artifact) by its content: new weights, new identity.
@@ -122,8 +137,12 @@ def test_only_answers_are_cached_and_a_bad_entry_is_a_miss(tmp_path):
 def test_regeneration_sends_only_new_and_edited_documents(tmp_path):
     # Without a request of their own, so extract samples the absent types it asks for:
     # per document, or inserting one would change every later document's request.
-    old = [{**r, "entity_types": None, "relation_types": None} for r in _docs(60, seed=11).to_pylist()]  # about 60: collect drops exact duplicates
-    extra = [{**r, "entity_types": None, "relation_types": None} for r in _docs(6, seed=12).to_pylist()]  # 10% new documents
+    old = [
+        {**r, "entity_types": None, "relation_types": None} for r in _docs(60, seed=11).to_pylist()
+    ]  # about 60: collect drops exact duplicates
+    extra = [
+        {**r, "entity_types": None, "relation_types": None} for r in _docs(6, seed=12).to_pylist()
+    ]  # 10% new documents
     assert not {r["text"] for r in extra} & {r["text"] for r in old}
     rng = random.Random(5)
     new = [dict(r) for r in old]
@@ -138,7 +157,10 @@ def test_regeneration_sends_only_new_and_edited_documents(tmp_path):
 
     with FakeOpenAI(answer=answer) as fake:
         price = Price(prompt_per_million=600, completion_per_million=800)
-        types = {"entity_types": [*toyworld.ENTITY_TYPES, "planet", "ship"], "relation_types": [*toyworld.RELATION_TYPES, "orbits"]}
+        types = {
+            "entity_types": [*toyworld.ENTITY_TYPES, "planet", "ship"],
+            "relation_types": [*toyworld.RELATION_TYPES, "orbits"],
+        }
         cfg = _cfg(fake, shard_size=16, price=price, absent_types=2, **types)
         cache = ResponseCache(Store(f"file://{tmp_path}/shared-cache"))
         _, first = _label(old_t, Store(f"file://{tmp_path}/store"), cfg, cache)
@@ -147,14 +169,18 @@ def test_regeneration_sends_only_new_and_edited_documents(tmp_path):
         rows, second = _label(new_t, Store(f"file://{tmp_path}/store"), cfg, cache)
         sent = dict(fake.prompts)
         # From scratch on the new corpus: another store, an empty cache.
-        scratch, _ = _label(new_t, Store(f"file://{tmp_path}/scratch"), cfg, ResponseCache(Store(f"file://{tmp_path}/empty-cache")))
+        scratch, _ = _label(
+            new_t, Store(f"file://{tmp_path}/scratch"), cfg, ResponseCache(Store(f"file://{tmp_path}/empty-cache"))
+        )
 
     assert sorted(sent.values()) == [1] * len(changed), sent  # each once
     assert sorted(next(t for t in changed if t in p) for p in sent) == sorted(changed)  # exactly those
     assert rows == scratch  # the same rows, in corpus order, as a from-scratch run
     acc, hits = second["llm"], len(old) - len(edited)
     assert acc["requests"] == len(new) and acc["cache_hits"] == hits and acc["cache_misses"] == len(changed) == 9
-    assert acc["prompt_tokens_saved"] == hits * 10 and acc["prompt_tokens_generated"] == 9 * 10  # the fake: 10 per prompt
+    assert (
+        acc["prompt_tokens_saved"] == hits * 10 and acc["prompt_tokens_generated"] == 9 * 10
+    )  # the fake: 10 per prompt
     assert acc["saved_millionths"] == hits * 10 * 600 + acc["completion_tokens_saved"] * 800
     lines = accounting_lines(second)
     assert lines[0].startswith(f"{len(new)} requests, {hits} cache hits (") and lines[0].endswith(", 9 sent")
@@ -164,7 +190,9 @@ def test_regeneration_sends_only_new_and_edited_documents(tmp_path):
 def test_reason_asks_once_per_augmented_request(tmp_path):
     """Reason's requests are filter's examples and their type-subset variants: drawn per
     document, so a second run over the same examples is answered whole from the cache."""
-    kept = filter_graphs(FilterConfig(augment={"variants": 2}), extract(ExtractConfig(backend="gold"), _docs(10, seed=16)).main).main
+    kept = filter_graphs(
+        FilterConfig(augment={"variants": 2}), extract(ExtractConfig(backend="gold"), _docs(10, seed=16)).main
+    ).main
     cache = ResponseCache(Store(f"file://{tmp_path}"))
     with FakeOpenAI(answer=lambda key, body: ("<think>the text names a few things</think>", None)) as fake:
         cfg = ReasonConfig(thinking=True, backend="openai", model="fake-reasoner", base_url=fake.base_url, timeout_s=10)
@@ -269,7 +297,9 @@ def test_two_processes_sharing_one_cache_lose_and_tear_nothing(tmp_path):
     cache = ResponseCache(Store(cache_uri))
     files = sorted((tmp_path / "cache" / "_llm_cache").rglob("*"))
     entries = [f for f in files if f.is_file()]
-    assert len(entries) == docs.num_rows and not [f for f in entries if not f.name.endswith(".json")]  # no temporary leftovers
+    assert len(entries) == docs.num_rows and not [
+        f for f in entries if not f.name.endswith(".json")
+    ]  # no temporary leftovers
     for f in entries:
         entry = json.loads(f.read_bytes())
         assert entry["key"] == f.stem and cache.get(f.stem) is not None

@@ -22,18 +22,35 @@ TIMEOUT_S = 3.0
 
 
 def _backend(url: str, retries: int = 4) -> OpenAIBackend:
-    return OpenAIBackend(model="fake", base_url=url, api_key="sk-test", max_in_flight=8, timeout_s=TIMEOUT_S, max_retries=retries, backoff_s=0.01)
+    return OpenAIBackend(
+        model="fake",
+        base_url=url,
+        api_key="sk-test",
+        max_in_flight=8,
+        timeout_s=TIMEOUT_S,
+        max_retries=retries,
+        backoff_s=0.01,
+    )
 
 
 def _requests(n: int) -> list[Request]:
     schema = {"type": "object"}
-    return [Request(messages=[{"role": "user", "content": f"[doc{i}] text {i}"}], schema=schema, sampling=Sampling(max_new_tokens=32)) for i in range(n)]
+    return [
+        Request(
+            messages=[{"role": "user", "content": f"[doc{i}] text {i}"}],
+            schema=schema,
+            sampling=Sampling(max_new_tokens=32),
+        )
+        for i in range(n)
+    ]
 
 
 def test_faults_on_a_schedule_lose_nothing():
     n = 40
     schedule = {f"doc{i}": FAULTS[i % len(FAULTS)] for i in range(n)}
-    with FakeOpenAI(schedule, answer=lambda key, body: (json.dumps({"entities": [], "relations": [], "key": key}), None)) as fake:
+    with FakeOpenAI(
+        schedule, answer=lambda key, body: (json.dumps({"entities": [], "relations": [], "key": key}), None)
+    ) as fake:
         results = _backend(fake.base_url).generate(_requests(n))
     assert len(results) == n
     for i, res in enumerate(results):

@@ -16,7 +16,15 @@ from t2g.prompts import messages
 
 
 def _settings(model_dir, **over):
-    base = dict(model=str(model_dir), trust_remote_code=False, device="cpu", dtype="auto", batch_size=25, too_long="truncate", max_prompt_tokens=None)
+    base = dict(
+        model=str(model_dir),
+        trust_remote_code=False,
+        device="cpu",
+        dtype="auto",
+        batch_size=25,
+        too_long="truncate",
+        max_prompt_tokens=None,
+    )
     return {**base, **over}
 
 
@@ -29,7 +37,11 @@ def test_constrained_json_is_schema_valid(tiny_model_dir):
         # Vary the request: some documents ask for a subset, one for nothing at all.
         e = doc["entity_types"] if i % 3 else etypes[: 1 + i % len(etypes)]
         r = doc["relation_types"] if i % 5 else ([] if i == 0 else rtypes[:2])
-        requests.append(Request(messages=messages(doc["text"], e, r), schema=json_schema(e, r), sampling=Sampling(max_new_tokens=96)))
+        requests.append(
+            Request(
+                messages=messages(doc["text"], e, r), schema=json_schema(e, r), sampling=Sampling(max_new_tokens=96)
+            )
+        )
     results = backend.generate(requests)
     assert len(results) == 100
     for req, res in zip(requests, results):
@@ -42,7 +54,14 @@ def test_constrained_json_is_schema_valid(tiny_model_dir):
 def test_free_text_and_schema_in_one_batch(tiny_model_dir):
     backend = get_backend("transformers", _settings(tiny_model_dir))
     schema = json_schema(["person"], ["works_for"])
-    reqs = [Request(prompt="hello", sampling=Sampling(max_new_tokens=5)), Request(messages=messages("Ada works for Acme.", ["person"], ["works_for"]), schema=schema, sampling=Sampling(max_new_tokens=96))]
+    reqs = [
+        Request(prompt="hello", sampling=Sampling(max_new_tokens=5)),
+        Request(
+            messages=messages("Ada works for Acme.", ["person"], ["works_for"]),
+            schema=schema,
+            sampling=Sampling(max_new_tokens=96),
+        ),
+    ]
     free, constrained = backend.generate(reqs)
     assert free.finish_reason in ("stop", "length") and free.completion_tokens <= 5
     jsonschema.validate(json.loads(constrained.text), schema)
@@ -53,7 +72,10 @@ def test_too_long_prompts_are_counted_not_fatal(tiny_model_dir, rule):
     backend = get_backend("transformers", _settings(tiny_model_dir, too_long=rule, max_prompt_tokens=64))
     schema = json_schema(["person"], [])
     long_text = " ".join(d["text"] for d in toyworld.generate(20, seed=3))
-    reqs = [Request(messages=messages(long_text, ["person"], []), schema=schema, sampling=Sampling(max_new_tokens=48)), Request(prompt="short", schema=schema, sampling=Sampling(max_new_tokens=48))]
+    reqs = [
+        Request(messages=messages(long_text, ["person"], []), schema=schema, sampling=Sampling(max_new_tokens=48)),
+        Request(prompt="short", schema=schema, sampling=Sampling(max_new_tokens=48)),
+    ]
     long_res, short_res = backend.generate(reqs)
     if rule == "skip":
         assert long_res.finish_reason == "skipped" and "too long" in long_res.error
@@ -83,7 +105,9 @@ def test_generation_runs_on_one_thread_whatever_thread_asks(tiny_model_dir):
 
     backend.lm.generate = generate
     try:
-        reqs = [Request(messages=messages("Marin works for Zentek.", ["person"], []), sampling=Sampling(max_new_tokens=4))] * 3
+        reqs = [
+            Request(messages=messages("Marin works for Zentek.", ["person"], []), sampling=Sampling(max_new_tokens=4))
+        ] * 3
         shards = [threading.Thread(target=backend.generate, args=(reqs,)) for _ in range(3)]
         for t in shards:
             t.start()

@@ -7,11 +7,18 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from t2g.config import load_recipe
+from t2g.llm import Request, Sampling
+from t2g.llm.vllm_backend import VllmBackend
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -44,13 +51,24 @@ def test_vllm_constrained_json(tiny_model_dir):
     from t2g.prompts import messages
 
     settings = dict(
-        model=str(tiny_model_dir), trust_remote_code=False, dtype="auto", tensor_parallel_size=1, quantization=None,
-        max_model_len=None, gpu_memory_utilization=0.3, too_long="truncate", max_prompt_tokens=None,
+        model=str(tiny_model_dir),
+        trust_remote_code=False,
+        dtype="auto",
+        tensor_parallel_size=1,
+        quantization=None,
+        max_model_len=None,
+        gpu_memory_utilization=0.3,
+        too_long="truncate",
+        max_prompt_tokens=None,
     )
     backend = get_backend("vllm", settings)
     docs = toyworld.generate(50, seed=7)
     reqs = [
-        Request(messages=messages(d["text"], d["entity_types"], d["relation_types"]), schema=json_schema(d["entity_types"], d["relation_types"]), sampling=Sampling(max_new_tokens=256))
+        Request(
+            messages=messages(d["text"], d["entity_types"], d["relation_types"]),
+            schema=json_schema(d["entity_types"], d["relation_types"]),
+            sampling=Sampling(max_new_tokens=256),
+        )
         for d in docs
     ]
     results = backend.generate(reqs)
@@ -71,15 +89,6 @@ def test_vllm_constrained_json(tiny_model_dir):
 # finish_reason "length". Its answer names the `[tag]` it read in the prompt tokens, so a
 # result handed to the wrong request shows. The tokenizer is the tiny model's real one.
 
-import re
-from dataclasses import dataclass, field
-from types import SimpleNamespace
-
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from t2g.llm import Request, Sampling
-from t2g.llm.vllm_backend import VllmBackend
 
 _TAG = re.compile(r"\[(doc\d+)\]")
 LIMIT = 48  # max_prompt_tokens of the backends below
@@ -133,7 +142,14 @@ class StandInLLM:
             tokens = self.tokenizer.encode(answer_for(tag), add_special_tokens=False)
             reason = "length" if len(tokens) > params["max_tokens"] else "stop"
             tokens = tokens[: params["max_tokens"]]
-            outs.append(RequestOutput(str(n), None, ids, [CompletionOutput(0, self.tokenizer.decode(tokens), tokens, finish_reason=reason)]))
+            outs.append(
+                RequestOutput(
+                    str(n),
+                    None,
+                    ids,
+                    [CompletionOutput(0, self.tokenizer.decode(tokens), tokens, finish_reason=reason)],
+                )
+            )
         return outs
 
 
@@ -152,7 +168,11 @@ def tokenizer(tiny_model_dir):
 def _request(i: int, words: int, max_new: int, chat: bool) -> Request:
     text = f"[doc{i}] " + " ".join(["Alice works for Acme in Paris."] * words)
     sampling = Sampling(max_new_tokens=max_new)
-    return Request(messages=[{"role": "user", "content": text}], sampling=sampling) if chat else Request(prompt=text, sampling=sampling)
+    return (
+        Request(messages=[{"role": "user", "content": text}], sampling=sampling)
+        if chat
+        else Request(prompt=text, sampling=sampling)
+    )
 
 
 def _prompt_ids(tokenizer, request: Request) -> list[int]:
@@ -165,14 +185,22 @@ def _prompt_ids(tokenizer, request: Request) -> list[int]:
 
 def test_each_request_gets_its_own_answer_skips_and_aborts_reported(tokenizer):
     # doc0 fits; doc1 too long (skipped); doc2 cut at 5 tokens; doc3 aborted; doc4 chat, fits.
-    requests = [_request(0, 1, 64, False), _request(1, 20, 64, False), _request(2, 1, 5, False), _request(3, 1, 64, False), _request(4, 1, 64, True)]
+    requests = [
+        _request(0, 1, 64, False),
+        _request(1, 20, 64, False),
+        _request(2, 1, 5, False),
+        _request(3, 1, 64, False),
+        _request(4, 1, 64, True),
+    ]
     engine = StandInLLM(tokenizer, abort=frozenset({"doc3"}))
     results = VllmBackend.on_engine(engine, params_for, too_long="skip", max_prompt_tokens=LIMIT).generate(requests)
 
     assert len(results) == 5 and engine.seen == ["doc0", "doc2", "doc3", "doc4"]  # the skipped one never reached vLLM
     full = tokenizer.encode(answer_for("doc0"), add_special_tokens=False)
     assert results[0].ok and results[0].text == answer_for("doc0") and results[0].finish_reason == "stop"
-    assert results[0].prompt_tokens == len(_prompt_ids(tokenizer, requests[0])) and results[0].completion_tokens == len(full)
+    assert results[0].prompt_tokens == len(_prompt_ids(tokenizer, requests[0])) and results[0].completion_tokens == len(
+        full
+    )
     assert results[1].finish_reason == "skipped" and results[1].error.startswith("prompt too long")
     assert results[1].prompt_tokens == len(_prompt_ids(tokenizer, requests[1])) > LIMIT
     assert results[2].ok and results[2].finish_reason == "length" and results[2].completion_tokens == 5
@@ -184,7 +212,9 @@ def test_each_request_gets_its_own_answer_skips_and_aborts_reported(tokenizer):
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    shape=st.lists(st.tuples(st.integers(1, 12), st.integers(1, 40), st.booleans(), st.booleans()), min_size=1, max_size=12),
+    shape=st.lists(
+        st.tuples(st.integers(1, 12), st.integers(1, 40), st.booleans(), st.booleans()), min_size=1, max_size=12
+    ),
     too_long=st.sampled_from(["skip", "truncate"]),
 )
 def test_mapping_holds_for_any_mix(tokenizer, shape, too_long):
@@ -194,7 +224,9 @@ def test_mapping_holds_for_any_mix(tokenizer, shape, too_long):
     results = VllmBackend.on_engine(engine, params_for, too_long=too_long, max_prompt_tokens=LIMIT).generate(requests)
 
     assert len(results) == len(requests)
-    sent = [f"doc{i}" for i, q in enumerate(requests) if too_long == "truncate" or len(_prompt_ids(tokenizer, q)) <= LIMIT]
+    sent = [
+        f"doc{i}" for i, q in enumerate(requests) if too_long == "truncate" or len(_prompt_ids(tokenizer, q)) <= LIMIT
+    ]
     assert engine.seen == sent  # input order kept, skipped ones left out
     for i, (q, res) in enumerate(zip(requests, results)):
         tag, n_prompt = f"doc{i}", len(_prompt_ids(tokenizer, q))

@@ -79,7 +79,9 @@ def test_doc_id_is_a_digest_of_the_normalised_text() -> None:
 def test_parquet_source(tmp_path: Path) -> None:
     path = tmp_path / "docs.parquet"
     pq.write_table(pa.table({"body": TEXTS + [None], "n": [1, 2, 3, 4]}), path)
-    main, quarantine, _ = run([{"kind": "parquet", "name": "pq", "path": str(path), "text_field": "body", "id_field": "n"}])
+    main, quarantine, _ = run(
+        [{"kind": "parquet", "name": "pq", "path": str(path), "text_field": "body", "id_field": "n"}]
+    )
     assert main.column("text").to_pylist() == TEXTS
     assert json.loads(main.column("meta")[0].as_py()) == {"file": str(path), "row": 0, "id": 1}
     assert reasons(quarantine) == ["missing text"]
@@ -90,7 +92,10 @@ def test_text_file_one_document_per_line(tmp_path: Path) -> None:
     path = write_lines(tmp_path / "docs.txt", [TEXTS[0], "", TEXTS[1] + "\r", b"\xff\xfe bad"])
     main, quarantine, _ = run([{"kind": "text", "name": "lines", "path": str(path)}])
     assert main.column("text").to_pylist() == TEXTS[:2]
-    assert sorted(zip(quarantine.column("row").to_pylist(), reasons(quarantine))) == [(2, "blank line"), (4, "invalid utf-8")]
+    assert sorted(zip(quarantine.column("row").to_pylist(), reasons(quarantine))) == [
+        (2, "blank line"),
+        (4, "invalid utf-8"),
+    ]
 
 
 def test_text_folder_one_document_per_file(tmp_path: Path) -> None:
@@ -185,7 +190,9 @@ def test_annotated_source_validates_and_canonicalises_gold(tmp_path: Path) -> No
 def test_toyworld_source_carries_gold_and_types() -> None:
     from t2g import toyworld
 
-    main, quarantine, _ = run([{"kind": "toyworld", "name": "toy", "n": 30, "seed": 3, "split": "test"}], near_duplicate_threshold=None)
+    main, quarantine, _ = run(
+        [{"kind": "toyworld", "name": "toy", "n": 30, "seed": 3, "split": "test"}], near_duplicate_threshold=None
+    )
     docs = list(toyworld.iter_documents(30, 3, split="test"))
     texts = main.column("text").to_pylist()
     # Toy texts can repeat: whatever is not kept is quarantined as a duplicate.
@@ -323,7 +330,13 @@ def test_exact_duplicates_across_sources_first_seen_wins(tmp_path: Path) -> None
     assert main.column("text").to_pylist() == [TEXTS[0], TEXTS[1], TEXTS[2]]
     q = quarantine.to_pylist()
     assert q == [
-        {"source": "b", "row": 1, "reason": "exact duplicate", "raw": "  " + TEXTS[0].upper() + "  ", "duplicate_of": doc_id(TEXTS[0])}
+        {
+            "source": "b",
+            "row": 1,
+            "reason": "exact duplicate",
+            "raw": "  " + TEXTS[0].upper() + "  ",
+            "duplicate_of": doc_id(TEXTS[0]),
+        }
     ]
     assert summary["per_source"]["b"]["reasons"] == {"exact duplicate": 1}
 
@@ -348,7 +361,9 @@ def test_near_duplicates_are_quarantined_and_threshold_decides(tmp_path: Path) -
 
 def test_main_comes_in_bounded_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(collect_mod, "CHUNK_ROWS", 4)
-    path = write_lines(tmp_path / "d.jsonl", [json.dumps({"text": f"document number {i} is unique"}) for i in range(10)])
+    path = write_lines(
+        tmp_path / "d.jsonl", [json.dumps({"text": f"document number {i} is unique"}) for i in range(10)]
+    )
     result = collect(CollectConfig(sources=[{"kind": "jsonl", "name": "d", "path": str(path)}]))
     assert result.summary == {}  # final only after main is consumed
     sizes = [t.num_rows for t in result.main]
@@ -368,7 +383,7 @@ def test_nothing_survives_still_yields_a_typed_table(tmp_path: Path) -> None:
 _documents = st.one_of(
     st.text(max_size=200),
     st.text(alphabet=st.characters(codec="utf-8", categories=["Cc", "Zs", "Lu", "Ll"]), max_size=50),
-    st.just("</think> {\"entities\": [], \"relations\": []}"),
+    st.just('</think> {"entities": [], "relations": []}'),
     st.just('<think>x</think>{"entities": [{"id": 0, "text": "A", "type": "t"}]'),
     st.builds(lambda n: "word " * n, st.integers(0, 400)),  # huge against max_chars=1000
 )

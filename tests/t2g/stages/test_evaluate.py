@@ -19,7 +19,9 @@ def test_report_for_base_sft_and_grpo(model, tmp_path):
     docs = collect_table({"seed": 3, "test": 3})
     bench = tmp_path / "bench.jsonl"
     rows = collect_table({"test": 2}).to_pylist()
-    bench.write_text("".join(json.dumps({"id": r["id"], "text": r["text"], **json.loads(r["gold"])}) + "\n" for r in rows))
+    bench.write_text(
+        "".join(json.dumps({"id": r["id"], "text": r["text"], **json.loads(r["gold"])}) + "\n" for r in rows)
+    )
     cfg = EvaluateConfig(max_new_tokens=8, batch_size=2, benchmarks=[str(bench), str(tmp_path / "absent.jsonl")])
     result = evaluate(cfg, docs, model, model)
 
@@ -50,8 +52,12 @@ def _grammar_matcher(model: Path, schema: dict):
     import xgrammar as xgr
     from transformers import AutoConfig, AutoTokenizer
 
-    info = xgr.TokenizerInfo.from_huggingface(AutoTokenizer.from_pretrained(model), vocab_size=AutoConfig.from_pretrained(model).vocab_size)
-    compiled = xgr.GrammarCompiler(info).compile_json_schema(json.dumps(schema, sort_keys=True), any_whitespace=False, strict_mode=True)
+    info = xgr.TokenizerInfo.from_huggingface(
+        AutoTokenizer.from_pretrained(model), vocab_size=AutoConfig.from_pretrained(model).vocab_size
+    )
+    compiled = xgr.GrammarCompiler(info).compile_json_schema(
+        json.dumps(schema, sort_keys=True), any_whitespace=False, strict_mode=True
+    )
     return xgr.GrammarMatcher(compiled)
 
 
@@ -82,7 +88,10 @@ def test_constrained_decoding_gives_valid_json(model):
     assert finished >= 1, "no constrained answer finished: nothing was checked for validity"
     reports = {c: json.loads(run.files["report.json"]) for c, run in runs.items()}
     assert reports[True]["constrained"] is True and reports[False]["constrained"] is False
-    assert reports[True]["models"]["sft"]["type_conformity"] in (None, 1.0)  # the schema's enums allow only requested types
+    assert reports[True]["models"]["sft"]["type_conformity"] in (
+        None,
+        1.0,
+    )  # the schema's enums allow only requested types
     # The flag is not ignored: free decoding gives other answers and another valid-JSON rate.
     assert all(answers[True][i]["completion"] != answers[False][i]["completion"] for i in answers[True])
     rates = {c: r["models"]["sft"]["valid_json_rate"] for c, r in reports.items()}

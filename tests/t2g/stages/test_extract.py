@@ -67,7 +67,9 @@ def test_openai_backend_keeps_bad_answers_with_their_error():
     texts = docs.column("text").to_pylist()
 
     # Tag each document's prompt with its index so the fake server can misbehave per document.
-    tagged = docs.set_column(docs.schema.get_field_index("text"), "text", pa.array([f"[d{i}] {t}" for i, t in enumerate(texts)]))
+    tagged = docs.set_column(
+        docs.schema.get_field_index("text"), "text", pa.array([f"[d{i}] {t}" for i, t in enumerate(texts)])
+    )
 
     def answer(key: str, body: dict):
         if key == "d3":  # a server without constrained decoding answering a type nobody asked for
@@ -80,7 +82,9 @@ def test_openai_backend_keeps_bad_answers_with_their_error():
     clear_cache()
     rows = {r["id"]: r for r in res.main.to_pylist()}
     assert list(rows) == ids  # every document, once, in order
-    assert rows[ids[1]]["error"].startswith("unparseable answer") and rows[ids[1]]["raw"].startswith('{"entities": [ {"text": oops')
+    assert rows[ids[1]]["error"].startswith("unparseable answer") and rows[ids[1]]["raw"].startswith(
+        '{"entities": [ {"text": oops'
+    )
     assert rows[ids[2]]["error"].startswith("generation failed: 400") and fake.attempts["d2"] == 1
     assert rows[ids[3]]["error"] == "types not requested: spaceship" and rows[ids[3]]["graph"] is None
     assert rows[ids[4]]["error"] == "" and fake.attempts["d4"] == 3
@@ -91,7 +95,9 @@ def test_sharded_rerun_reuses_finished_shards(tmp_path, tiny_model_dir):
     store = Store(f"file://{tmp_path}/store")
     docs_ref = store.write("collect", "c0", _docs(10, 0))
     teacher_ref = store.write("teacher", "t0", pa.table({"x": [1]}))  # stands in for an upstream key only
-    cfg = ExtractConfig(backend="transformers", model=str(tiny_model_dir), shard_size=4, max_new_tokens=64, device="cpu")
+    cfg = ExtractConfig(
+        backend="transformers", model=str(tiny_model_dir), shard_size=4, max_new_tokens=64, device="cpu"
+    )
     plan = shards.plan("extract", cfg, [docs_ref], store, cfg.shard_size)
     assert [s.rows for s in plan.shards] == [4, 4, 2]
     # A "crash" after the first shard: only that one is finished.
@@ -103,9 +109,15 @@ def test_sharded_rerun_reuses_finished_shards(tmp_path, tiny_model_dir):
     assert merged.ref.rows == 10 and merged.summary["rows_out"] == 10 and merged.summary["shards"] == 3
     # The merged artifact is the stage's own: the plain runner finds it as a cache hit.
     assert execute("extract", cfg, [docs_ref], store).hit
-    assert store.read("extract", merged.ref.key).column("id").to_pylist() == store.read("collect", "c0").column("id").to_pylist()
+    assert (
+        store.read("extract", merged.ref.key).column("id").to_pylist()
+        == store.read("collect", "c0").column("id").to_pylist()
+    )
     # Another input key (a different teacher) is another shard key.
-    assert shards.plan("extract", cfg, {"docs": docs_ref, "teacher": teacher_ref}, store, 4).shards[0].key != plan.shards[0].key
+    assert (
+        shards.plan("extract", cfg, {"docs": docs_ref, "teacher": teacher_ref}, store, 4).shards[0].key
+        != plan.shards[0].key
+    )
 
 
 def test_teacher_labels_are_scored_against_the_documents_gold():
@@ -117,7 +129,9 @@ def test_teacher_labels_are_scored_against_the_documents_gold():
     docs = _docs(6, 2)
     golds = [graph_from_obj(json.loads(g)) for g in docs.column("gold").to_pylist()]
     tagged = docs.set_column(
-        docs.schema.get_field_index("text"), "text", pa.array([f"[d{i}] {t}" for i, t in enumerate(docs.column("text").to_pylist())])
+        docs.schema.get_field_index("text"),
+        "text",
+        pa.array([f"[d{i}] {t}" for i, t in enumerate(docs.column("text").to_pylist())]),
     )
 
     def answer(key: str, body: dict):  # the gold for even documents, nothing for odd ones

@@ -20,8 +20,10 @@ from t2g.stages.collect import MAIN_SCHEMA as COLLECT_SCHEMA
 from t2g.stages.collect import doc_id
 from t2g.stages.filter import MAIN_SCHEMA, filter_graphs
 
-EXTRACT_SCHEMA = COLLECT_SCHEMA.append(pa.field("graph", pa.string())).append(pa.field("error", pa.string())).append(
-    pa.field("model", pa.string())
+EXTRACT_SCHEMA = (
+    COLLECT_SCHEMA.append(pa.field("graph", pa.string()))
+    .append(pa.field("error", pa.string()))
+    .append(pa.field("model", pa.string()))
 )
 
 
@@ -54,9 +56,14 @@ def toy_docs(n: int = 40, seed: int = 0) -> list[dict[str, Any]]:
     return list(docs.values())[:n]
 
 
-def with_graph(doc: dict[str, Any], entities: list[dict[str, Any]] | None = None, relations: list[dict[str, Any]] | None = None) -> str:
+def with_graph(
+    doc: dict[str, Any], entities: list[dict[str, Any]] | None = None, relations: list[dict[str, Any]] | None = None
+) -> str:
     return json.dumps(
-        {"entities": doc["entities"] if entities is None else entities, "relations": doc["relations"] if relations is None else relations}
+        {
+            "entities": doc["entities"] if entities is None else entities,
+            "relations": doc["relations"] if relations is None else relations,
+        }
     )
 
 
@@ -74,9 +81,23 @@ def test_defects_are_dropped_with_the_right_reason() -> None:
         extracted(d[1], error="teacher timed out", graph=None),
         extracted(d[2], graph="{not json"),
         extracted(d[3], graph=json.dumps({"entities": [{"text": 5, "type": "person"}]})),
-        extracted(d[4], graph=with_graph(d[4], d[4]["entities"] + [{"text": "Zorblax Quintavius", "type": d[4]["entities"][0]["type"]}])),
-        extracted(d[5], graph=with_graph(d[5], relations=d[5]["relations"] + [{"head": d[5]["entities"][0]["text"], "tail": "Ghost", "type": d[5]["relations"][0]["type"]}])),
-        extracted(d[6], graph=with_graph(d[6], [{**d[6]["entities"][0], "type": not_requested_e}] + d[6]["entities"][1:])),
+        extracted(
+            d[4],
+            graph=with_graph(
+                d[4], d[4]["entities"] + [{"text": "Zorblax Quintavius", "type": d[4]["entities"][0]["type"]}]
+            ),
+        ),
+        extracted(
+            d[5],
+            graph=with_graph(
+                d[5],
+                relations=d[5]["relations"]
+                + [{"head": d[5]["entities"][0]["text"], "tail": "Ghost", "type": d[5]["relations"][0]["type"]}],
+            ),
+        ),
+        extracted(
+            d[6], graph=with_graph(d[6], [{**d[6]["entities"][0], "type": not_requested_e}] + d[6]["entities"][1:])
+        ),
         extracted(d[7], graph=with_graph(d[7], relations=[{**d[7]["relations"][0], "type": not_requested_r}])),
         extracted(d[8], graph=with_graph(d[8], [d[8]["entities"][0]] * 51, [])),
         extracted(d[9], text="Too short.", graph=with_graph(d[9], [], [])),
@@ -206,7 +227,9 @@ def test_augmentation_is_deterministic_and_order_independent() -> None:
 
 def test_no_negatives_when_not_configured() -> None:
     rows = [extracted(d) for d in toy_docs(30)]
-    out = filter_graphs(FilterConfig(augment={"variants": 2, "negative_types": 0, "keep_types": 0.5}), table(rows)).main.to_pylist()
+    out = filter_graphs(
+        FilterConfig(augment={"variants": 2, "negative_types": 0, "keep_types": 0.5}), table(rows)
+    ).main.to_pylist()
     for v in (r for r in out if r["variant"]):
         present = {e.type for e in graph_from_obj(json.loads(v["graph"])).entities}
         assert set(v["entity_types"]) == present or not present
@@ -229,7 +252,11 @@ _types = st.sampled_from(["person", "organisation", "location", "product", "date
 _entity = st.fixed_dictionaries({"text": _words, "type": _types})
 _relation = st.fixed_dictionaries({"head": _words, "tail": _words, "type": _types})
 _graph_json = st.one_of(
-    st.builds(lambda e, r: json.dumps({"entities": e, "relations": r}), st.lists(_entity, max_size=6), st.lists(_relation, max_size=4)),
+    st.builds(
+        lambda e, r: json.dumps({"entities": e, "relations": r}),
+        st.lists(_entity, max_size=6),
+        st.lists(_relation, max_size=4),
+    ),
     st.text(max_size=30),
     st.just("</think>{}"),
     st.just('{"entities": [{"text": 1}]}'),
@@ -266,7 +293,6 @@ def test_rows_in_equals_kept_plus_dropped(rows: list[dict[str, Any]], variants: 
     assert s["variants"] <= s["kept"] * variants
 
 
-
 # --- repair instead of discard (filter.ungrounded: repair) --------------------------
 
 REPAIR = FilterConfig(ungrounded="repair", augment={"variants": 0})
@@ -300,7 +326,9 @@ def test_repair_keeps_the_grounded_rest_and_records_what_went() -> None:
         assert r["detail"] == "removed 1 ungrounded entity (Zorblax Quintavius) and 2 relations naming it"
         removed = json.loads(r["removed"])
         assert [e["text"] for e in removed["entities"]] == ["Zorblax Quintavius"]
-        assert len(removed["relations"]) == 2 and all("Zorblax Quintavius" in (x["head"], x["tail"]) for x in removed["relations"])
+        assert len(removed["relations"]) == 2 and all(
+            "Zorblax Quintavius" in (x["head"], x["tail"]) for x in removed["relations"]
+        )
         assert r["graph"] == next(x["graph"] for x in rows if x["id"] == r["id"])  # the teacher's whole answer
     assert result.side["dropped"].num_rows == 0
 
@@ -320,7 +348,9 @@ def test_repair_removes_every_listing_of_the_entity_and_every_relation_naming_it
         {"head": "Ghost Corp", "tail": "Ghost Corp", "type": rtype},
         {"head": first, "tail": "Ghost Corp", "type": "other"},
     ]
-    row = extracted(doc, graph=with_graph(doc, doc["entities"] + ghost, relations), entity_types=None, relation_types=None)
+    row = extracted(
+        doc, graph=with_graph(doc, doc["entities"] + ghost, relations), entity_types=None, relation_types=None
+    )
     result = filter_graphs(REPAIR, table([row]))
     assert result.summary["kept"] == 1 and result.summary["repair_removed"] == {"entities": 2, "relations": 2}
     assert result.main.column("graph").to_pylist() == [extracted(doc)["graph"]]
@@ -346,10 +376,19 @@ def test_repair_removes_exactly_what_drop_drops_for() -> None:
     doc = next(d for d in toy_docs(40) if any(len(e["text"]) >= 6 for e in d["entities"]))
     name = next(e["text"] for e in doc["entities"] if len(e["text"]) >= 6)
     spellings = [
-        name.upper(), name.casefold(), f"\t{name}\n", name.replace(" ", " \n "),  # case and whitespace
+        name.upper(),
+        name.casefold(),
+        f"\t{name}\n",
+        name.replace(" ", " \n "),  # case and whitespace
         "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in name),  # fullwidth: NFKC folds it
-        name[:3], name[1:-1],  # inside the text's spelling: a substring is grounded
-        name[:3] + " " + name[3:], name + "x", name[::-1], "", " ", "\u200b",  # not in the text
+        name[:3],
+        name[1:-1],  # inside the text's spelling: a substring is grounded
+        name[:3] + " " + name[3:],
+        name + "x",
+        name[::-1],
+        "",
+        " ",
+        "\u200b",  # not in the text
         f"{name} {name}",  # in the text only if the text repeats it
     ]
     for spelling in spellings:
@@ -363,8 +402,23 @@ def test_repair_removes_exactly_what_drop_drops_for() -> None:
         assert bool(dropped) == bool(repaired.summary["repaired"]), repr(spelling)
         if dropped:
             assert repaired.main.column("graph").to_pylist() == [extracted(doc)["graph"]], repr(spelling)
-    grounded = [s for s in spellings if not filter_graphs(FilterConfig(), table([extracted(doc, graph=with_graph(
-        doc, [{"text": s, "type": "x"}, *doc["entities"]]), entity_types=None, relation_types=None)])).summary["dropped"]]
+    grounded = [
+        s
+        for s in spellings
+        if not filter_graphs(
+            FilterConfig(),
+            table(
+                [
+                    extracted(
+                        doc,
+                        graph=with_graph(doc, [{"text": s, "type": "x"}, *doc["entities"]]),
+                        entity_types=None,
+                        relation_types=None,
+                    )
+                ]
+            ),
+        ).summary["dropped"]
+    ]
     assert grounded[:7] == spellings[:7] and spellings[7:12] == [s for s in spellings[7:12] if s not in grounded]
 
 
@@ -380,7 +434,9 @@ def test_a_relation_that_named_no_entity_still_drops_the_document() -> None:
         result = filter_graphs(REPAIR, table([{**row, "graph": json.dumps(graph)}]))
         dropped = result.side["dropped"].to_pylist()
         assert [r["reason"] for r in dropped] == ["dangling relation"]
-        assert dropped[0]["detail"].endswith("(after repair: removed 1 ungrounded entity (Zorblax Quintavius) and 2 relations naming it)")
+        assert dropped[0]["detail"].endswith(
+            "(after repair: removed 1 ungrounded entity (Zorblax Quintavius) and 2 relations naming it)"
+        )
         assert result.summary["repaired_then_dropped"] == {"dangling relation": 1}
         assert result.summary["repaired"] == {} and result.side["repaired"].num_rows == 0
 
@@ -393,7 +449,10 @@ def test_a_repaired_document_must_pass_every_other_check() -> None:
     result = filter_graphs(REPAIR, table([only_ghosts]))
     dropped = result.side["dropped"].to_pylist()
     assert [(r["reason"], r["detail"]) for r in dropped] == [
-        ("too few entities", "0 < 1 (after repair: removed 1 ungrounded entity (Zorblax Quintavius) and 0 relations naming it)")
+        (
+            "too few entities",
+            "0 < 1 (after repair: removed 1 ungrounded entity (Zorblax Quintavius) and 0 relations naming it)",
+        )
     ]
     assert result.summary["kept"] == 0 and result.summary["repaired_then_dropped"] == {"too few entities": 1}
     # With min_entities 0 the same empty graph passes, and is a repaired document.
@@ -413,10 +472,14 @@ def test_a_repaired_document_must_pass_every_other_check() -> None:
 
 def test_repaired_counts_add_up_with_variants_and_drops() -> None:
     docs = toy_docs(12)
-    rows = [with_ghost(d) for d in docs[:5]] + [extracted(d) for d in docs[5:10]] + [
-        extracted(docs[10], error="boom", graph=None),
-        extracted(docs[11], graph=with_graph(docs[11], [{"text": "Zorblax", "type": "x"}], [])),
-    ]
+    rows = (
+        [with_ghost(d) for d in docs[:5]]
+        + [extracted(d) for d in docs[5:10]]
+        + [
+            extracted(docs[10], error="boom", graph=None),
+            extracted(docs[11], graph=with_graph(docs[11], [{"text": "Zorblax", "type": "x"}], [])),
+        ]
+    )
     result = filter_graphs(FilterConfig(ungrounded="repair", augment={"variants": 2, "seed": 1}), table(rows))
     s = result.summary
     assert (s["rows_in"], s["kept"], s["dropped"]) == (12, 10, 2) and s["variants"] > 0
@@ -452,10 +515,16 @@ def _labelled(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @settings(max_examples=80, deadline=None)
-@given(rows=st.lists(st.one_of(_labelled(), _row), max_size=20), variants=st.integers(0, 2), min_entities=st.integers(0, 2))
-def test_a_repaired_graph_is_grounded_and_nothing_is_lost(rows: list[dict[str, Any]], variants: int, min_entities: int) -> None:
+@given(
+    rows=st.lists(st.one_of(_labelled(), _row), max_size=20), variants=st.integers(0, 2), min_entities=st.integers(0, 2)
+)
+def test_a_repaired_graph_is_grounded_and_nothing_is_lost(
+    rows: list[dict[str, Any]], variants: int, min_entities: int
+) -> None:
     rows = [{**row, "id": f"d{i}"} for i, row in enumerate(rows)]  # one row per document, as extract writes
-    cfg = FilterConfig(ungrounded="repair", min_chars=0, min_entities=min_entities, max_entities=4, augment={"variants": variants})
+    cfg = FilterConfig(
+        ungrounded="repair", min_chars=0, min_entities=min_entities, max_entities=4, augment={"variants": variants}
+    )
     result = filter_graphs(cfg, table(rows))
     s = result.summary
     repaired = result.side["repaired"].to_pylist()
@@ -481,4 +550,6 @@ def test_a_repaired_graph_is_grounded_and_nothing_is_lost(rows: list[dict[str, A
             kept_r = [r.model_dump() for r in graph.relations] + removed["relations"]
             assert sorted(kept_e) == sorted((e.text, e.type) for e in original.entities)
             assert sorted(map(json.dumps, kept_r)) == sorted(json.dumps(r.model_dump()) for r in original.relations)
-            assert removed["entities"] and all(not normalise(e["text"]) or normalise(e["text"]) not in haystack for e in removed["entities"])
+            assert removed["entities"] and all(
+                not normalise(e["text"]) or normalise(e["text"]) not in haystack for e in removed["entities"]
+            )

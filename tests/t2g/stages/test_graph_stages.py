@@ -18,9 +18,24 @@ from t2g.stages import STAGES
 from tests.support.fake_graph import ENTITY_TYPES, RELATION_TYPES, corpus, grounded_answer, write_jsonl
 from tests.support.fake_openai import FakeOpenAI
 
-CONFIGS = ["configs/tiny.yaml", "configs/tiny-gold.yaml", "configs/tiny-r1.yaml", "configs/tiny-think.yaml", "configs/r1-70b.yaml"]
-GRAPH_STAGES = {"corpus", "chunk", "graph-extract", "resolve", "export", "graph_extract",
-                "resolve-blocks", "resolve-pairs", "resolve_pairs"}
+CONFIGS = [
+    "configs/tiny.yaml",
+    "configs/tiny-gold.yaml",
+    "configs/tiny-r1.yaml",
+    "configs/tiny-think.yaml",
+    "configs/r1-70b.yaml",
+]
+GRAPH_STAGES = {
+    "corpus",
+    "chunk",
+    "graph-extract",
+    "resolve",
+    "export",
+    "graph_extract",
+    "resolve-blocks",
+    "resolve-pairs",
+    "resolve_pairs",
+}
 
 
 @pytest.mark.parametrize("config", CONFIGS)
@@ -58,10 +73,21 @@ def _recipe_data(store: str, base_url: str, docs, **graph) -> dict:
     return {
         "name": "graph-test",
         "store": store,
-        "collect": {"sources": [{"name": "docs", "kind": "jsonl", "path": str(docs), "split": "corpus"}], "near_duplicate_threshold": None},
+        "collect": {
+            "sources": [{"name": "docs", "kind": "jsonl", "path": str(docs), "split": "corpus"}],
+            "near_duplicate_threshold": None,
+        },
         "chunk": {"max_tokens": 64, "overlap_tokens": 8},
-        "graph": {"backend": "openai", "model": "fake", "base_url": base_url, "entity_types": ENTITY_TYPES,
-                  "relation_types": RELATION_TYPES, "shard_size": 16, "max_retries": 0, **graph},  # fmt: skip
+        "graph": {
+            "backend": "openai",
+            "model": "fake",
+            "base_url": base_url,
+            "entity_types": ENTITY_TYPES,
+            "relation_types": RELATION_TYPES,
+            "shard_size": 16,
+            "max_retries": 0,
+            **graph,
+        },  # fmt: skip
         "resolve": {},
         "export": {"formats": ["graphml", "neo4j", "html"]},
     }
@@ -170,7 +196,9 @@ def test_the_identities_corpus_is_read_with_its_gold_without_touching_collect(tm
     from t2g.kg.local import run_graph
     from t2g.store import Store
 
-    recipe = load_recipe("configs/tiny-graph.yaml", store=(tmp_path / "s").as_uri(), overrides=["corpus.sources.0.n=12"])
+    recipe = load_recipe(
+        "configs/tiny-graph.yaml", store=(tmp_path / "s").as_uri(), overrides=["corpus.sources.0.n=12"]
+    )
     out = run_graph(recipe, until="chunk")
     assert list(out) == ["corpus", "chunk"]  # the training collect is not needed for chunks
     rows = Store(recipe.store).read("corpus", out["corpus"].ref.key).to_pylist()

@@ -79,7 +79,9 @@ def test_a_bad_reward_name_fails_when_the_recipe_loads_naming_the_field(tmp_path
     bad = tmp_path / "bad.yaml"
     bad.write_text("extends: " + str(Path(__file__).resolve().parents[3] / "configs" / "tiny-gold.yaml") + "\n"
                    "grpo: {rewards: [json, f1_entitiez, f1_relations, types]}\n")  # fmt: skip
-    run = subprocess.run([sys.executable, "-m", "t2g", "run", "--config", str(bad)], capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-m", "t2g", "run", "--config", str(bad)], capture_output=True, text=True, timeout=120
+    )
     assert run.returncode == 2 and "grpo.rewards: unknown reward(s) ['f1_entitiez']" in run.stderr, run.stderr
 
 

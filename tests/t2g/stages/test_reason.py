@@ -48,7 +48,9 @@ def test_thinking_off_passes_the_graph_through():
 def test_reasoner_answers_are_checked():
     keys = list(ANSWERS) + ["error"]
     with FakeOpenAI({"error": ["400"]}, answer=lambda key, body: ANSWERS[key]) as fake:
-        cfg = ReasonConfig(thinking=True, backend="openai", model="r1", base_url=fake.base_url, max_think_chars=200, backoff_s=0.01)
+        cfg = ReasonConfig(
+            thinking=True, backend="openai", model="r1", base_url=fake.base_url, max_think_chars=200, backoff_s=0.01
+        )
         res = reason(cfg, _examples(keys))
     clear_cache()
     kept = {r["id"]: r for r in res.main.to_pylist()}

@@ -30,7 +30,9 @@ def graph(entities, relations=()) -> str:
                        "relations": [{"head": h, "tail": t, "type": ty} for h, t, ty in relations]})  # fmt: skip
 
 
-def row(doc: str, text: str, label: str, split: str = "pool", variant: int = 0, gold: str | None = None, **types) -> dict:
+def row(
+    doc: str, text: str, label: str, split: str = "pool", variant: int = 0, gold: str | None = None, **types
+) -> dict:
     return {"id": doc if not variant else f"{doc}~v{variant}", "doc_id": doc, "text": text, "source": "t", "split": split,
             "entity_types": types.get("etypes", ["person", "company"]), "relation_types": types.get("rtypes", ["works_for"]),
             "graph": label, "gold": gold, "variant": variant, "think": None, "target": label}  # fmt: skip
@@ -38,7 +40,9 @@ def row(doc: str, text: str, label: str, split: str = "pool", variant: int = 0, 
 
 MARIN = graph([("Marin", "person"), ("Zentek", "company")], [("Marin", "Zentek", "works_for")])
 ANA = graph([("Ana", "person"), ("Lumo", "company")], [("Ana", "Lumo", "works_for")])
-KAI_LABEL = graph([("Kai", "person"), ("Orbis", "company"), ("Zed", "person")], [("Kai", "Orbis", "works_for")])  # Zed: not in the text
+KAI_LABEL = graph(
+    [("Kai", "person"), ("Orbis", "company"), ("Zed", "person")], [("Kai", "Orbis", "works_for")]
+)  # Zed: not in the text
 
 
 @pytest.fixture
@@ -56,7 +60,9 @@ def scripted(monkeypatch):
             seen.setdefault(r.messages[1]["content"], len(seen))
         k = len(requests) // max(len(seen), 1)
         by_request = [given[seen[r.messages[1]["content"]] * k + r.sample] for r in requests]
-        return [llm.Result(text=a, finish_reason="stop") if a is not None else llm.failed("boom") for a in by_request], {}
+        return [
+            llm.Result(text=a, finish_reason="stop") if a is not None else llm.failed("boom") for a in by_request
+        ], {}
 
     monkeypatch.setattr(llm_cache, "generate", generate)
     return state
@@ -80,12 +86,18 @@ def test_keeps_the_best_grounded_answer_that_reaches_min_reward(scripted):
     dropped = pa.Table.from_pylist([kai, no_label])
     scripted["answers"] = [
         # a: the label itself (reward 1); the label plus a name not in the text (fails the filter); not JSON
-        MARIN, graph([("Marin", "person"), ("Zentek", "company"), ("Bob", "person")], [("Marin", "Zentek", "works_for")]), "no graph",
+        MARIN,
+        graph([("Marin", "person"), ("Zentek", "company"), ("Bob", "person")], [("Marin", "Zentek", "works_for")]),
+        "no graph",
         # b: the best is 0.5 (both entities, no relation): below min_reward; a type not requested fails
-        graph([("Ana", "person")]), graph([("Ana", "person"), ("Lumo", "company")]), graph([("Ana", "city")]),
+        graph([("Ana", "person")]),
+        graph([("Ana", "person"), ("Lumo", "company")]),
+        graph([("Ana", "city")]),
         # c (the filter dropped the teacher's label, with an ungrounded Zed): copying the label scores 1.0 but
         # is not grounded; the grounded answer scores 0.9 and is kept
-        KAI_LABEL, graph([("Kai", "person"), ("Orbis", "company")], [("Kai", "Orbis", "works_for")]), None,
+        KAI_LABEL,
+        graph([("Kai", "person"), ("Orbis", "company")], [("Kai", "Orbis", "works_for")]),
+        None,
     ]
     result = run(cfg.model_copy(update={"dropped": True}), examples, dropped)
 
@@ -99,7 +111,12 @@ def test_keeps_the_best_grounded_answer_that_reaches_min_reward(scripted):
 
     s = result.summary
     assert (s["documents"], s["accepted"], s["rejected"], s["samples"]) == (3, 2, 1, 9)
-    assert s["reasons"] == {sample_mod.VARIANT: 1, sample_mod.OTHER_SPLIT: 1, sample_mod.UNUSABLE: 1, sample_mod.LOW_REWARD: 1}
+    assert s["reasons"] == {
+        sample_mod.VARIANT: 1,
+        sample_mod.OTHER_SPLIT: 1,
+        sample_mod.UNUSABLE: 1,
+        sample_mod.LOW_REWARD: 1,
+    }
     assert counts.balance(s, result.main.num_rows) == 0  # rows in = each reason + rows out
     rejected = result.side["rejected"].to_pylist()
     assert len(rejected) == s["samples"] - s["accepted"]
@@ -114,7 +131,9 @@ def test_keeps_the_best_grounded_answer_that_reaches_min_reward(scripted):
     assert result.files["rewards.png"].startswith(b"\x89PNG") and b"accepted 2 documents" in result.files["report.md"]
     # k requests per document, each its own sample (seed + j): vLLM would answer one seed k times alike
     reqs = scripted["requests"]
-    assert [(r.sample, r.sampling.seed) for r in reqs[::3]] == [(0, 0), (1, 1), (2, 2)] and reqs[0].messages == reqs[3].messages
+    assert [(r.sample, r.sampling.seed) for r in reqs[::3]] == [(0, 0), (1, 1), (2, 2)] and reqs[0].messages == reqs[
+        3
+    ].messages
 
 
 def test_a_document_without_a_label_is_kept_only_by_consensus(scripted):
@@ -161,16 +180,29 @@ def answers(draw) -> str | None:
         return draw(st.text(max_size=40))
     ents = draw(st.lists(st.tuples(st.sampled_from(NAMES), st.sampled_from(TYPES)), max_size=4))
     names = [e for e, _ in ents] or ["Marin"]
-    rels = draw(st.lists(st.tuples(st.sampled_from(names + ["Nobody"]), st.sampled_from(names), st.sampled_from(["works_for", "knows"])), max_size=2))
+    rels = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(names + ["Nobody"]), st.sampled_from(names), st.sampled_from(["works_for", "knows"])
+            ),
+            max_size=2,
+        )
+    )
     answer = graph(ents, rels)
     return answer[: draw(st.integers(0, len(answer)))] if kind == "cut" else answer
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(
     k=st.integers(1, 4),
     min_reward=st.floats(0, 1),
-    texts=st.lists(st.sampled_from(["Marin works for Zentek in Oslo.", "Ana works for Lumo.", "Nothing here at all."]), min_size=1, max_size=4),
+    texts=st.lists(
+        st.sampled_from(["Marin works for Zentek in Oslo.", "Ana works for Lumo.", "Nothing here at all."]),
+        min_size=1,
+        max_size=4,
+    ),
     data=st.data(),
 )
 def test_every_document_and_answer_is_accounted_for(scripted, k, min_reward, texts, data):
@@ -190,7 +222,12 @@ def test_every_document_and_answer_is_accounted_for(scripted, k, min_reward, tex
         (reward,) = sample_mod.score(cfg, [kept["target"]], doc.label, doc)
         assert reward >= min_reward
     for rej in result.side["rejected"].to_pylist():
-        assert rej["verdict"] in {sample_mod.NOT_BEST, sample_mod.BELOW, sample_mod.NO_GRAPH, sample_mod.GENERATION_ERROR} or rej["verdict"].startswith(sample_mod.FAILS)
+        assert rej["verdict"] in {
+            sample_mod.NOT_BEST,
+            sample_mod.BELOW,
+            sample_mod.NO_GRAPH,
+            sample_mod.GENERATION_ERROR,
+        } or rej["verdict"].startswith(sample_mod.FAILS)
         if rej["verdict"] == sample_mod.BELOW:
             assert rej["reward"] < min_reward
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pytest
 import pyarrow as pa
+import pytest
 import torch
 
 from t2g.config import SftConfig

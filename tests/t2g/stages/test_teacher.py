@@ -22,7 +22,9 @@ def test_examples_come_from_the_split_and_restrict_gold_to_the_request():
         graph = parse_completion(ex["completion"][0]["content"]).graph
         assert {e.type for e in graph.entities} <= set(row["entity_types"])
         assert row["text"] in ex["prompt"][1]["content"]
-        assert len(graph.entities) == len([e for e in json.loads(row["gold"])["entities"] if e["type"] in row["entity_types"]])
+        assert len(graph.entities) == len(
+            [e for e in json.loads(row["gold"])["entities"] if e["type"] in row["entity_types"]]
+        )
 
 
 def test_teacher_trains_a_tiny_model(tmp_path):
