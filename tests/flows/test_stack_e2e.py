@@ -48,6 +48,12 @@ def _client_calls(api_url: str, fn):
         return fn(client)
 
 
+def _pause_scheduled(client) -> None:
+    for deployment in client.read_deployments():
+        if deployment.schedules:
+            client.pause_deployment(deployment.id)
+
+
 def _logs(api_url: str, flow_run_id: str) -> str:
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
@@ -83,6 +89,10 @@ def stack(tmp_path_factory):
             "PREFECT_HOME": str(home / "prefect"),
             "PREFECT_API_AUTH_STRING": auth,
         }
+        # The scheduled deployments (nightly regeneration, hourly graph update) would run on
+        # this stack's worker, in the checkout, when the module crosses their hour: paused
+        # (their queued runs deleted), their schedules kept as deployed (checked below).
+        _client_calls(state["api_url"], _pause_scheduled)
         yield {"home": home, "state": state, "env": env, "auth": auth}
     finally:
         down = run_t2g(["stack", "down", "--home", str(home)], home, env, timeout=120)
@@ -162,6 +172,7 @@ def test_deployed_pipeline_completes_and_bad_input_fails_fast(stack, tmp_path):
     # run index, and no overlap.
     regen = _client_calls(api, lambda c: c.read_deployment_by_name("t2g-data/regenerate"))
     assert [s.schedule.cron for s in regen.schedules] == ["0 2 * * *"] and regen.schedules[0].active
+    assert regen.paused  # by the fixture: no scheduled run may start in the checkout
     assert "{date}" not in regen.parameters["store"] and regen.parameters["index"] == "{date}"
     assert regen.global_concurrency_limit.limit == 1
     assert regen.concurrency_options.collision_strategy.value == "CANCEL_NEW"
