@@ -50,7 +50,7 @@ def run(
 
     started = time.time()
     try:
-        found = None if orchestrate else cached(recipe, nodes, open_store(recipe.store))
+        found = None if orchestrate else cached(nodes, open_store(recipe.store))
     except Exception:  # an unreachable store: let the orchestrated run retry and report it
         found = None
     if found is not None:

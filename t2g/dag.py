@@ -235,10 +235,10 @@ def _without_unmet_optional(node: Node, available: set[str]) -> Node:
     return node if inputs == node.inputs else replace(node, inputs=inputs)
 
 
-def cached(recipe: Any, nodes: Iterable[Node], store: Any) -> dict[str, Any] | None:
+def cached(nodes: Iterable[Node], store: Any) -> dict[str, Any] | None:
     """Every node's finished artifact, when the store holds all of them; else None.
 
-    Keys come from the recipe alone (config, upstream keys, code: `plan` computed them),
+    Keys come from the plan (config, upstream keys, code: `plan` computed them once),
     so a rerun can tell that there is nothing to do without starting an orchestrator."""
     found: dict[str, Any] = {}
     for node in nodes:

@@ -234,6 +234,6 @@ def test_a_two_round_recipe_runs_through_the_runner_and_the_flow(tmp_path, prefe
     assert list(report["comparisons"]) == ["sft - base", "grpo - sft", "sft-2 - grpo", "grpo-2 - sft-2"]
 
     # Keys come from the recipe alone: the walker and the runner agree on every node.
-    assert cached(recipe, plan(recipe), store) == {n: ArtifactRef.from_dict(r) for n, r in ran.items()}
+    assert cached(plan(recipe), store) == {n: ArtifactRef.from_dict(r) for n, r in ran.items()}
     # Each later node is its own task (the UI groups runs by task name) and task run.
     assert [stage_task(n).name for n in later] == later

@@ -127,7 +127,7 @@ def test_a_walk_computes_each_key_once_when_it_plans(tmp_path, monkeypatch):
         done[node.name] = out.ref
     assert set(calls) == {"filter-shard"} and len(calls) == store.manifest("filter", nodes[-1].key)["summary"]["shards"]
     calls.clear()
-    assert cached(recipe, nodes, store) == done and calls == []
+    assert cached(nodes, store) == done and calls == []
 
 
 def test_the_flow_walk_computes_each_key_once_when_it_plans(tmp_path, monkeypatch, prefect_api):

@@ -142,6 +142,16 @@ SPARSE = 1 << 30
 LONG_LINE = 1 << 26  # skipping a line means reading it: 64 MiB keeps the test at a second
 
 
+def traced(fn, *args, **kwargs):
+    """fn's result and the peak of Python allocations while it ran."""
+    tracemalloc.start()
+    try:
+        result = fn(*args, **kwargs)
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_a_huge_sparse_file_is_quarantined_without_being_read(tmp_path: Path) -> None:
     folder = tmp_path / "c"
     folder.mkdir()
@@ -150,12 +160,7 @@ def test_a_huge_sparse_file_is_quarantined_without_being_read(tmp_path: Path) ->
     run(source, max_chars=1_000)  # warm: lazy imports are not what is measured
     with open(folder / "big.txt", "wb") as fh:
         fh.truncate(SPARSE)  # 1 GiB of zeros on paper, no blocks on disk
-    tracemalloc.start()
-    try:
-        main, quarantine, _ = run(source, max_chars=1_000)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    (main, quarantine, _), peak = traced(run, source, max_chars=1_000)
     assert peak < 16 << 20, f"collect allocated {peak >> 20} MiB for a folder of two files"
     assert main.column("text").to_pylist() == [TEXTS[0]]
     assert quarantine.to_pylist() == [
@@ -170,12 +175,7 @@ def test_a_huge_line_is_not_read_whole(tmp_path: Path) -> None:
     run(source, max_chars=1_000)  # warm: lazy imports are not what is measured
     with open(path, "ab") as fh:
         fh.truncate(LONG_LINE)  # one 64 MiB line of NULs after the first
-    tracemalloc.start()
-    try:
-        main, quarantine, _ = run(source, max_chars=1_000)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    (main, quarantine, _), peak = traced(run, source, max_chars=1_000)
     assert peak < 16 << 20, f"collect allocated {peak >> 20} MiB for one long line"
     assert main.column("text").to_pylist() == [TEXTS[0]]
     [bad] = quarantine.to_pylist()
