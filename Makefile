@@ -30,10 +30,15 @@ lock: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/t2g run --config configs/tiny.yaml
 
+# Tests run in parallel (pytest-xdist), one worker more than the cores: a third of the
+# suite's wall time is tests waiting on servers and subprocesses (docs/log.md, 2026-12-06).
+# Each worker starts its own SeaweedFS and Prefect server. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= $(shell python3 -c 'import os; print(len(os.sched_getaffinity(0)) + 1)')
+
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest -q -m "not slow"  # soaks: pytest -m slow
+	$(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist worksteal  # soaks: pytest -m slow
 
 bench: $(STAMP)
 	$(PY) -m bench

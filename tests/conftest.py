@@ -48,6 +48,19 @@ def pytest_configure(config: pytest.Config) -> None:
     set_hypothesis_home_dir(temp / "hypothesis")
 
 
+# The layers whose tests run whole flows, kills and benchmarks in subprocesses: a minute or
+# two each. Under xdist they go first, so no worker starts one when the others are done.
+HEAVY_FIRST = ("flows", "faults", "bench")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def layer(item: pytest.Item) -> int:
+        parts = item.path.relative_to(config.rootpath).parts
+        return 0 if len(parts) > 1 and parts[1] in HEAVY_FIRST else 1
+
+    items.sort(key=layer)  # stable: file order within each group
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _TEMP in config.stash:
         shutil.rmtree(config.stash[_TEMP], ignore_errors=True)

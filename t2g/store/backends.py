@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import threading
 import uuid
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -149,10 +151,21 @@ class S3Backend:
         # client signs with, wherever the keys came from (environment, profile, a block).
         session_keys = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token", "region_name")
         self.session = boto3.session.Session(**{k: v for k, v in client_kwargs.items() if k in session_keys})
-        others = {k: v for k, v in client_kwargs.items() if k not in session_keys}
-        self.client = self.session.client("s3", config=config, **others)
+        self._client_args = (config, {k: v for k, v in client_kwargs.items() if k not in session_keys})
+        self._client_lock = threading.Lock()
         self._bucket_checked = False
         self._create_bucket = create_bucket
+
+    @cached_property
+    def client(self) -> Any:
+        """Made on first use: a client costs ~0.2 s of CPU (botocore loads the S3 service
+        model), and many stores (a URI check, a planner that finds everything finished)
+        never send a request. Locked: the shards' threads share one store."""
+        with self._client_lock:
+            if "client" in self.__dict__:  # another thread made it while this one waited
+                return self.__dict__["client"]
+            config, others = self._client_args
+            return self.session.client("s3", config=config, **others)
 
     def _key(self, rel: str) -> str:
         return f"{self.prefix}/{rel}" if self.prefix else rel
