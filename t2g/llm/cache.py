@@ -8,7 +8,8 @@ included) and the request's sample index. An entry is one immutable JSON object 
 store, `_llm_cache/<k[:2]>/<k>.json`, written with the store's atomic put as soon as its
 result arrives (a kill loses only the requests in flight); only results without an error
 are written. Two writers of one key write the same answer (or, sampling without a seed,
-an equally valid one): the last wins, whole. A lookup is one GET; nothing lists.
+an equally valid one): the last wins, whole. A lookup is one GET (a stage's lookups go
+as one batch, Store.get_many); nothing lists.
 
 Identity (`identity`), as the backend's registry entry (t2g.llm.registry) names its
 model: for a local backend, a model folder (an "@teacher" artifact, a checkpoint) by its
@@ -46,7 +47,6 @@ from t2g.store import Store
 
 PREFIX = "_llm_cache"
 FORMAT = 1  # bump when an entry's layout or the key's recipe changes
-LOOKUP_THREADS = 16  # parallel GETs: an S3 lookup is a round trip
 CHUNK = 256  # requests per generate call for a backend that cannot report results one by one
 
 # Engine settings that change what a model answers (the prompt a backend cuts to fit,
@@ -102,10 +102,14 @@ class ResponseCache:
 
     def get(self, key: str) -> Result | None:
         """The cached result, or None (absent, or unreadable: then it is asked again and rewritten)."""
-        try:
-            raw = self.store.get_bytes(entry_path(key, self.prefix))
-        except KeyError:
-            return None
+        return self.get_many([key])[0]
+
+    def get_many(self, keys: Sequence[str]) -> list[Result | None]:
+        """`get` for each key, in one batch of reads (Store.get_many)."""
+        raws = self.store.get_many([entry_path(key, self.prefix) for key in keys])
+        return [self._parse(key, raw) if raw is not None else None for key, raw in zip(keys, raws)]
+
+    def _parse(self, key: str, raw: bytes) -> Result | None:
         try:
             entry = json.loads(raw)
             if entry.get("key") != key:
@@ -245,8 +249,7 @@ class CachedBackend:
     def generate(self, requests: Sequence[Request]) -> list[Result]:
         started = time.time()
         keys = [request_key(self.identity, r, r.sample) for r in requests]
-        with ThreadPoolExecutor(LOOKUP_THREADS) as pool:
-            found = list(pool.map(self.cache.get, keys))
+        found = self.cache.get_many(keys)
         results: list[Result | None] = list(found)
         for res in found:
             if res is not None:

@@ -24,6 +24,8 @@ from t2g.store.errors import StoreFatal
 class FileBackend:
     """Local folder backend."""
 
+    read_concurrency = 1  # Store.get_many: a local read is microseconds, threads only contend
+
     def __init__(self, root: Path):
         self.root = root
 
@@ -133,6 +135,8 @@ class FileBackend:
 
 class S3Backend:
     """S3 backend (AWS S3, MinIO, SeaweedFS) through boto3."""
+
+    read_concurrency = 16  # Store.get_many: each GET is a round trip; boto3 clients are thread-safe
 
     def __init__(self, bucket: str, prefix: str, create_bucket: bool = True, **client_kwargs: Any):
         import boto3.session

@@ -60,6 +60,16 @@ def test_stray_parts_are_never_read(store):
     assert store.verify("s", "k") == []
 
 
+def test_get_many_answers_in_order_with_none_for_the_absent(store):
+    # The LLM cache's lookups go as one batch: a pool of GETs on S3, one by one on a folder.
+    names = [f"_llm_cache/{i:02d}/e{i}.json" for i in range(40)]
+    for i, name in enumerate(names[::2]):
+        store.put_bytes(name, f"entry {2 * i}".encode())
+    got = store.get_many(names)
+    assert got == [f"entry {i}".encode() if i % 2 == 0 else None for i in range(40)]
+    assert store.get_many([]) == []
+
+
 def test_empty_artifact_keeps_its_schema(store):
     store.write("s", "empty", [_table(0)])
     t = store.read("s", "empty")
