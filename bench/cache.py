@@ -9,7 +9,8 @@ GOAL_S seconds. The first run trains the teacher, student and GRPO: ~10 minutes 
     BENCH_CACHE_DIR=DIR python -m bench cache   # keep the run's folder (its store: DIR/.t2g/store)
 
 The first run is `make demo` from an empty store: its wall time and, when it reached
-evaluate, its F1 table and GRPO - SFT interval (the README's demo table) are recorded too.
+evaluate, its F1 table and GRPO - SFT interval (the README's demo table) are recorded too,
+with the machine it ran on (bench/machine.py: its matrix-multiply rate sets the wall time).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import recipes
+from bench import machine, recipes
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RECIPE = REPO / "configs" / "tiny.yaml"
@@ -92,6 +93,7 @@ def run(smoke: bool = False) -> dict[str, Any]:
         config, until = (recipes.write(SMOKE, tmp), "filter") if smoke else (DEFAULT_RECIPE, UNTIL)
         env = {**os.environ, "PREFECT_HOME": f"{tmp}/prefect", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
         env.pop("PREFECT_API_URL", None)  # Prefect's ephemeral API, as `make demo`
+        host = machine.describe(0.5 if smoke else 2.0)  # before the run, on idle cores
         first_s, first_out = _run(config, until, tmp, env)
         figures = _evaluation(tmp)
         second_s, out = _run(config, until, tmp, env)
@@ -105,6 +107,7 @@ def run(smoke: bool = False) -> dict[str, Any]:
         "first_s": round(first_s, 1),
         "cached_rerun_s": round(second_s, 1),
         "first_stages_s": stage_walls(first_out),
+        "machine": host,
         "stages": stages,
         "cache_hits": hits,
         "goal_s": GOAL_S,

@@ -27,23 +27,12 @@ from prefect.futures import as_completed
 from t2g import shards as sh
 from t2g.config import Recipe
 from t2g.dag import section
+from t2g.llm import use_secrets
 from t2g.llm.cache import use_cache
-from t2g.llm.registry import BACKENDS
 from tasks.gpu import gpu_slot
+from tasks.secrets import secret
 from tasks.stage_task import options, prefect_key, publish, refs, t2g_logs_to_run
 from tasks.storage import open_llm_cache, open_store
-
-
-def _api_key(cfg: Any) -> str | None:
-    """A Prefect Secret block named by the recipe, resolved here (t2g never imports
-    prefect); None: the backend reads the environment variable the recipe names."""
-    name = getattr(cfg, "api_key_block", None)
-    served = BACKENDS.get(getattr(cfg, "backend", None))
-    if served is None or served.local or not name:
-        return None
-    from prefect.blocks.system import Secret
-
-    return str(Secret.load(name).get())
 
 
 @task(name="shard-plan", task_run_name="{stage} plan [{recipe.name}]", persist_result=False)
@@ -75,10 +64,8 @@ def shard_task(
     recipe: Recipe, stage: str, shard: dict[str, Any], upstream: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
     cfg = section(recipe, stage)
-    with gpu_slot(recipe, stage), t2g_logs_to_run(), use_cache(open_llm_cache(recipe)):
-        outcome = sh.run_shard(
-            stage, cfg, sh.Shard.from_dict(shard), refs(upstream), open_store(recipe.store), api_key=_api_key(cfg)
-        )
+    with gpu_slot(recipe, stage), t2g_logs_to_run(), use_cache(open_llm_cache(recipe)), use_secrets(secret):
+        outcome = sh.run_shard(stage, cfg, sh.Shard.from_dict(shard), refs(upstream), open_store(recipe.store))
     get_run_logger().info(
         "%s shard %d: %s %d rows in %.1f s",
         stage,

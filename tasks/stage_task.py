@@ -30,12 +30,14 @@ from prefect.tasks import exponential_backoff
 from t2g import counts
 from t2g.config import Recipe
 from t2g.dag import section
+from t2g.llm import use_secrets
 from t2g.llm.cache import use_cache
 from t2g.runner import Outcome, execute
 from t2g.stages import registered
 from t2g.store import ArtifactRef, StoreError
 from tasks.gpu import gpu_slot, stage_tags
 from tasks.results import json_only_result_storage
+from tasks.secrets import secret
 from tasks.storage import open_llm_cache, open_store
 
 # Transient: worth a retry. Anything else (a bad recipe, bad data, a bug) fails at once.
@@ -130,7 +132,7 @@ def t2g_logs_to_run() -> Iterator[None]:
 
 def _run(recipe: Recipe, stage: str, key: str, upstream: dict[str, dict[str, Any]]) -> dict[str, Any]:
     # GPU stages hold a slot of the `gpu` limit (tasks/gpu.py); LLM stages ask the recipe's response cache first.
-    with gpu_slot(recipe, stage), t2g_logs_to_run(), use_cache(open_llm_cache(recipe)):
+    with gpu_slot(recipe, stage), t2g_logs_to_run(), use_cache(open_llm_cache(recipe)), use_secrets(secret):
         outcome = execute(stage, section(recipe, stage), refs(upstream), open_store(recipe.store), key)
     return publish(stage, outcome)
 

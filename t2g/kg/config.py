@@ -117,12 +117,6 @@ class JudgeConfig(LLMSection):
             raise ValueError(
                 "model: name a model folder, hub name or served model (the recipe's own models are not judges)"
             )
-        if self.api_key_block:
-            # The resolve stage runs as one plain task, which resolves no Prefect Secret
-            # block (tasks/shards.py does, for LLM shards only).
-            raise ValueError(
-                "api_key_block is not supported for the judge yet: name the key's environment variable in api_key_env"
-            )
         return self
 
 

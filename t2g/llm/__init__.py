@@ -5,8 +5,10 @@ is built and what names its model).
 A backend holds a loaded model (or a client configuration), so it is created once per
 worker process and reused by every shard that process runs: `get_backend` caches it by
 the settings that shape the engine. vllm is imported only when chosen (the CPU install
-has none). API keys never come from here: tasks/ resolves a Prefect Secret block and
-hands the key in; t2g reads at most the environment variable the recipe names.
+has none). API keys: a section's `api_key_block` names a Prefect Secret block, which only
+the orchestration can read: tasks/ wraps each stage in `use_secrets(reader)`, so any LLM
+section a stage uses (extract's, graph's, resolve's judge) gets its key the same way; t2g
+itself reads at most the environment variable the recipe names.
 """
 
 from __future__ import annotations
@@ -14,12 +16,25 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from t2g.llm import registry
 from t2g.llm.base import Backend, Request, Result, Sampling, failed
 
-__all__ = ["Backend", "Request", "Result", "Sampling", "failed", "get_backend", "engine_settings", "resolve_api_key"]
+__all__ = [
+    "Backend",
+    "Request",
+    "Result",
+    "Sampling",
+    "failed",
+    "get_backend",
+    "engine_settings",
+    "resolve_api_key",
+    "use_secrets",
+]
 
 _CACHE: dict[tuple, Backend] = {}
 _LOCK = threading.Lock()
@@ -33,17 +48,35 @@ def engine_settings(cfg: Any, model: str) -> dict[str, Any]:
     return settings
 
 
+_secrets: ContextVar[Callable[[str], str] | None] = ContextVar("t2g_secret_reader", default=None)
+
+
+@contextmanager
+def use_secrets(reader: Callable[[str], str] | None) -> Iterator[None]:
+    """Within: a section's `api_key_block` is read with `reader(name)` (tasks/: a Prefect
+    Secret block's value)."""
+    token = _secrets.set(reader)
+    try:
+        yield
+    finally:
+        _secrets.reset(token)
+
+
 def resolve_api_key(cfg: Any, api_key: str | None = None) -> str:
-    """The key for an openai-compatible server: handed in (tasks/ resolved a Prefect
-    Secret block), else the environment variable the recipe names, else a placeholder
-    (local servers such as `vllm serve` accept any key)."""
+    """The key for an openai-compatible server: handed in, else the Secret block the
+    section names (read by the current `use_secrets` reader), else the environment
+    variable it names, else a placeholder (local servers such as `vllm serve` accept any key)."""
     if api_key:
         return api_key
-    if getattr(cfg, "api_key_block", None):
-        raise ValueError(
-            f"api_key_block={cfg.api_key_block!r} is resolved by the Prefect task (tasks.shards); "
-            "outside a flow set the environment variable named by api_key_env instead"
-        )
+    block = getattr(cfg, "api_key_block", None)
+    if block:
+        reader = _secrets.get()
+        if reader is None:
+            raise ValueError(
+                f"api_key_block={block!r} is a Prefect Secret block, read only when the stage runs in a "
+                "flow (t2g run); outside a flow set the environment variable named by api_key_env instead"
+            )
+        return reader(block)
     return os.environ.get(cfg.api_key_env) or "EMPTY"
 
 

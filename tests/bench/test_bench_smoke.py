@@ -16,7 +16,7 @@ from bench.lockfile import lock_id
 # The figures each benchmark promises (a benchmark not listed must still return some).
 FIGURES = {
     "rewards": {"ratio", "t2g_s", "baseline_s", "n"},
-    "cache": {"first_s", "cached_rerun_s", "stages", "cache_hits", "goal_s", "meets_goal", "first_stages_s"},
+    "cache": {"first_s", "cached_rerun_s", "stages", "cache_hits", "goal_s", "meets_goal", "first_stages_s", "machine"},
     "load": {"documents", "peak_rss_mb", "under_limit", "docs_per_s", "stages"},
     "stack": {"stack_up_s", "deployment_run_until_filter_s", "stack_down_s"},
     "sft": {"t2g", "seed_style", "speedup", "mean_tokens_per_example"},
@@ -35,6 +35,7 @@ def test_benchmark_runs_at_smoke_size(name):
     json.dumps(figures)  # results.json must be able to hold them
     if name == "cache":  # the rerun did no stage work
         assert figures["stages"] >= 3 and figures["cache_hits"] == figures["stages"], figures
+        assert figures["machine"]["matmul_gflops"] > 0 and figures["machine"]["cores"] >= 1, figures
         assert {"collect", "extract", "filter"} <= set(figures["first_stages_s"]), (
             figures
         )  # each stage's wall, from the log

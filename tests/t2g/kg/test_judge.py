@@ -139,9 +139,11 @@ def test_a_judge_recipe_section_is_checked():
             "resolve": {"fuzzy_threshold": 0.9, "judge": {"backend": "openai", "model": "m", "threshold": 0.95}}}  # fmt: skip
     with pytest.raises(ValueError, match="judge.threshold .* must be below fuzzy_threshold"):
         validate(data)
-    data["resolve"]["judge"] = {"backend": "openai", "model": "m", "api_key_block": "b"}
-    with pytest.raises(ValueError, match="api_key_env"):
+    data["resolve"]["judge"] = {"backend": "openai", "model": "@teacher"}
+    with pytest.raises(ValueError, match="not judges"):
         validate(data)
+    data["resolve"]["judge"] = {"backend": "openai", "model": "m", "api_key_block": "b"}  # read in the flow's task
+    assert validate(data).resolve.judge.api_key_block == "b"
     data["resolve"]["judge"] = {"backend": "openai", "model": "m"}
     assert validate(data).resolve.judge.threshold == 0.75
 

@@ -220,19 +220,23 @@ def judging(extract):
 
 
 @pytest.mark.parametrize("sharded", [False, True], ids=["one-task-resolve", "sharded-pairs-and-judge"])
-def test_t2g_graph_config_runs_the_graph_stages_through_prefect(tmp_path, prefect_server, sharded):
+def test_t2g_graph_config_runs_the_graph_stages_through_prefect(tmp_path, prefect_api, sharded):
     import yaml
+    from prefect.blocks.system import Secret
 
     from tests.support.flowrun import run_t2g
 
+    prefect_server = prefect_api
     docs = tmp_path / "docs.jsonl"
     write_jsonl(docs, corpus(30))
     with FakeOpenAI(answer=judging(grounded_answer(ungrounded_every=7))) as fake:
         recipe = tmp_path / "graph.yaml"
         data = _recipe_data("file://.t2g/store", fake.base_url, docs)
         if sharded:  # resolve-pairs as row shards on the flow's task runner, the judge in resolve's task
+            Secret(value="judge-key-7f3").save("t2g-test-judge-key", overwrite=True)  # the judge's key, from a block
             data["resolve"] = {"shard_size": 40, "judge": {"backend": "openai", "model": "judge", "base_url": fake.base_url,
-                                                           "threshold": 0.5, "max_retries": 0}}  # fmt: skip
+                                                           "threshold": 0.5, "max_retries": 0,
+                                                           "api_key_block": "t2g-test-judge-key"}}  # fmt: skip
         recipe.write_text(yaml.safe_dump(data))
         first = run_t2g(["graph", "--config", str(recipe)], tmp_path, prefect_server.env())
         again = run_t2g(["graph", "--config", str(recipe)], tmp_path, prefect_server.env())
@@ -247,3 +251,6 @@ def test_t2g_graph_config_runs_the_graph_stages_through_prefect(tmp_path, prefec
         manifest = (Path(first.stages["resolve"]["uri"].removeprefix("file://")) / "_manifest.json").read_text()
         summary = json.loads(manifest)["summary"]
         assert summary["judge"]["asked"] > 0 and summary["judge"]["not same"] == summary["judge"]["asked"], summary
+        # Every question went with the block's key; graph extraction's requests with its own.
+        assert fake.authorizations.count("Bearer judge-key-7f3") == summary["judge"]["asked"], set(fake.authorizations)
+        assert "judge-key-7f3" not in first.output
