@@ -183,7 +183,28 @@ def _setup(api_url: str, auth: str, pools: list[str], gpu_limit: str, gpu_slots:
             client.update_global_concurrency_limit(gpu_limit, GlobalConcurrencyLimitUpdate(limit=gpu_slots))
 
 
-def up(home: Path, port: int, config: Path, ui: bool = True, timeout: float = 240) -> dict[str, Any]:
+def _pause_scheduled(api_url: str, auth: str) -> list[str]:
+    """Pause every deployment that has a schedule (Prefect deletes its queued runs and keeps
+    the schedule, for `prefect deployment resume`); their names."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY, PREFECT_API_URL, temporary_settings
+
+    settings = {PREFECT_API_URL: api_url, PREFECT_API_AUTH_STRING: auth}
+    paused = []
+    with (
+        temporary_settings(updates=settings, restore_defaults={PREFECT_API_KEY}),
+        get_client(sync_client=True) as client,
+    ):
+        for deployment in client.read_deployments():
+            if deployment.schedules:
+                client.pause_deployment(deployment.id)
+                paused.append(deployment.name)
+    return paused
+
+
+def up(
+    home: Path, port: int, config: Path, ui: bool = True, timeout: float = 240, schedules: bool = True
+) -> dict[str, Any]:
     from t2g.kg.config import load_recipe
 
     recipe = load_recipe(config)  # fails on a bad recipe before anything starts
@@ -259,6 +280,9 @@ def up(home: Path, port: int, config: Path, ui: bool = True, timeout: float = 24
             raise RuntimeError(
                 f"prefect deploy failed; see {logs / 'deploy.log'}:\n{deployed.stdout[-2000:]}{deployed.stderr[-2000:]}"
             )
+        if not schedules:
+            state["paused"] = _pause_scheduled(api_url, auth)
+            save()
         for pool, pid in pids["workers"].items():
             if not alive(pid):
                 raise RuntimeError(f"the worker for {pool} exited; see {logs / f'worker-{pool}.log'}")
@@ -312,10 +336,16 @@ def up_cmd(
         REPO / "configs" / "tiny.yaml", "--config", help="recipe naming the pools and GPU slots"
     ),
     ui: bool = typer.Option(True, "--ui/--no-ui", help="serve the UI"),
+    schedules: bool = typer.Option(
+        True,
+        "--schedules/--no-schedules",
+        help="run the scheduled deployments (nightly regeneration, hourly graph update); "
+        "--no-schedules deploys them paused (`prefect deployment resume NAME` starts one)",
+    ),
 ) -> None:
     """Start server, work pools, concurrency limit, deployments and workers."""
     try:
-        state = up(home, port, config, ui=ui)
+        state = up(home, port, config, ui=ui, schedules=schedules)
     except Exception as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -323,6 +353,8 @@ def up_cmd(
     typer.echo(f"  the API asks for the stack's auth string ({state['auth_file']}, owner only); clients:")
     typer.echo(f'  eval "$(t2g stack env --home {shlex.quote(str(home))})"')
     typer.echo(f"  pools {', '.join(state['pools'])}; logs in {state['logs']}; `t2g stack down` stops it")
+    if state.get("paused"):
+        typer.echo(f"  schedules paused: {', '.join(state['paused'])}")
 
 
 @stack_app.command("down")

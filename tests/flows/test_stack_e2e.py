@@ -48,12 +48,6 @@ def _client_calls(api_url: str, fn):
         return fn(client)
 
 
-def _pause_scheduled(client) -> None:
-    for deployment in client.read_deployments():
-        if deployment.schedules:
-            client.pause_deployment(deployment.id)
-
-
 def _logs(api_url: str, flow_run_id: str) -> str:
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
@@ -75,7 +69,10 @@ def _final(api_url: str, flow_run_id: str, timeout: float = 120):
 def stack(tmp_path_factory):
     home = tmp_path_factory.mktemp("stack")
     env = {**QUIET, "PREFECT_API_URL": None, "PREFECT_HOME": None}
-    up = run_t2g(["stack", "up", "--home", str(home), "--port", "0", "--no-ui"], home, env, timeout=400)
+    # --no-schedules: the scheduled deployments (nightly regeneration, hourly graph update)
+    # would run on this stack's worker, in the checkout, when the module crosses their hour.
+    up = run_t2g(["stack", "up", "--home", str(home), "--port", "0", "--no-ui", "--no-schedules"], home, env,
+                 timeout=400)  # fmt: skip
     state = json.loads((home / "stack.json").read_text()) if (home / "stack.json").exists() else None
     try:
         assert up.returncode == 0, (
@@ -89,10 +86,7 @@ def stack(tmp_path_factory):
             "PREFECT_HOME": str(home / "prefect"),
             "PREFECT_API_AUTH_STRING": auth,
         }
-        # The scheduled deployments (nightly regeneration, hourly graph update) would run on
-        # this stack's worker, in the checkout, when the module crosses their hour: paused
-        # (their queued runs deleted), their schedules kept as deployed (checked below).
-        _client_calls(state["api_url"], _pause_scheduled)
+        assert "schedules paused: " in up.output and "regenerate" in up.output, up.output
         yield {"home": home, "state": state, "env": env, "auth": auth}
     finally:
         down = run_t2g(["stack", "down", "--home", str(home)], home, env, timeout=120)
@@ -172,7 +166,7 @@ def test_deployed_pipeline_completes_and_bad_input_fails_fast(stack, tmp_path):
     # run index, and no overlap.
     regen = _client_calls(api, lambda c: c.read_deployment_by_name("t2g-data/regenerate"))
     assert [s.schedule.cron for s in regen.schedules] == ["0 2 * * *"] and regen.schedules[0].active
-    assert regen.paused  # by the fixture: no scheduled run may start in the checkout
+    assert regen.paused  # --no-schedules: paused, its schedule kept for `prefect deployment resume`
     assert "{date}" not in regen.parameters["store"] and regen.parameters["index"] == "{date}"
     assert regen.global_concurrency_limit.limit == 1
     assert regen.concurrency_options.collision_strategy.value == "CANCEL_NEW"
