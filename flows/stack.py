@@ -22,6 +22,7 @@ environment (deployments/work-pools/process-locked.json).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import secrets
@@ -33,6 +34,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -154,9 +156,23 @@ def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
         )  # fmt: skip
 
 
+@contextlib.contextmanager
+def _client(api_url: str, auth: str) -> Iterator[Any]:
+    """A sync Prefect client of the stack's API, with its auth string (an API key in the
+    environment would win over it and get a 401)."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY, PREFECT_API_URL, temporary_settings
+
+    settings = {PREFECT_API_URL: api_url, PREFECT_API_AUTH_STRING: auth}
+    with (
+        temporary_settings(updates=settings, restore_defaults={PREFECT_API_KEY}),
+        get_client(sync_client=True) as client,
+    ):
+        yield client
+
+
 def _setup(api_url: str, auth: str, pools: list[str], gpu_limit: str, gpu_slots: int) -> None:
     """Create the process work pools (locked template) and the global concurrency limit (idempotent)."""
-    from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import (
         GlobalConcurrencyLimitCreate,
         GlobalConcurrencyLimitUpdate,
@@ -164,14 +180,9 @@ def _setup(api_url: str, auth: str, pools: list[str], gpu_limit: str, gpu_slots:
         WorkPoolUpdate,
     )
     from prefect.exceptions import ObjectAlreadyExists
-    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY, PREFECT_API_URL, temporary_settings
 
     template = json.loads(LOCKED_TEMPLATE.read_text())
-    settings = {PREFECT_API_URL: api_url, PREFECT_API_AUTH_STRING: auth}
-    with (
-        temporary_settings(updates=settings, restore_defaults={PREFECT_API_KEY}),
-        get_client(sync_client=True) as client,
-    ):
+    with _client(api_url, auth) as client:
         for name in pools:
             try:
                 client.create_work_pool(WorkPoolCreate(name=name, type="process", base_job_template=template))
@@ -186,15 +197,8 @@ def _setup(api_url: str, auth: str, pools: list[str], gpu_limit: str, gpu_slots:
 def _pause_scheduled(api_url: str, auth: str) -> list[str]:
     """Pause every deployment that has a schedule (Prefect deletes its queued runs and keeps
     the schedule, for `prefect deployment resume`); their names."""
-    from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY, PREFECT_API_URL, temporary_settings
-
-    settings = {PREFECT_API_URL: api_url, PREFECT_API_AUTH_STRING: auth}
     paused = []
-    with (
-        temporary_settings(updates=settings, restore_defaults={PREFECT_API_KEY}),
-        get_client(sync_client=True) as client,
-    ):
+    with _client(api_url, auth) as client:
         for deployment in client.read_deployments():
             if deployment.schedules:
                 client.pause_deployment(deployment.id)

@@ -27,12 +27,8 @@ from prefect.futures import as_completed
 from t2g import shards as sh
 from t2g.config import Recipe
 from t2g.dag import section
-from t2g.llm import use_secrets
-from t2g.llm.cache import use_cache
-from tasks.gpu import gpu_slot
-from tasks.secrets import secret
-from tasks.stage_task import options, prefect_key, publish, refs, t2g_logs_to_run
-from tasks.storage import open_llm_cache, open_store
+from tasks.stage_task import options, prefect_key, publish, refs, stage_context
+from tasks.storage import open_store
 
 
 @task(name="shard-plan", task_run_name="{stage} plan [{recipe.name}]", persist_result=False)
@@ -64,7 +60,7 @@ def shard_task(
     recipe: Recipe, stage: str, shard: dict[str, Any], upstream: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
     cfg = section(recipe, stage)
-    with gpu_slot(recipe, stage), t2g_logs_to_run(), use_cache(open_llm_cache(recipe)), use_secrets(secret):
+    with stage_context(recipe, stage):
         outcome = sh.run_shard(stage, cfg, sh.Shard.from_dict(shard), refs(upstream), open_store(recipe.store))
     get_run_logger().info(
         "%s shard %d: %s %d rows in %.1f s",

@@ -130,9 +130,17 @@ def t2g_logs_to_run() -> Iterator[None]:
                 logger.propagate = True
 
 
-def _run(recipe: Recipe, stage: str, key: str, upstream: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    # GPU stages hold a slot of the `gpu` limit (tasks/gpu.py); LLM stages ask the recipe's response cache first.
+@contextlib.contextmanager
+def stage_context(recipe: Recipe, stage: str) -> Iterator[None]:
+    """What a stage (or a shard of one) runs inside: GPU stages hold a slot of the `gpu`
+    limit (tasks/gpu.py), t2g's log reaches the run's, LLM stages ask the recipe's response
+    cache first and read their key's Secret block through this task."""
     with gpu_slot(recipe, stage), t2g_logs_to_run(), use_cache(open_llm_cache(recipe)), use_secrets(secret):
+        yield
+
+
+def _run(recipe: Recipe, stage: str, key: str, upstream: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    with stage_context(recipe, stage):
         outcome = execute(stage, section(recipe, stage), refs(upstream), open_store(recipe.store), key)
     return publish(stage, outcome)
 

@@ -226,7 +226,6 @@ def test_t2g_graph_config_runs_the_graph_stages_through_prefect(tmp_path, prefec
 
     from tests.support.flowrun import run_t2g
 
-    prefect_server = prefect_api
     docs = tmp_path / "docs.jsonl"
     write_jsonl(docs, corpus(30))
     with FakeOpenAI(answer=judging(grounded_answer(ungrounded_every=7))) as fake:
@@ -238,8 +237,8 @@ def test_t2g_graph_config_runs_the_graph_stages_through_prefect(tmp_path, prefec
                                                            "threshold": 0.5, "max_retries": 0,
                                                            "api_key_block": "t2g-test-judge-key"}}  # fmt: skip
         recipe.write_text(yaml.safe_dump(data))
-        first = run_t2g(["graph", "--config", str(recipe)], tmp_path, prefect_server.env())
-        again = run_t2g(["graph", "--config", str(recipe)], tmp_path, prefect_server.env())
+        first = run_t2g(["graph", "--config", str(recipe)], tmp_path, prefect_api.env())
+        again = run_t2g(["graph", "--config", str(recipe)], tmp_path, prefect_api.env())
     assert first.returncode == 0, first.output[-3000:]
     resolve = ["resolve-blocks", "resolve-pairs", "resolve"] if sharded else ["resolve"]
     assert list(first.stages) == ["collect", "chunk", "graph-extract", *resolve, "export"], first.output[-3000:]
