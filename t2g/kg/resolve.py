@@ -24,7 +24,8 @@ Node ids: node_id(type, canonical key); the canonical key is the cluster's longe
 key (ties: alphabetical), independent of counts and document order, so the same corpus gives
 the same ids and adding documents changes a node's id only when its cluster gains a longer
 name or merges with another node. The displayed name is the cluster's most frequent surface
-form of that key.
+form of that key; for a person, a form without a leading title first ("Anthony Fauci" over the
+more frequent "Dr. Anthony Fauci").
 
 Memory: the mentions (columnar), one entry per distinct name (union-find, indexes) and the
 accepted pairs. Fuzzy pairs come from blocks, which the stage may compute sharded and pass in
@@ -44,7 +45,7 @@ import pyarrow.compute as pc
 
 from t2g.kg.blocking import Judge, concat_pairs, fuzzy_pairs, settle
 from t2g.kg.edges import edges_and_evidence
-from t2g.kg.names import core, norm, rule_between, short_keys, short_kind
+from t2g.kg.names import HONORIFICS, core, norm, rule_between, short_keys, short_kind
 from t2g.kg.tables import GRAPH_MENTIONS, MERGES, NODES, from_columns, mention_ids, node_id
 
 
@@ -316,7 +317,10 @@ def _nodes(nodes_of: list, texts: list, keys: list, types: list, docs: list, nod
         if not counts:
             for text, _, n in forms[nid]:
                 counts[text] += n
-        name = sorted(counts, key=lambda t: (-counts[t], -len(t), t))[0]
+        # A person's node is named without a title ("Anthony Fauci", not "Dr. Anthony Fauci")
+        # whenever some mention names them bare: the title is a role, not the name.
+        titled = _titled if type_of[nid] == "person" else (lambda t: False)
+        name = sorted(counts, key=lambda t: (titled(t), -counts[t], -len(t), t))[0]
         for c, v in zip(
             NODES.names,
             (
@@ -330,6 +334,11 @@ def _nodes(nodes_of: list, texts: list, keys: list, types: list, docs: list, nod
         ):
             cols[c].append(v)
     return from_columns(cols, NODES)
+
+
+def _titled(text: str) -> bool:
+    tokens = norm(text).split()
+    return len(tokens) > 1 and tokens[0] in HONORIFICS
 
 
 def _table(rows: list[tuple], schema: pa.Schema) -> pa.Table:

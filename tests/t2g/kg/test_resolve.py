@@ -127,6 +127,25 @@ def test_initials_acronyms_titles_suffixes_and_normalisation():
     assert node_id("person", "john smith") == n[("a", "John Smith")]  # id of the normalised full name
 
 
+def test_a_person_is_named_without_a_title_when_some_mention_is_bare():
+    docs = {
+        "a": "Dr. Anthony Fauci warned. Dr. Anthony Fauci left. Fauci spoke.",
+        "b": "Anthony Fauci retired.",
+        "c": "President Ada Okafor spoke.",
+    }
+    spans = {
+        "a": [("Dr. Anthony Fauci", "person"), ("Fauci", "person")],
+        "b": [("Anthony Fauci", "person")],
+        "c": [("President Ada Okafor", "person")],
+    }
+    g = resolve(*docs_to_tables(docs, spans))
+    n = nodes_by_surface(g)
+    names = dict(zip(g.nodes.column("node_id").to_pylist(), g.nodes.column("name").to_pylist()))
+    assert n[("a", "Dr. Anthony Fauci")] == n[("b", "Anthony Fauci")] == n[("a", "Fauci")]
+    assert names[n[("b", "Anthony Fauci")]] == "Anthony Fauci"  # though the titled form is more frequent
+    assert names[n[("c", "President Ada Okafor")]] == "President Ada Okafor"  # no bare mention: kept
+
+
 def test_fuzzy_spelling_variants_by_blocks_and_the_judge_for_uncertain_pairs():
     docs = {
         "a": "Zentek Dynamics Group grew.",
