@@ -23,16 +23,21 @@ from collections.abc import Callable, Iterable
 
 import pyarrow as pa
 
+from t2g.kg.scripts import UNSPACED_CLASS
 from t2g.kg.sentences import Splitter, regex_sentences
 from t2g.kg.tables import CHUNKS, from_rows
 
 CountTokens = Callable[[str], int]
 _WORD = re.compile(r"\S+\s*|\s+")
+_TOKEN = re.compile(f"[{UNSPACED_CLASS}]|[^\\s{UNSPACED_CLASS}]+")
 
 
 def words(text: str) -> int:
-    """A token count without a tokenizer: whitespace-separated words."""
-    return len(text.split())
+    """A token count without a tokenizer: whitespace-separated words, and each character of a
+    script written without spaces (t2g.kg.scripts: a Chinese document is not one word)."""
+    if text.isascii():
+        return len(text.split())
+    return len(_TOKEN.findall(text))
 
 
 def chunk_document(

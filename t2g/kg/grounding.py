@@ -29,6 +29,7 @@ from collections.abc import Iterable
 
 import pyarrow as pa
 
+from t2g.kg.scripts import unspaced
 from t2g.kg.sentences import Splitter, regex_sentences
 from t2g.kg.tables import MENTIONS, RELATIONS, from_rows
 
@@ -128,10 +129,11 @@ def ground_chunk(
 
 
 def _occurrences(text: str, name: str) -> list[tuple[int, int]]:
-    # Word boundaries only where the name itself starts/ends with a word character, so
-    # "Acme Inc." still matches before a space and "(R)" matches anywhere.
-    left = r"(?<!\w)" if re.match(r"\w", name) else ""
-    right = r"(?!\w)" if re.search(r"\w$", name) else ""
+    # Word boundaries only where the name itself starts/ends with a word character of a
+    # script that separates words, so "Acme Inc." still matches before a space, "(R)" matches
+    # anywhere and "東京" inside "習近平が東京を訪問した" is found (t2g.kg.scripts).
+    left = r"(?<!\w)" if re.match(r"\w", name) and not unspaced(name[0]) else ""
+    right = r"(?!\w)" if re.search(r"\w$", name) and not unspaced(name[-1]) else ""
     pattern = left + re.escape(name) + right
     found = [m.span() for m in re.finditer(pattern, text)]
     if not found:

@@ -87,6 +87,21 @@ def test_sentence_splitter_keeps_names_and_abbreviations_whole():
     assert got == ["Dr. J. Smith met Mr. Jones at Acme Inc. in Paris.", "Then he left!", "Did he?", "Yes."]
 
 
+def test_sentences_of_other_scripts_end_where_their_capitals_and_full_stops_say():
+    ru = "Путин прибыл в Москву. Он сказал «да». ещё не конец."
+    assert [ru[s:e] for s, e in regex_sentences(ru)] == ["Путин прибыл в Москву. ", "Он сказал «да». ещё не конец."]
+    ja = "習近平が東京を訪問した。首相と会談した！「はい」と言った。"
+    assert [ja[s:e] for s, e in regex_sentences(ja)] == ["習近平が東京を訪問した。", "首相と会談した！", "「はい」と言った。"]
+
+
+def test_a_text_without_spaces_is_counted_and_cut_by_its_characters():
+    text = "習近平が東京を訪問した" * 30  # one "word" to a whitespace split
+    assert words(text) == len(text) and words("Hello wörld 東京") == 4 and words("a b") == 2
+    chunks = chunk_document("d", text, 50, 10, words)
+    check(text, chunks, 50, 10, words)
+    assert len(chunks) >= len(text) // 50
+
+
 def test_chunk_table_and_bad_arguments():
     docs = pa.table({"id": ["a", "b"], "text": ["One. Two.", ""]})
     table = chunk_table(docs, 5, 1)

@@ -76,6 +76,15 @@ def test_drops_are_counted_by_reason_and_subsumed_names_fold_into_the_longer_one
     ]
 
 
+def test_names_in_scripts_without_spaces_are_found_inside_their_runs():
+    text = "習近平が東京を訪問した。서울에서 김정은을 만났다."
+    graph = {"entities": [{"text": "東京", "type": "location"}, {"text": "서울", "type": "location"},
+                          {"text": "習近平", "type": "person"}, {"text": "김정은", "type": "person"}]}  # fmt: skip
+    mentions, _, dropped = ground_chunk(whole("d", text), graph, ET, RT)
+    assert sorted(m["text"] for m in mentions) == ["東京", "習近平", "김정은", "서울"] and not dropped
+    assert all(text[m["start"] : m["end"]] == m["text"] for m in mentions)
+
+
 def test_case_insensitive_only_as_a_fallback():
     text = "ACME hired Acme's rival."
     mentions, _, _ = ground_chunk(whole("d", text), {"entities": [{"text": "acme", "type": "organisation"}]}, ET, RT)
