@@ -91,7 +91,11 @@ def test_sentences_of_other_scripts_end_where_their_capitals_and_full_stops_say(
     ru = "Путин прибыл в Москву. Он сказал «да». ещё не конец."
     assert [ru[s:e] for s, e in regex_sentences(ru)] == ["Путин прибыл в Москву. ", "Он сказал «да». ещё не конец."]
     ja = "習近平が東京を訪問した。首相と会談した！「はい」と言った。"
-    assert [ja[s:e] for s, e in regex_sentences(ja)] == ["習近平が東京を訪問した。", "首相と会談した！", "「はい」と言った。"]
+    assert [ja[s:e] for s, e in regex_sentences(ja)] == [
+        "習近平が東京を訪問した。",
+        "首相と会談した！",
+        "「はい」と言った。",
+    ]
 
 
 def test_a_text_without_spaces_is_counted_and_cut_by_its_characters():
