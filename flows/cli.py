@@ -126,7 +126,8 @@ def graph(
         typer.echo("error: give --config RECIPE, or --model, --input and --out", err=True)
         raise typer.Exit(2)
     try:
-        total = check(input_)
+        bad: list = []
+        total = check(input_, bad=bad)
         chunk = ChunkConfig(max_tokens=max_tokens, overlap_tokens=overlap_tokens, tokenizer=tokenizer)
         export = ExportConfig(formats=[f.strip() for f in formats.split(",") if f.strip()])
         etypes = [t.strip() for t in entity_types.split(",") if t.strip()]
@@ -146,7 +147,11 @@ def graph(
         raise typer.Exit(2) from None
     from tqdm.auto import tqdm
 
-    from t2g.kg.build import build_graph
+    from t2g.kg.build import QUARANTINE, build_graph
+
+    if bad:
+        typer.echo(f"skipping {len(bad)} bad document(s), listed with the reason in {out / QUARANTINE}; "
+                   f"the first: {bad[0].where}: {bad[0].reason}", err=True)  # fmt: skip
 
     bars = []
 
@@ -164,7 +169,8 @@ def graph(
             bar.close()
     s = built.summary
     typer.echo(f"{built.documents} documents, {built.chunks} chunks: {s.get('mentions', 0)} mentions -> {s['nodes']} nodes, "
-               f"{s['edges']} edges; dropped {sum((s.get('dropped') or {}).values())} ({s.get('dropped') or {}})")  # fmt: skip
+               f"{s['edges']} edges; dropped {sum((s.get('dropped') or {}).values())} ({s.get('dropped') or {}})"
+               + (f"; quarantined {s['quarantined']}" if s.get("quarantined") else ""))  # fmt: skip
     for path in built.files:
         typer.echo(f"  {path}")
 

@@ -5,6 +5,7 @@ folder:
 
     OUT/nodes.parquet  edges.parquet  mentions.parquet  merges.parquet  evidence.parquet
     OUT/graph.graphml  OUT/neo4j/  OUT/graph.html  (OUT/graph.kuzu with "embedded")
+    OUT/quarantine.jsonl  the documents left out (not UTF-8, not JSON, empty, id twice), why
 
 Answers are cached per request under OUT/_llm_cache (t2g.llm.cache), so building again
 after adding documents asks the model only about the new chunks.
@@ -12,6 +13,8 @@ after adding documents asks the model only about the new chunks.
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +25,7 @@ import pyarrow.parquet as pq
 
 from t2g.kg.chunking import chunk_table
 from t2g.kg.config import ChunkConfig, GraphConfig, ResolveConfig
-from t2g.kg.inputs import InputError, batches, documents
+from t2g.kg.inputs import Quarantined, batches, documents
 from t2g.kg.resolve import resolve as resolve_graph
 from t2g.llm.cache import open_cache, use_cache
 from t2g.stages.chunk import counter
@@ -30,6 +33,7 @@ from t2g.stages.export import write_exports
 from t2g.stages.graph_extract import graph_extract
 
 DOC_BATCH = 2_000  # documents chunked at once
+QUARANTINE = "quarantine.jsonl"
 
 
 @dataclass
@@ -41,21 +45,41 @@ class Built:
     files: list[Path] = field(default_factory=list)
 
 
-def read_chunks(path: Path, chunk: ChunkConfig) -> tuple[pa.Table, int]:
-    """CHUNKS of every document of the input (streamed in batches), and the document count.
-    A document id seen twice is an InputError: chunk and mention ids are built from it."""
+def read_chunks(path: Path, chunk: ChunkConfig, bad: list[Quarantined]) -> tuple[pa.Table, int]:
+    """CHUNKS of every good document of the input (streamed in batches), and their count.
+    Bad documents go to `bad`, and so does a second document with an id already seen: chunk
+    and mention ids are built from it."""
     count = counter(chunk.tokenizer)
     seen: set[str] = set()
     parts = []
-    for batch in batches(documents(path), DOC_BATCH):
-        ids = [str(r["id"]) for r in batch]
-        for doc_id in ids:
+    for batch in batches(documents(path, bad=bad), DOC_BATCH):
+        kept = []
+        for row in batch:
+            doc_id = str(row["id"])
             if doc_id in seen:
-                raise InputError(f"--input {path}: document id {doc_id!r} appears twice: ids must be unique")
+                raw = json.dumps({"id": row["id"], "text": row["text"]}, ensure_ascii=False, default=str)
+                bad.append(
+                    Quarantined(f"--input {path} id {doc_id!r}", "the id appears twice: ids must be unique", raw)
+                )
+                continue
             seen.add(doc_id)
-        docs = pa.table({"id": pa.array(ids, pa.string()), "text": pa.array([r["text"] for r in batch], pa.string())})
+            kept.append((doc_id, row["text"]))
+        ids, texts = [d for d, _ in kept], [t for _, t in kept]
+        docs = pa.table({"id": pa.array(ids, pa.string()), "text": pa.array(texts, pa.string())})
         parts.append(chunk_table(docs, chunk.max_tokens, chunk.overlap_tokens, count))
     return pa.concat_tables(parts), len(seen)
+
+
+def write_quarantine(out: Path, bad: list[Quarantined]) -> Path | None:
+    """OUT/quarantine.jsonl: one line per document left out (where, reason, raw), if any."""
+    path = out / QUARANTINE
+    path.unlink(missing_ok=True)  # a rebuild must not show the last build's bad rows
+    if not bad:
+        return None
+    with open(path, "w", encoding="utf-8") as fh:
+        for row in bad:
+            fh.write(json.dumps(row._asdict(), ensure_ascii=False) + "\n")
+    return path
 
 
 def build_graph(
@@ -71,8 +95,10 @@ def build_graph(
 ) -> Built:
     """The whole graph of `path` into `out`. `progress(total, ...)` returns the callback
     told of every chunk answered (the command's progress bar)."""
-    chunks, n_docs = read_chunks(path, chunk)
+    bad: list[Quarantined] = []
+    chunks, n_docs = read_chunks(path, chunk, bad)
     out.mkdir(parents=True, exist_ok=True)
+    quarantine = write_quarantine(out, bad)
     tick = progress(chunks.num_rows) if progress is not None else None
     with use_cache(open_cache(out.resolve().as_uri())):
         extracted = graph_extract(graph, chunks, api_key=api_key, progress=tick)
@@ -92,4 +118,7 @@ def build_graph(
     for paths in write_exports(formats, g.nodes, g.edges, g.mentions, g.evidence, out).values():
         files += paths
     summary = {**extracted.summary, "nodes": g.nodes.num_rows, "edges": g.edges.num_rows}
+    if quarantine is not None:
+        summary["quarantined"] = dict(Counter(row.reason.split(" (")[0] for row in bad))
+        files.append(quarantine)
     return Built(out, n_docs, chunks.num_rows, summary, files)

@@ -4,8 +4,12 @@ string `text` and an optional `id` a line), a Parquet file (columns `text` and o
 reads the whole input at once: `documents` yields rows one at a time, `batches` groups
 them, and `count` sizes a progress bar without keeping anything.
 
-A bad row is an error naming the input and where (line, row or file): the command line
-scans the input once with `check` before any model loads, then streams it again.
+A bad row (a line that is not UTF-8 or not JSON, no string `text`, an empty text or file)
+is named with where it is (line, row or file) and why. Strict callers (`t2g extract`) get
+an InputError at the first one, before any model loads; callers that pass `bad=[]`
+(`t2g graph`, a corpus is rarely clean) get it appended to that list as a Quarantined row
+and the stream goes on. An input that cannot be read at all (missing, not Parquet, no
+`text` column, no good document) is an InputError either way.
 """
 
 from __future__ import annotations
@@ -14,10 +18,23 @@ import json
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
+from typing import NamedTuple
 
 
 class InputError(ValueError):
     """An input the command cannot read; the message names the file and the line or row."""
+
+
+class Quarantined(NamedTuple):
+    where: str  # "--input PATH line N", "... row N", or the file
+    reason: str
+    raw: str | None  # the line as read (undecodable bytes escaped); None for a file, which stays where it is
+
+
+class _BadRow(Exception):
+    def __init__(self, reason: str, raw: str | None = None):
+        super().__init__(reason)
+        self.reason, self.raw = reason, raw
 
 
 def kind(path: Path) -> str:
@@ -33,20 +50,27 @@ def kind(path: Path) -> str:
     )
 
 
-def documents(path: Path, option: str = "--input") -> Iterator[dict]:
-    """Rows {"id", "text"} of the input, in order; raises InputError at the first bad one."""
+def documents(path: Path, option: str = "--input", bad: list[Quarantined] | None = None) -> Iterator[dict]:
+    """Rows {"id", "text"} of the input, in order. A bad row raises InputError, or with `bad`
+    is appended there and skipped (see the module docstring)."""
     found = 0
     reader = {"folder": _folder, "parquet": _parquet, "jsonl": _jsonl}[kind(path)]
-    for row in reader(path, option):
+    for where, row in reader(path, option):
+        if isinstance(row, _BadRow):
+            if bad is None:
+                raise InputError(f"{where}: {row.reason}")
+            bad.append(Quarantined(where, row.reason, row.raw))
+            continue
         found += 1
         yield row
     if not found:
-        raise InputError(f"{option} {path} has no texts")
+        skipped = f" ({len(bad)} bad, none good)" if bad else ""
+        raise InputError(f"{option} {path} has no texts{skipped}")
 
 
-def check(path: Path, option: str = "--input") -> int:
-    """Read the whole input once (streaming) and return how many documents it holds."""
-    return sum(1 for _ in documents(path, option))
+def check(path: Path, option: str = "--input", bad: list[Quarantined] | None = None) -> int:
+    """Read the whole input once (streaming) and return how many good documents it holds."""
+    return sum(1 for _ in documents(path, option, bad))
 
 
 def batches(rows: Iterator[dict], size: int) -> Iterator[list[dict]]:
@@ -54,47 +78,49 @@ def batches(rows: Iterator[dict], size: int) -> Iterator[list[dict]]:
         yield batch
 
 
-def _text(row: dict, where: str) -> dict:
+def _text(row) -> dict | _BadRow:
     if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-        raise InputError(f"{where}: every line must be a JSON object with a string 'text'")
+        return _BadRow("every line must be a JSON object with a string 'text'")
     if not row["text"].strip():
-        raise InputError(f"{where}: 'text' is empty")
+        return _BadRow("'text' is empty")
     return row
 
 
-def _jsonl(path: Path, option: str) -> Iterator[dict]:
+def _jsonl(path: Path, option: str) -> Iterator[tuple[str, dict | _BadRow]]:
     try:
-        fh = open(path, encoding="utf-8", newline="\n")  # only \n ends a line (not U+2028, not a lone \r)
-    except OSError as exc:
+        fh = open(path, "rb")  # bytes: only \n ends a line (not U+2028, not a lone \r), and a line
+    except OSError as exc:  # that is not UTF-8 is that line's problem, not the file's
         raise InputError(f"{option} {path}: {exc}") from None
     with fh:
-        number = 0
-        for number, line in enumerate(_lines(fh), 1):
+        for number, data in enumerate(fh, 1):
+            where = f"{option} {path} line {number}"
+            try:
+                line = data.decode("utf-8-sig" if number == 1 else "utf-8")  # a BOM, as Windows tools write
+            except UnicodeDecodeError as exc:
+                yield where, _BadRow(f"not UTF-8 ({exc})", data.decode("utf-8", "backslashreplace"))
+                continue
             if not line.strip():
                 continue
-            where = f"{option} {path} line {number}"
             try:
                 row = json.loads(line)
             except ValueError as exc:
-                raise InputError(f"{where}: not JSON ({exc})") from None
-            row = _text(row, where)
-            yield {
-                "id": row.get("id", number),
-                "text": row["text"],
-                **{k: v for k, v in row.items() if k not in ("id", "text")},
-            }
+                yield where, _BadRow(f"not JSON ({exc})", line)
+                continue
+            checked = _text(row)
+            if isinstance(checked, _BadRow):
+                yield where, _BadRow(checked.reason, line)
+                continue
+            yield (
+                where,
+                {
+                    "id": row.get("id", number),
+                    "text": row["text"],
+                    **{k: v for k, v in row.items() if k not in ("id", "text")},
+                },
+            )
 
 
-def _lines(fh) -> Iterator[str]:
-    """Lines split on \\n only, as an editor numbers them (str.splitlines also splits at
-    U+2028, which JSON strings may hold raw)."""
-    try:
-        yield from fh
-    except UnicodeDecodeError as exc:
-        raise InputError(f"input is not UTF-8 ({exc})") from None
-
-
-def _parquet(path: Path, option: str) -> Iterator[dict]:
+def _parquet(path: Path, option: str) -> Iterator[tuple[str, dict | _BadRow]]:
     import pyarrow.parquet as pq
 
     try:
@@ -109,16 +135,24 @@ def _parquet(path: Path, option: str) -> Iterator[dict]:
     for batch in pf.iter_batches(batch_size=4096, columns=columns):
         for row in batch.to_pylist():
             number += 1
-            row = _text(row, f"{option} {path} row {number}")
-            yield {"id": row.get("id", number), "text": row["text"]}
+            checked = _text(row)
+            if isinstance(checked, _BadRow):
+                checked.raw = json.dumps(row, ensure_ascii=False, default=str)
+            yield (
+                f"{option} {path} row {number}",
+                (checked if isinstance(checked, _BadRow) else {"id": row.get("id", number), "text": row["text"]}),
+            )
 
 
-def _folder(path: Path, option: str) -> Iterator[dict]:
+def _folder(path: Path, option: str) -> Iterator[tuple[str, dict | _BadRow]]:
     for file in sorted(path.rglob("*.txt")):
+        where = f"{option} {file}"
         try:
             text = file.read_bytes().decode("utf-8")  # as stored: offsets point into the file's own text
         except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"{option} {file}: {exc}") from None
+            yield where, _BadRow(f"cannot read it as UTF-8 text ({exc})")
+            continue
         if not text.strip():
-            raise InputError(f"{option} {file}: the file is empty")
-        yield {"id": str(file.relative_to(path)), "text": text}
+            yield where, _BadRow("the file is empty")
+            continue
+        yield where, {"id": str(file.relative_to(path)), "text": text}

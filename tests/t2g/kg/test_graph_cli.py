@@ -101,6 +101,51 @@ def test_a_bad_input_names_its_line(tmp_path, content, message):
         check(path)
 
 
+def test_bad_rows_are_quarantined_with_where_and_why_when_the_caller_asks(tmp_path):
+    path = tmp_path / "in.jsonl"
+    lines = [b'\xef\xbb\xbf{"id": "a", "text": "BOM first."}', b'{"text": "caf\xe9 latin-1"}', b"{broken",
+             b'{"text": ""}', b'["x"]', b"", b'{"id": "b", "text": "Fine."}']  # fmt: skip
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    with pytest.raises(InputError, match="line 2: not UTF-8"):
+        check(path)
+    bad: list = []
+    assert [(r["id"], r["text"]) for r in documents(path, bad=bad)] == [("a", "BOM first."), ("b", "Fine.")]
+    assert [(b.where.rsplit(" ", 1)[1], b.reason.split(" (")[0]) for b in bad] == [
+        ("2", "not UTF-8"), ("3", "not JSON"), ("4", "'text' is empty"),
+        ("5", "every line must be a JSON object with a string 'text'"),
+    ]  # fmt: skip
+    assert bad[0].raw == '{"text": "caf\\xe9 latin-1"}\n' and bad[1].raw == "{broken\n"  # nothing lost
+    folder = tmp_path / "txt"
+    folder.mkdir()
+    (folder / "a.txt").write_text("Good text.", encoding="utf-8")
+    (folder / "b.txt").write_bytes(b"caf\xe9")
+    (folder / "c.txt").write_text("  \n", encoding="utf-8")
+    bad = []
+    assert [r["id"] for r in documents(folder, bad=bad)] == ["a.txt"]
+    assert [(b.where.endswith(n), b.raw) for b, n in zip(bad, ("b.txt", "c.txt"))] == [(True, None)] * 2
+    only_bad = tmp_path / "bad.jsonl"
+    only_bad.write_text('{"text": " "}\n', encoding="utf-8")
+    with pytest.raises(InputError, match="has no texts \\(1 bad, none good\\)"):
+        check(only_bad, bad=[])
+
+
+def test_a_second_document_with_a_seen_id_is_quarantined_not_merged(tmp_path):
+    from t2g.kg.build import read_chunks, write_quarantine
+    from t2g.kg.config import ChunkConfig
+
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in [(1, "A."), ("1", "B."), (2, "C.")]))
+    bad: list = []
+    chunks, n = read_chunks(path, ChunkConfig(max_tokens=8, overlap_tokens=0), bad)
+    assert n == 2 and chunks.column("text").to_pylist() == ["A.", "C."]
+    assert [(b.where, b.reason) for b in bad] == [
+        (f"--input {path} id '1'", "the id appears twice: ids must be unique")
+    ]
+    written = write_quarantine(tmp_path, bad)
+    assert json.loads(written.read_text())["raw"] == '{"id": "1", "text": "B."}'
+    assert write_quarantine(tmp_path, []) is None and not written.exists()  # a clean rebuild clears it
+
+
 def test_a_parquet_file_without_text_is_refused(tmp_path):
     path = tmp_path / "in.parquet"
     pq.write_table(pa.table({"body": ["x"]}), path)

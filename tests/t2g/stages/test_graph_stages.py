@@ -166,12 +166,19 @@ def test_t2g_graph_builds_a_folder_of_texts_with_a_served_model(tmp_path):
     folder.mkdir()
     for d in corpus(12):
         (folder / f"{d['id']}.txt").write_text(d["text"], encoding="utf-8")
+    (folder / "zz-empty.txt").write_text("\n", encoding="utf-8")  # a real corpus is rarely clean:
+    (folder / "zz-latin1.txt").write_bytes("Café Müller.".encode("latin-1"))  # left out, and said why
     out = tmp_path / "out"
     with FakeOpenAI(answer=grounded_answer(ungrounded_every=5)) as fake:
         args = ["graph", "--model", "fake", "--base-url", fake.base_url, "--input", str(folder), "--out", str(out),
                 "--entity-types", ",".join(ENTITY_TYPES), "--relation-types", ",".join(RELATION_TYPES)]  # fmt: skip
         result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
+    quarantined = [json.loads(line) for line in (out / "quarantine.jsonl").read_text().splitlines()]
+    assert [(q["where"].rsplit("/", 1)[1], q["reason"].split(" (")[0]) for q in quarantined] == [
+        ("zz-empty.txt", "the file is empty"), ("zz-latin1.txt", "cannot read it as UTF-8 text"),
+    ]  # fmt: skip
+    assert "skipping 2 bad document(s)" in result.output and "quarantined" in result.output
     for name in ("nodes.parquet", "edges.parquet", "mentions.parquet", "graph.graphml", "graph.html"):
         assert (out / name).is_file(), name
     assert (out / "neo4j").is_dir() and any((out / "neo4j").iterdir())
