@@ -10,7 +10,9 @@ ends with its last error: nothing is lost, nothing runs twice into the output.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
+import ssl
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -66,7 +68,11 @@ class OpenAIBackend:
     async def _all(self, requests: list[Request], on_result: Callable[[int, Result], None] | None) -> list[Result]:
         # The client's own retries are off: ours know which errors to retry and record the rest.
         client = openai.AsyncOpenAI(
-            base_url=self.base_url, api_key=self._api_key, max_retries=0, timeout=self.timeout_s
+            base_url=self.base_url,
+            api_key=self._api_key,
+            max_retries=0,
+            timeout=self.timeout_s,
+            http_client=openai.DefaultAsyncHttpxClient(verify=tls_context()),
         )
         gate = asyncio.Semaphore(self.max_in_flight)
         try:
@@ -140,6 +146,19 @@ class OpenAIBackend:
             prompt_tokens=usage.prompt_tokens if usage else 0,
             completion_tokens=usage.completion_tokens if usage else 0,
         )
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The default TLS context (system or certifi CAs, SSL_CERT_FILE honoured), made once per
+    process: each client made its own, ~60 ms of CPU reading the CA bundle, and every shard
+    of a stage makes a client per generate call (8 shards at once spent ~0.5 s of a rerun's
+    critical path on it, issue 27's regeneration figure)."""
+    try:
+        import httpx2 as httpx  # what the locked openai uses
+    except ImportError:  # an openai on plain httpx
+        import httpx
+    return httpx.create_ssl_context()
 
 
 def _describe(exc: Exception) -> str:

@@ -85,3 +85,63 @@ def test_key_never_in_repr_or_errors():
     backend = _backend("http://127.0.0.1:9/v1", retries=0)
     (res,) = backend.generate([Request(prompt="[x] hi")])
     assert res.error and "sk-test" not in res.error and "sk-test" not in repr(backend)
+
+
+def _self_signed(tmp_path):
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return tmp_path / "cert.pem", tmp_path / "key.pem"
+
+
+def test_an_https_server_with_an_untrusted_certificate_gets_no_request_and_no_key(tmp_path):
+    # The TLS context is made once per process and shared by every client (openai_backend.tls_context):
+    # sharing it must not turn verification off. A stranger's certificate: the handshake fails,
+    # no request line and no Authorization header ever reach it, and the error is recorded.
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    cert, key = _self_signed(tmp_path)
+    heard: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            heard.append(str(self.headers.get("Authorization")))
+            self.send_response(500)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"https://127.0.0.1:{server.server_address[1]}/v1"
+        for _ in range(2):  # the second call reuses the shared context
+            results = _backend(url, retries=0).generate(_requests(2))
+            assert [r.ok for r in results] == [False, False]
+            assert all("APIConnectionError" in r.error for r in results), [r.error for r in results]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert heard == []
