@@ -50,11 +50,36 @@ def code_version(*modules: str) -> str:
 
 def _sources(name: str) -> list[Path]:
     """A module's file, or every .py file of a package (a new source kind counts)."""
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+    path = _module_file(name)
+    if path is None:
         raise ValueError(f"module {name} has no source file to version")
-    path = Path(spec.origin)
     return sorted(path.parent.glob("*.py")) if path.name == "__init__.py" else [path]
+
+
+def _module_file(name: str) -> Path | None:
+    """The source file of module `name` (a package's `__init__.py`), found on disk. Nothing is
+    imported but the top-level package: find_spec imports every parent, and versioning
+    `t2g.stages.grpo` imported torch and transformers into every plan (~10 s a process)."""
+    top, _, rest = name.partition(".")
+    spec = _top_spec(top)
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return None
+    if not rest:
+        return Path(spec.origin)
+    for base in spec.submodule_search_locations or []:
+        path = Path(base).joinpath(*rest.split("."))
+        for candidate in (path / "__init__.py", path.with_name(path.name + ".py")):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+@functools.cache
+def _top_spec(top: str):
+    try:
+        return importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return None
 
 
 # Not stage code: the registry's wiring (which stage feeds which) changes no stage's output.
@@ -92,8 +117,10 @@ def module_imports(path: Path, module: str, root: str = "t2g") -> list[str]:
             if node.level:
                 parent = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join(parent + ([base] if base else []))
-            # `from pkg import sub` imports the submodule `pkg.sub` when there is one.
-            names = [base] + [f"{base}.{a.name}" for a in node.names if _is_module(f"{base}.{a.name}")]
+            # `from pkg import sub` imports the submodule `pkg.sub` when there is one (asked
+            # only under `root`, whose modules are the ones versioned).
+            inside = base == root or base.startswith(root + ".")
+            names = [base] + [f"{base}.{a.name}" for a in node.names if inside and _is_module(f"{base}.{a.name}")]
         else:
             continue
         found += [n for n in names if n == root or n.startswith(root + ".")]
@@ -101,10 +128,7 @@ def module_imports(path: Path, module: str, root: str = "t2g") -> list[str]:
 
 
 def _is_module(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
+    return _module_file(name) is not None
 
 
 def cache_key(stage: str, config: Any, upstream: Iterable[str], code: str) -> str:

@@ -111,3 +111,22 @@ def test_a_run_across_midnight_stays_in_the_prefix_of_its_start(tmp_path, monkey
     assert list(refs) == ["collect", "extract", "filter"]
     assert all(f"/{tmp_path.name}/2026-01-01/" in r["uri"] for r in refs.values()), refs
     assert not (tmp_path / "2026-01-02").exists()
+
+
+def test_planning_a_recipe_imports_no_model_library(tmp_path):
+    # Keys version every stage's source; reading it must not import it. find_spec imports
+    # each parent package, and it put torch and transformers (~10 s) into every process that
+    # planned, `t2g dag` and each `t2g run` of a stage that never loads a model included.
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from t2g.kg.config import load_recipe\n"
+        "from t2g.dag import plan\n"
+        f"nodes = plan(load_recipe({str(REPO / 'configs' / 'tiny-graph.yaml')!r}, store={tmp_path.as_uri()!r}))\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'trl', 'vllm') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
