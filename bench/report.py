@@ -91,12 +91,24 @@ def _cpu_rows(results: dict[str, Any]) -> list[str]:
             f"| entity resolution (`bench/graph_resolution.py`: {res['documents']:,} toy documents with identities, "
             f"gold mentions) | B-cubed F1 {res['f1']:.4f} against {res['exact_f1']:.4f} for exact matching, "
             f"{res['cross_type_nodes']} cross-type nodes; {res['scale']['documents_per_cpu_s']:,} documents per CPU-second "
-            f"at {res['scale']['documents']:,} |"
+            f"at {res['scale']['documents']:,}{_graph_scale(results.get('graph'))} |"
         )
     if not rows:
         return []
     machine = (results.get("load") or {}).get("machine", "2 CPU cores").split(",")[0]
     return [f"On the development machine, {machine}:", "", "| figure | measured |", "|---|---|", *rows, ""]
+
+
+def _graph_scale(graph: dict[str, Any] | None) -> str:
+    """The corpus graph at scale (bench/graph_scale.py), said after resolution's figures."""
+    if not graph:
+        return ""
+    inc = graph["incremental"]
+    return (
+        f"; the graph stages over {graph['documents']:,} documents (`bench/graph_scale.py`): resolve + export "
+        f"{graph['resolve_export_docs_per_s']:,.0f} documents/s, peak RSS {graph['peak_rss_mb']:,.0f} MB, "
+        f"+{inc['added_documents']:,} documents asked {inc['requests']:,} requests for {inc['new_chunks']:,} new chunks"
+    )
 
 
 def _gpu(results: dict[str, Any]) -> list[str]:
