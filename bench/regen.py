@@ -1,7 +1,8 @@
 """Regeneration: what a rerun over a grown corpus costs with the LLM response cache.
 
 The teacher is tests/support/fake_openai.py with a per-request latency, a token rate and a
-capacity (answers in progress at once: a GPU server's batch), scaled down. A full relabel
+capacity (answers in progress at once: a GPU server's batch), scaled down, served from a
+child process as a real teacher is served from elsewhere. A full relabel
 of N documents (extract, backend openai, sharded as the flow runs it: every shard at once,
 as Prefect's default thread pool maps them, each with max_in_flight requests, an empty
 cache) against a regeneration after
@@ -32,7 +33,7 @@ from t2g.llm.cache import ResponseCache, use_cache
 from t2g.llm.openai_backend import OpenAIBackend  # noqa: F401  imported before the clock starts: the first run must not pay for it
 from t2g.stages.collect import collect
 from t2g.store import Store
-from tests.support.fake_openai import FakeOpenAI
+from tests.support.fake_openai import FakeOpenAIProcess
 
 GOAL = 0.12
 N, SMOKE_N = 2000, 40
@@ -87,7 +88,9 @@ def run(smoke: bool = False) -> dict[str, Any]:
     rng = random.Random(7)
     for row in extra:
         grown.insert(rng.randrange(len(grown) + 1), row)
-    teacher = FakeOpenAI(answer=_answer, latency_s=LATENCY_S, tokens_per_s=TOKENS_PER_S, capacity=CAPACITY)
+    # In its own process, as a teacher server is: in this interpreter its threads competed
+    # with the client's shards for the one lock and their CPU counted as the client's.
+    teacher = FakeOpenAIProcess(answer=_answer, latency_s=LATENCY_S, tokens_per_s=TOKENS_PER_S, capacity=CAPACITY)
     with tempfile.TemporaryDirectory() as tmp, teacher as fake:
         store, cache = Store(f"file://{tmp}/store"), ResponseCache(Store(f"file://{Path(tmp)}/cache"))
         cfg = ExtractConfig(

@@ -15,6 +15,7 @@ the answers in progress at once, as a GPU server's batch does (benchmarks).
 from __future__ import annotations
 
 import json
+import multiprocessing
 import re
 import select
 import socket
@@ -183,3 +184,44 @@ class FakeOpenAI:
                 )
 
         return Handler
+
+
+class FakeOpenAIProcess:
+    """A FakeOpenAI in a child process (forked), for benchmarks: a real server does its work
+    in another process, not in the client's interpreter, where the fake's threads took the
+    lock the client's shards wait on. `answered` is asked of the child."""
+
+    def __init__(self, **kwargs):
+        self._kwargs = kwargs
+
+    def __enter__(self) -> FakeOpenAIProcess:
+        ctx = multiprocessing.get_context("fork")  # the answer function need not pickle
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_serve, args=(child, self._kwargs), daemon=True)
+        self._proc.start()
+        self.base_url = self._conn.recv()
+        return self
+
+    @property
+    def answered(self) -> int:
+        self._conn.send("answered")
+        return self._conn.recv()
+
+    def __exit__(self, *exc) -> None:
+        self._conn.send("stop")
+        self._proc.join(10)
+        if self._proc.is_alive():
+            self._proc.kill()
+
+
+def _serve(conn, kwargs: dict) -> None:
+    with FakeOpenAI(**kwargs) as fake:
+        fake.bodies = _Discard()
+        conn.send(fake.base_url)
+        while (asked := conn.recv()) != "stop":
+            conn.send(getattr(fake, asked))
+
+
+class _Discard(list):
+    def append(self, item) -> None:  # a benchmark's server keeps no request bodies
+        pass
