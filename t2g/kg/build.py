@@ -78,7 +78,7 @@ def write_quarantine(out: Path, bad: list[Quarantined]) -> Path | None:
         return None
     with open(path, "w", encoding="utf-8") as fh:
         for row in bad:
-            fh.write(json.dumps(row._asdict(), ensure_ascii=False) + "\n")
+            fh.write(json.dumps({"where": row.where, "reason": row.reason, "raw": row.raw}, ensure_ascii=False) + "\n")
     return path
 
 

@@ -109,21 +109,20 @@ class OpenAIBackend:
 
     async def _call(self, client: openai.AsyncOpenAI, request: Request) -> Result:
         s = request.sampling
-        common: dict[str, Any] = {
-            "model": self.model,
-            "max_tokens": s.max_new_tokens,
-            "temperature": s.temperature,
-            "top_p": s.top_p,
-        }
+        # The request goes in `extra_body`, which the SDK sends as given: its typed parameters
+        # are walked field by field against their TypedDicts, ~1.3 ms of CPU a request for
+        # messages and schema that are plain JSON already (a shard's requests share one thread).
+        body: dict[str, Any] = {"max_tokens": s.max_new_tokens, "temperature": s.temperature, "top_p": s.top_p}
         if s.seed is not None:
-            common["seed"] = s.seed
+            body["seed"] = s.seed
         if request.messages is not None:
+            body["messages"] = request.messages
             if request.schema is not None:
-                common["response_format"] = {
+                body["response_format"] = {
                     "type": "json_schema",
                     "json_schema": {"name": "graph", "schema": request.schema, "strict": True},
                 }
-            resp = await client.chat.completions.create(messages=request.messages, **common)
+            resp = await client.chat.completions.create(model=self.model, messages=[], extra_body=body)
             choice = resp.choices[0]
             message = choice.message
             extra = getattr(message, "model_extra", None) or {}
@@ -133,9 +132,10 @@ class OpenAIBackend:
             )
             text = message.content or ""
         else:
+            body["prompt"] = request.prompt
             if request.schema is not None:  # completions have no response_format: vLLM's own field
-                common["extra_body"] = {"structured_outputs": {"json": request.schema}}
-            resp = await client.completions.create(prompt=request.prompt, **common)
+                body["structured_outputs"] = {"json": request.schema}
+            resp = await client.completions.create(model=self.model, prompt="", extra_body=body)
             choice = resp.choices[0]
             reasoning, text = None, choice.text or ""
         usage = resp.usage

@@ -145,3 +145,35 @@ def test_an_https_server_with_an_untrusted_certificate_gets_no_request_and_no_ke
         server.shutdown()
         server.server_close()
     assert heard == []
+
+
+def test_the_body_on_the_wire_is_the_one_the_sdks_typed_call_sends():
+    # The backend passes its request as extra_body (no per-field transform): the server must
+    # get what client.chat.completions.create(...) / completions.create(...) with the same
+    # typed arguments sends, byte for byte once parsed.
+    import asyncio
+
+    import openai
+
+    from t2g.llm import Request, Sampling
+
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
+    sampling = Sampling(max_new_tokens=17, temperature=0.3, top_p=0.9, seed=5)
+    chat = Request(messages=[{"role": "system", "content": "s"}, {"role": "user", "content": "[k] ü"}],
+                   schema=schema, sampling=sampling)  # fmt: skip
+    plain = Request(prompt="[k] p", schema=schema, sampling=sampling)
+    common = {"model": "fake", "max_tokens": 17, "temperature": 0.3, "top_p": 0.9, "seed": 5}
+
+    async def typed(url: str) -> None:
+        client = openai.AsyncOpenAI(base_url=url, api_key="sk-test", max_retries=0)
+        fmt = {"type": "json_schema", "json_schema": {"name": "graph", "schema": schema, "strict": True}}
+        await client.chat.completions.create(messages=chat.messages, response_format=fmt, **common)
+        await client.completions.create(prompt="[k] p", extra_body={"structured_outputs": {"json": schema}}, **common)
+        await client.close()
+
+    with FakeOpenAI() as fake:
+        _backend(fake.base_url).generate([chat])
+        _backend(fake.base_url).generate([plain])
+        asyncio.run(typed(fake.base_url))
+    assert len(fake.bodies) == 4
+    assert fake.bodies[0] == fake.bodies[2] and fake.bodies[1] == fake.bodies[3]
