@@ -1,6 +1,8 @@
 """Documents from the command line's --input, streamed: a JSONL file (one object with a
 string `text` and an optional `id` a line), a Parquet file (columns `text` and optional
-`id`) or a folder of .txt files (one document each, its id the file's name). Nothing
+`id`) or a folder of .txt files (one document each, its id the file's name; walked by the
+rules of a recipe's `text` source: symlinks and special files are bad rows, never opened).
+Nothing under /proc, /sys or /dev is read. Nothing
 reads the whole input at once: `documents` yields rows one at a time, `batches` groups
 them, and `count` sizes a progress bar without keeping anything.
 
@@ -20,6 +22,11 @@ from itertools import islice
 from pathlib import Path
 from typing import NamedTuple
 
+from t2g.sources.base import TOO_LONG
+from t2g.sources.datafiles import folder_entries, read_entry, system_problem
+
+FILE_BYTES = 256 << 20  # a folder's file larger than this is left out, never read whole
+
 
 class InputError(ValueError):
     """An input the command cannot read; the message names the file and the line or row."""
@@ -38,6 +45,8 @@ class _BadRow(Exception):
 
 
 def kind(path: Path) -> str:
+    if problem := system_problem(path):
+        raise InputError(f"--input {problem}: give a data file or folder")
     if path.is_dir():
         return "folder"
     suffix = path.suffix.lower()
@@ -145,14 +154,28 @@ def _parquet(path: Path, option: str) -> Iterator[tuple[str, dict | _BadRow]]:
 
 
 def _folder(path: Path, option: str) -> Iterator[tuple[str, dict | _BadRow]]:
-    for file in sorted(path.rglob("*.txt")):
-        where = f"{option} {file}"
+    # The text-folder rules of a recipe's `text` source (t2g.sources.datafiles): symlinks are
+    # not followed, a FIFO, socket or device is never opened, a file is read at most to
+    # FILE_BYTES; each such entry is a bad row with its reason.
+    for entry in folder_entries(path, follow_symlinks=False):
+        where = f"{option} {entry.path}"
+        if entry.problem is not None:
+            yield where, _BadRow(entry.problem)
+            continue
         try:
-            text = file.read_bytes().decode("utf-8")  # as stored: offsets point into the file's own text
-        except (OSError, UnicodeDecodeError) as exc:
+            data = read_entry(entry, FILE_BYTES)
+        except OSError as exc:
+            yield where, _BadRow(f"cannot read it ({exc})")
+            continue
+        if isinstance(data, str) or len(data) > FILE_BYTES:
+            yield where, _BadRow(data if isinstance(data, str) else TOO_LONG)
+            continue
+        try:
+            text = data.decode("utf-8")  # as stored: offsets point into the file's own text
+        except UnicodeDecodeError as exc:
             yield where, _BadRow(f"cannot read it as UTF-8 text ({exc})")
             continue
         if not text.strip():
             yield where, _BadRow("the file is empty")
             continue
-        yield where, {"id": str(file.relative_to(path)), "text": text}
+        yield where, {"id": str(entry.path.relative_to(path)), "text": text}

@@ -5,6 +5,7 @@ texts, and the grounding guard of `t2g extract`."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -178,3 +179,27 @@ def test_every_entity_kept_is_in_the_text_and_every_relation_names_kept_ones(tex
     assert all(normalise(n) and normalise(n) in normalise(text) for n in names_kept)
     assert all(r["head"] in names_kept and r["tail"] in names_kept for r in kept["relations"])
     assert set(gone) | names_kept == set(ents) and not set(gone) & names_kept
+
+
+def test_a_folder_is_read_by_the_text_source_rules_symlinks_fifos_and_system_paths(tmp_path):
+    import os
+
+    outside = tmp_path / "secret.txt"
+    outside.write_text("SECRET outside the folder.", encoding="utf-8")
+    folder = tmp_path / "docs"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_text("Alpha met Beta.", encoding="utf-8")
+    (folder / "sub" / "b.txt").write_text("Gamma.", encoding="utf-8")
+    os.symlink(outside, folder / "link.txt")
+    os.mkfifo(folder / "pipe.txt")  # opened, it would block the command forever
+    bad: list = []
+    rows = list(documents(folder, bad=bad))
+    assert [(r["id"], r["text"]) for r in rows] == [("a.txt", "Alpha met Beta."), ("sub/b.txt", "Gamma.")]
+    assert sorted((b.where.rsplit("/", 1)[1], b.reason) for b in bad) == [
+        ("link.txt", "symlink not followed"),
+        ("pipe.txt", "not a regular file: fifo"),
+    ]
+    assert not any("SECRET" in str(b) for b in bad)
+    for system in ("/proc/self", "/dev/stdin"):
+        with pytest.raises(InputError, match="/proc, /sys or /dev"):
+            check(Path(system), bad=[])
