@@ -134,8 +134,9 @@ def t2g_logs_to_run() -> Iterator[None]:
 def stage_context(recipe: Recipe, stage: str) -> Iterator[None]:
     """What a stage (or a shard of one) runs inside: GPU stages hold a slot of the `gpu`
     limit (tasks/gpu.py), t2g's log reaches the run's, LLM stages ask the recipe's response
-    cache first and read their key's Secret block through this task."""
-    with gpu_slot(recipe, stage), t2g_logs_to_run(), use_cache(open_llm_cache(recipe)), use_secrets(secret):
+    cache first and read their key's Secret block through this task, once: every generate
+    call of a stage asks for the key, and each read is a round trip to the Prefect API."""
+    with gpu_slot(recipe, stage), t2g_logs_to_run(), use_cache(open_llm_cache(recipe)), use_secrets(cache(secret)):
         yield
 
 
