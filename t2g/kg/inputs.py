@@ -2,9 +2,9 @@
 string `text` and an optional `id` a line), a Parquet file (columns `text` and optional
 `id`) or a folder of .txt files (one document each, its id the file's name; walked by the
 rules of a recipe's `text` source: symlinks and special files are bad rows, never opened).
-Nothing under /proc, /sys or /dev is read. Nothing
-reads the whole input at once: `documents` yields rows one at a time, `batches` groups
-them, and `count` sizes a progress bar without keeping anything.
+Nothing under /proc, /sys or /dev is read, and nothing reads the whole input at once:
+`documents` yields rows one at a time, `batches` groups them, and `check` counts them for a
+progress bar without keeping anything.
 
 A bad row (a line that is not UTF-8 or not JSON, no string `text`, an empty text or file)
 is named with where it is (line, row or file) and why. Strict callers (`t2g extract`) get
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import NamedTuple
@@ -38,10 +39,10 @@ class Quarantined(NamedTuple):
     raw: str | None  # the line as read (undecodable bytes escaped); None for a file, which stays where it is
 
 
-class _BadRow(Exception):
-    def __init__(self, reason: str, raw: str | None = None):
-        super().__init__(reason)
-        self.reason, self.raw = reason, raw
+@dataclass
+class _BadRow:  # what a reader yields for a row it cannot use; `documents` decides its fate
+    reason: str
+    raw: str | None = None
 
 
 def kind(path: Path) -> str:
