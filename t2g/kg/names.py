@@ -4,7 +4,8 @@
   ("I.B.M." -> "ibm", "O'Neil" -> "oneil"), other punctuation as spaces, whitespace collapsed.
 - `core`: `norm` without leading honorifics and titles (HONORIFICS: "Dr", "President",
   "Chancellor", "CEO", ...), trailing generational suffixes ("Jr", "III") and, for
-  organisations, legal suffixes (LEGAL_SUFFIXES: "Inc", "Ltd", "GmbH", ...) and a leading
+  organisations, legal suffixes (LEGAL_SUFFIXES: "Inc", "Ltd", "GmbH", ...), a web suffix
+  glued to the name ("Amazon.com", "Booking.com": ".com", ".net", ".org", ...) and a leading
   "the". If stripping would leave nothing, the name is kept as it was ("President" alone).
 - Short forms, which are matched against full names rather than with each other:
   a person's single token (a surname or first name: "Merkel", "Angela"), a person's initials
@@ -43,8 +44,13 @@ def norm(text: str) -> str:
     return " ".join(_NONWORD.sub(" ", _DROP.sub("", plain.casefold())).replace("_", " ").split())
 
 
+_WEB_SUFFIX = re.compile(r"(?<=\w)\.(?:com|net|org|io|co\.uk|de|fr)\b", re.IGNORECASE)
+
+
 @lru_cache(maxsize=1 << 16)
 def core(text: str, etype: str) -> str:
+    if etype not in ("person", "date"):
+        text = _WEB_SUFFIX.sub("", text)  # "Amazon.com Inc." is Amazon; norm would make it "amazoncom"
     tokens = norm(text).split()
     kept = list(tokens)
     if etype == "person":

@@ -146,6 +146,15 @@ def test_a_person_is_named_without_a_title_when_some_mention_is_bare():
     assert names[n[("c", "President Ada Okafor")]] == "President Ada Okafor"  # no bare mention: kept
 
 
+def test_a_web_suffix_glued_to_an_organisation_is_a_suffix():
+    docs = {"a": "Jeff Bezos founded Amazon. Amazon.com Inc. shares fell.", "b": "Booking.com hired Booking staff."}
+    spans = {"a": [("Amazon", "organisation"), ("Amazon.com Inc.", "organisation")],
+             "b": [("Booking.com", "organisation"), ("Booking", "organisation")]}  # fmt: skip
+    n = nodes_by_surface(resolve(*docs_to_tables(docs, spans)))
+    assert n[("a", "Amazon")] == n[("a", "Amazon.com Inc.")] and n[("b", "Booking.com")] == n[("b", "Booking")]
+    assert n[("a", "Amazon")] != n[("b", "Booking")]
+
+
 def test_fuzzy_spelling_variants_by_blocks_and_the_judge_for_uncertain_pairs():
     docs = {
         "a": "Zentek Dynamics Group grew.",
