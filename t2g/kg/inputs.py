@@ -23,10 +23,11 @@ from itertools import islice
 from pathlib import Path
 from typing import NamedTuple
 
-from t2g.sources.base import TOO_LONG
+from t2g.sources.base import LINE_TOO_LONG, TOO_LONG
 from t2g.sources.datafiles import folder_entries, read_entry, system_problem
+from t2g.sources.files import LongLine, bounded_lines
 
-FILE_BYTES = 256 << 20  # a folder's file larger than this is left out, never read whole
+FILE_BYTES = 256 << 20  # a folder's file or a JSONL line longer than this is left out, never read whole
 
 
 class InputError(ValueError):
@@ -102,8 +103,11 @@ def _jsonl(path: Path, option: str) -> Iterator[tuple[str, dict | _BadRow]]:
     except OSError as exc:  # that is not UTF-8 is that line's problem, not the file's
         raise InputError(f"{option} {path}: {exc}") from None
     with fh:
-        for number, data in enumerate(fh, 1):
+        for number, data in bounded_lines(fh, FILE_BYTES):
             where = f"{option} {path} line {number}"
+            if isinstance(data, LongLine):  # never read whole: its first bytes are kept
+                yield where, _BadRow(f"{LINE_TOO_LONG} (over {FILE_BYTES} bytes)", data.head.decode("utf-8", "replace"))
+                continue
             try:
                 line = data.decode("utf-8-sig" if number == 1 else "utf-8")  # a BOM, as Windows tools write
             except UnicodeDecodeError as exc:

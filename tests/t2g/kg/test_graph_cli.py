@@ -203,3 +203,14 @@ def test_a_folder_is_read_by_the_text_source_rules_symlinks_fifos_and_system_pat
     for system in ("/proc/self", "/dev/stdin"):
         with pytest.raises(InputError, match="/proc, /sys or /dev"):
             check(Path(system), bad=[])
+
+
+def test_a_jsonl_line_over_the_limit_is_left_out_unread(tmp_path, monkeypatch):
+    from t2g.kg import inputs
+
+    monkeypatch.setattr(inputs, "FILE_BYTES", 64)
+    path = tmp_path / "in.jsonl"
+    path.write_text(json.dumps({"text": "x" * 500}) + "\n" + json.dumps({"id": "ok", "text": "Fine."}) + "\n")
+    bad: list = []
+    assert [r["id"] for r in documents(path, bad=bad)] == ["ok"]
+    assert bad[0].reason.startswith("line too long") and bad[0].where.endswith("line 1") and len(bad[0].raw) < 100
