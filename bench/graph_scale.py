@@ -26,15 +26,10 @@ from t2g.kg.config import validate
 from t2g.kg.local import run_graph
 from t2g.store import Store
 from tests.support.fake_graph import ENTITY_TYPES, RELATION_TYPES, document, grounded_answer
-from tests.support.fake_openai import FakeOpenAI
+from tests.support.fake_openai import Discard, FakeOpenAI
 
 FULL, SMOKE = 100_000, 500
 GOAL_DOCS_PER_S, GOAL_RSS_MB = 5_000, 2_048
-
-
-class _Discard(list):
-    def append(self, item: Any) -> None:  # the fake server keeps every request body; not here
-        pass
 
 
 def _write(path: Path, start: int, n: int) -> None:
@@ -79,7 +74,7 @@ def run(smoke: bool = False, n: int | None = None) -> dict[str, Any]:
         tempfile.TemporaryDirectory(prefix="t2g-graph-scale-") as tmp,
         FakeOpenAI(answer=grounded_answer(ungrounded_every=50)) as fake,
     ):
-        fake.bodies = _Discard()
+        fake.bodies = Discard()
         root = Path(tmp)
         cache = (root / "llm-cache").as_uri()
         shard = max(64, n // 24)
