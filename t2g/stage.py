@@ -62,11 +62,11 @@ def _module_file(name: str) -> Path | None:
     `t2g.stages.grpo` imported torch and transformers into every plan (~10 s a process)."""
     top, _, rest = name.partition(".")
     spec = _top_spec(top)
-    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+    if spec is None:
         return None
     if not rest:
-        return Path(spec.origin)
-    for base in spec.submodule_search_locations or []:
+        return Path(spec.origin) if spec.origin and spec.origin.endswith(".py") else None
+    for base in spec.submodule_search_locations or []:  # a namespace package's too
         path = Path(base).joinpath(*rest.split("."))
         for candidate in (path / "__init__.py", path.with_name(path.name + ".py")):
             if candidate.is_file():

@@ -130,3 +130,22 @@ def test_planning_a_recipe_imports_no_model_library(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_stage_module_in_a_namespace_package_is_versioned(tmp_path, monkeypatch):
+    # Sources are found on disk, not with find_spec: a package without __init__.py (PEP 420,
+    # a user's own stages) must still be found, and a change in it must change the version.
+    import sys
+
+    from t2g.stage import _top_spec, code_version
+
+    (tmp_path / "nsstages" / "inner").mkdir(parents=True)
+    module = tmp_path / "nsstages" / "inner" / "mine.py"
+    module.write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "nsstages", raising=False)
+    _top_spec.cache_clear()
+    first = code_version("nsstages.inner.mine")
+    module.write_text("X = 2\n")
+    assert code_version("nsstages.inner.mine") != first
+    _top_spec.cache_clear()
