@@ -53,7 +53,7 @@ def read_chunks(path: Path, chunk: ChunkConfig, bad: list[Quarantined]) -> tuple
     seen: set[str] = set()
     parts = []
     for batch in batches(documents(path, bad=bad), DOC_BATCH):
-        kept = []
+        ids, texts = [], []
         for row in batch:
             doc_id = str(row["id"])
             if doc_id in seen:
@@ -63,8 +63,8 @@ def read_chunks(path: Path, chunk: ChunkConfig, bad: list[Quarantined]) -> tuple
                 )
                 continue
             seen.add(doc_id)
-            kept.append((doc_id, row["text"]))
-        ids, texts = [d for d, _ in kept], [t for _, t in kept]
+            ids.append(doc_id)
+            texts.append(row["text"])
         docs = pa.table({"id": pa.array(ids, pa.string()), "text": pa.array(texts, pa.string())})
         parts.append(chunk_table(docs, chunk.max_tokens, chunk.overlap_tokens, count))
     return pa.concat_tables(parts), len(seen)

@@ -89,12 +89,13 @@ def batches(rows: Iterator[dict], size: int) -> Iterator[list[dict]]:
         yield batch
 
 
-def _text(row) -> dict | _BadRow:
+def _problem(row) -> str | None:
+    """Why a parsed row is not a document, or None."""
     if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-        return _BadRow("every line must be a JSON object with a string 'text'")
+        return "every line must be a JSON object with a string 'text'"
     if not row["text"].strip():
-        return _BadRow("'text' is empty")
-    return row
+        return "'text' is empty"
+    return None
 
 
 def _jsonl(path: Path, option: str) -> Iterator[tuple[str, dict | _BadRow]]:
@@ -120,9 +121,8 @@ def _jsonl(path: Path, option: str) -> Iterator[tuple[str, dict | _BadRow]]:
             except ValueError as exc:
                 yield where, _BadRow(f"not JSON ({exc})", line)
                 continue
-            checked = _text(row)
-            if isinstance(checked, _BadRow):
-                yield where, _BadRow(checked.reason, line)
+            if problem := _problem(row):
+                yield where, _BadRow(problem, line)
                 continue
             yield (
                 where,
@@ -149,13 +149,11 @@ def _parquet(path: Path, option: str) -> Iterator[tuple[str, dict | _BadRow]]:
     for batch in pf.iter_batches(batch_size=4096, columns=columns):
         for row in batch.to_pylist():
             number += 1
-            checked = _text(row)
-            if isinstance(checked, _BadRow):
-                checked.raw = json.dumps(row, ensure_ascii=False, default=str)
-            yield (
-                f"{option} {path} row {number}",
-                (checked if isinstance(checked, _BadRow) else {"id": row.get("id", number), "text": row["text"]}),
-            )
+            where = f"{option} {path} row {number}"
+            if problem := _problem(row):
+                yield where, _BadRow(problem, json.dumps(row, ensure_ascii=False, default=str))
+                continue
+            yield where, {"id": row.get("id", number), "text": row["text"]}
 
 
 def _folder(path: Path, option: str) -> Iterator[tuple[str, dict | _BadRow]]:
