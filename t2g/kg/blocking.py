@@ -30,6 +30,7 @@ and uncertain pairs and a union-find over distinct names, never the mentions' pa
 from __future__ import annotations
 
 import hashlib
+import re
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -134,11 +135,31 @@ def similarity(a: str, b: str) -> float:
     return SequenceMatcher(None, a, b).ratio()
 
 
+_DIGITS = re.compile(r"\d+")
+
+
 def _comparable(etype: str, a: str, b: str) -> bool:
+    """Whether two names may be spellings of one: never when their numbers differ ("$251
+    million" and "$51 million", "2nd Circuit" and "5th Circuit", "February 11" and "21") or
+    a word of one has no counterpart spelled like it in the other ("House Appropriations
+    subcommittee" and "Senate Appropriations subcommittee"); a person's, with as many words
+    and surnames starting alike."""
+    if _DIGITS.findall(a) != _DIGITS.findall(b) or _swapped_word(a, b):
+        return False
     if etype != "person":
         return True
     ta, tb = a.split(), b.split()
     return len(ta) == len(tb) and ta[-1][0] == tb[-1][0]
+
+
+def _swapped_word(a: str, b: str) -> bool:
+    ta, tb = a.split(), b.split()
+    only_a = [t for t in ta if t not in tb]
+    only_b = [t for t in tb if t not in ta]
+    if not only_a or not only_b:
+        return False  # a word more or less, or spacing: the ratio decides
+    # Spelling and spacing variants keep most letters ("zen tek" / "zentek", "merkle" / "merkel").
+    return SequenceMatcher(None, "".join(only_a), "".join(only_b)).ratio() < 0.6
 
 
 def compare_block(

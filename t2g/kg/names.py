@@ -3,15 +3,22 @@
 - `norm`: case-folded, diacritics removed (unicodedata NFKD), dots and apostrophes dropped
   ("I.B.M." -> "ibm", "O'Neil" -> "oneil"), other punctuation as spaces, whitespace collapsed.
 - `core`: `norm` without leading honorifics and titles (HONORIFICS: "Dr", "President",
-  "Chancellor", "CEO", ...), trailing generational suffixes ("Jr", "III") and, for
-  organisations, legal suffixes (LEGAL_SUFFIXES: "Inc", "Ltd", "GmbH", ...), a web suffix
-  glued to the name ("Amazon.com", "Booking.com": ".com", ".net", ".org", ...) and a leading
-  "the". If stripping would leave nothing, the name is kept as it was ("President" alone).
+  "Chancellor", "CEO", ...) and, for people, without a role before a title ("U.S. Sen. Robert
+  Kennedy", "Ohio Gov. Richard Celeste": ROLE_TITLES within the first four words) and degrees
+  ("PhD"), dotted initials apart ("J.D. Tippit" -> "j d tippit"); a generational suffix stays,
+  as "jr", "sr", "ii", "iii" or "iv" ("Martin Luther King III" is not his father). For
+  organisations, without legal suffixes (LEGAL_SUFFIXES: "Inc", "Ltd", "GmbH", ...), a web
+  suffix glued to the name ("Amazon.com", "Booking.com": ".com", ".net", ".org", ...) and a
+  leading "the". If stripping would leave nothing, the name is kept as it was ("President"
+  alone).
+- `person_parts`: a person's key as (first, middle names, last, generation), for the middle
+  name and suffix variants resolution joins ("John F. Kennedy" = "John Kennedy").
 - Short forms, which are matched against full names rather than with each other:
   a person's single token (a surname or first name: "Merkel", "Angela"), a person's initials
   with a surname ("J. Smith" -> "j smith"), and for other types an acronym ("IBM" for
   "International Business Machines"; initials of every word, and of the words that are not
-  "of/and/the/for/&").
+  "of/and/the/for/&"; an abbreviated legal suffix gives no letter: "ABC" is not "Avis Bourg
+  Co.", "Company" written out does).
 """
 
 from __future__ import annotations
@@ -27,10 +34,26 @@ HONORIFICS = frozenset(
     "princess emperor pope rev reverend father sister brother rabbi imam sheikh representative rep "
     "secretary ambassador commissioner director officer inspector detective agent coach st saint".split()
 )
-GENERATIONAL = frozenset("jr sr ii iii iv phd md esq".split())
+# Titles of an office or role, which a news text puts after where the role is held ("U.S.
+# Sen.", "New York Gov."): not "king", "saint", "lord", "prince", ..., which end or sit inside
+# real names ("Martin Luther King", "Yves Saint Laurent").
+ROLE_TITLES = frozenset(
+    "mr mrs ms dr prof president vice chancellor ceo cfo cto chairman chairwoman minister senator sen "
+    "governor gov mayor judge justice general gen colonel col captain capt lieutenant lt sergeant sgt "
+    "admiral rep representative secretary ambassador commissioner director officer inspector detective "
+    "agent coach spokesman spokeswoman".split()
+)
+GENERATIONAL = {"jr": "jr", "junior": "jr", "sr": "sr", "senior": "sr", "ii": "ii", "iii": "iii", "iv": "iv"}
+DEGREES = frozenset("phd md esq".split())
 LEGAL_SUFFIXES = frozenset(
     "inc incorporated ltd limited llc llp plc corp corporation co company gmbh ag sa sas srl bv nv "
     "oy ab asa spa kk pty group holdings".split()
+)
+# Legal suffixes as abbreviations: no letter of an acronym ("ABC" is not "Avis Bourg Co.").
+ABBREVIATED_SUFFIXES = frozenset("inc ltd llc llp plc corp co gmbh ag sa sas srl bv nv oy ab asa spa kk pty".split())
+# Words a name may end with, full stop included ("Corp.", "Jr.", "Prof."), not a sentence's end.
+ABBREVIATIONS = (
+    HONORIFICS | LEGAL_SUFFIXES | DEGREES | frozenset(GENERATIONAL) | frozenset("bros dept univ assn".split())
 )
 STOPWORDS = frozenset("of and the for & de der du la le von van".split())
 _DROP = re.compile(r"[.'’`´]")
@@ -45,27 +68,70 @@ def norm(text: str) -> str:
 
 
 _WEB_SUFFIX = re.compile(r"(?<=\w)\.(?:com|net|org|io|co\.uk|de|fr)\b", re.IGNORECASE)
+_DOTTED_INITIAL = re.compile(r"\b([^\W\d_])\.(?=[^\W\d_]\.)")  # "J.D." -> "J. D."
 
 
 @lru_cache(maxsize=1 << 16)
 def core(text: str, etype: str) -> str:
     if etype not in ("person", "date"):
         text = _WEB_SUFFIX.sub("", text)  # "Amazon.com Inc." is Amazon; norm would make it "amazoncom"
+    if etype == "person":
+        return _person_core(norm(_DOTTED_INITIAL.sub(r"\1. ", text)).split())
     tokens = norm(text).split()
     kept = list(tokens)
-    if etype == "person":
-        while len(kept) > 1 and kept[0] in HONORIFICS:
-            kept.pop(0)
-        while len(kept) > 1 and kept[-1] in GENERATIONAL:
-            kept.pop()
-        if len(kept) == 1 and kept[0] in HONORIFICS:
-            kept = tokens
-    elif etype != "date":
+    if etype != "date":
         if len(kept) > 1 and kept[0] == "the":
             kept.pop(0)
         while len(kept) > 1 and kept[-1] in LEGAL_SUFFIXES:
             kept.pop()
     return " ".join(kept)
+
+
+def _person_core(tokens: list[str]) -> str:
+    kept = list(tokens)
+    while len(kept) > 1 and kept[-1] in DEGREES:
+        kept.pop()
+    generation = GENERATIONAL.get(kept[-1]) if len(kept) > 1 else None
+    if generation:
+        kept.pop()
+    while len(kept) > 1 and kept[0] in HONORIFICS:
+        kept.pop(0)
+    # A role before its title: "us sen robert kennedy" -> "robert kennedy".
+    role = max((i for i, t in enumerate(kept[:4]) if t in ROLE_TITLES and i < len(kept) - 1), default=None)
+    if role is not None:
+        kept = kept[role + 1 :]
+    if len(kept) == 1 and kept[0] in HONORIFICS:
+        return " ".join(tokens)
+    return " ".join(kept + ([generation] if generation else []))
+
+
+@lru_cache(maxsize=1 << 16)
+def has_title(text: str) -> bool:
+    """Whether a person's name starts with a title or role that `core` drops ("Dr. Anthony
+    Fauci", "Dallas Police Officer J.D. Tippit")."""
+    tokens = norm(_DOTTED_INITIAL.sub(r"\1. ", text)).split()
+    key = core(text, "person").split()
+    return len(tokens) > len(key) and bool(tokens) and tokens[0] != key[0]
+
+
+def person_parts(key: str) -> tuple[str, tuple[str, ...], str, str] | None:
+    """A person's core key as (first, middle names, last, generation); None for one word."""
+    t = key.split()
+    generation = t.pop() if len(t) > 1 and t[-1] in GENERATIONAL else ""
+    if len(t) < 2:
+        return None
+    return t[0], tuple(t[1:-1]), t[-1], generation
+
+
+def _name(key: str) -> list[str]:
+    t = key.split()
+    return t[:-1] if len(t) > 1 and t[-1] in GENERATIONAL else t
+
+
+def without_generation(key: str) -> str:
+    """A person's key without its generation ("king jr" -> "king"): what its short forms
+    are looked up by."""
+    return " ".join(_name(key))
 
 
 @lru_cache(maxsize=1 << 16)
@@ -76,13 +142,13 @@ def rule_between(a: str, b: str) -> str:
 
 def is_initials(key: str) -> bool:
     """'j smith', 'j r smith': single letters then one surname."""
-    t = key.split()
+    t = _name(key)
     return len(t) >= 2 and all(len(x) == 1 for x in t[:-1]) and len(t[-1]) > 1
 
 
 def short_keys(key: str, etype: str) -> list[tuple[str, str]]:
     """The short forms a FULL name answers to: [(kind, short key)]. Empty for single tokens."""
-    t = key.split()
+    t = _name(key) if etype == "person" else key.split()
     if len(t) < 2:
         return []
     if etype == "person":
@@ -95,9 +161,18 @@ def short_keys(key: str, etype: str) -> list[tuple[str, str]]:
     return list(dict.fromkeys([("acronym", letters), ("acronym", content)]))
 
 
+def acronym_source(whole: str) -> str:
+    """A normalised organisation name without trailing abbreviated legal suffixes: the words
+    whose initials an acronym of the whole name is made of."""
+    t = whole.split()
+    while len(t) > 1 and t[-1] in ABBREVIATED_SUFFIXES:
+        t.pop()
+    return " ".join(t)
+
+
 def short_kind(key: str, etype: str, surface: str) -> str | None:
     """The kind of short form a mention key could be (None: it is a full name)."""
-    t = key.split()
+    t = _name(key) if etype == "person" else key.split()
     if etype == "person":
         if len(t) == 1:
             return "single name"

@@ -9,7 +9,11 @@ Tiers, each recorded in MERGES with its rule:
     for other types ("IBM"). A short form links to the one full name of its type in the SAME
     document that it abbreviates (`<kind> in document`). If the document has none, it links to
     the one full name in the whole corpus that it abbreviates (`<kind> in corpus`, e.g.
-    "Merkel" when "Angela Merkel" is the only Merkel). When two or more full names fit (John and
+    "Merkel" when "Angela Merkel" is the only Merkel); never a first name alone ("Barry" in a
+    document without Barry Goldwater is no one in particular). A person's full names that
+    differ by middle names, initials or a missing generational suffix join (`alias: middle
+    name or suffix`: "John F. Kennedy" = "John Kennedy"; never "Jr." with "III"), unless the
+    shorter one fits two. When two or more full names fit (John and
     Mary Smith both in the document, or, with neither in the document, both in the corpus),
     the short form is not guessed: it becomes a node of its own for that document (all its
     mentions in the document together, key "<name>@<doc_id>").
@@ -23,9 +27,10 @@ Never across types: every key, block and index is per entity type. "Jordan" the 
 Node ids: node_id(type, canonical key); the canonical key is the cluster's longest full-name
 key (ties: alphabetical), independent of counts and document order, so the same corpus gives
 the same ids and adding documents changes a node's id only when its cluster gains a longer
-name or merges with another node. The displayed name is the cluster's most frequent surface
-form of that key; for a person, a form without a leading title first ("Anthony Fauci" over the
-more frequent "Dr. Anthony Fauci").
+name or merges with another node. The displayed name is the cluster's most frequent full-name
+surface form; for a person, a form without a leading title first ("Anthony Fauci" over the
+more frequent "Dr. Anthony Fauci"); a form in capitals ("BUENOS AIRES") or ending a sentence
+("Africa.") only when there is no other.
 
 Memory: the mentions (columnar), one entry per distinct name (union-find, indexes) and the
 accepted pairs. Fuzzy pairs come from blocks, which the stage may compute sharded and pass in
@@ -45,7 +50,18 @@ import pyarrow.compute as pc
 
 from t2g.kg.blocking import Judge, concat_pairs, fuzzy_pairs, settle
 from t2g.kg.edges import edges_and_evidence
-from t2g.kg.names import HONORIFICS, core, norm, rule_between, short_keys, short_kind
+from t2g.kg.names import (
+    ABBREVIATIONS,
+    acronym_source,
+    core,
+    has_title,
+    norm,
+    person_parts,
+    rule_between,
+    short_keys,
+    short_kind,
+    without_generation,
+)
 from t2g.kg.tables import GRAPH_MENTIONS, MERGES, NODES, from_columns, mention_ids, node_id
 
 
@@ -117,8 +133,14 @@ def resolve(
         # ("ZDG" for "Zentek Dynamics Group", whose key drops the suffix "Group").
         candidates = {(etype, key, whole) for (_, etype), (key, whole, kind) in forms.items() if kind is None}
         for etype, key, whole in candidates:
-            for kind, short in short_keys(key, etype) + (short_keys(whole, etype) if etype != "person" else []):
+            whole_keys = short_keys(acronym_source(whole), etype) if etype != "person" else []
+            for kind, short in short_keys(key, etype) + whole_keys:
                 index[(etype, kind, short)].add(key)
+        # A name written with initials that abbreviates no full name is one ("J.D. Tippit"):
+        # its surname is a short form of it ("Officer Tippit").
+        for (_, etype), (key, _, kind) in sorted(forms.items()):
+            if kind == "initials" and _short(etype, key, kind, index) is None:
+                index[(etype, "surname", without_generation(key).split()[-1])].add(key)
     short_of = {f: (key, _short(f[1], key, kind, index)) for f, (key, _, kind) in forms.items()}
     keyed = [short_of[f] for f in zip(texts, types)]
     keys = [k for k, _ in keyed]
@@ -137,6 +159,11 @@ def resolve(
         ):
             if (etype, a) in full_keys and (etype, b) in full_keys and uf.union((etype, a), (etype, b)):
                 merges_between[(etype, a, b)] = (rule, score)
+
+    if aliases:
+        for a, b in _variant_pairs(full_keys):
+            if uf.union(("person", a), ("person", b)):
+                merges_between[("person", *sorted((a, b)))] = ("alias: middle name or suffix", None)
 
     # Clusters of full keys -> canonical key -> node id.
     members: dict = defaultdict(list)
@@ -188,6 +215,43 @@ def resolve(
         "mentions": len(mids),
     }
     return Graph(nodes, edges, graph_mentions, merges_table, evidence, stats)
+
+
+def _variant_pairs(full_keys: set[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Pairs of a person's full names with the same first and last name whose middle names
+    agree (a whole name, its initial, or none: "John Fitzgerald Kennedy", "John F. Kennedy",
+    "John Kennedy") and whose generations agree or one has none ("Jr." and "III" never).
+    The most specific names first; a name that fits two groups (George W. and George H. W.
+    Bush for "George Bush", Martin Luther King Jr. and III for "Martin Luther King") joins
+    neither."""
+    groups: dict[tuple[str, str], list[tuple[str, tuple[str, ...], str]]] = defaultdict(list)
+    for etype, key in full_keys:
+        parts = person_parts(key) if etype == "person" else None
+        if parts:
+            groups[(parts[0], parts[2])].append((key, parts[1], parts[3]))
+    pairs = []
+    for _, members in sorted(groups.items()):
+        clusters: list[list[tuple[str, tuple[str, ...], str]]] = []
+        for key, middle, gen in sorted(members, key=lambda m: (-_detail(m[1], m[2]), m[0])):
+            fits = [c for c in clusters if all(_agree(middle, gen, m, g) for _, m, g in c)]
+            if len(fits) == 1:
+                pairs.append((fits[0][0][0], key))
+                fits[0].append((key, middle, gen))
+            else:
+                clusters.append([(key, middle, gen)])
+    return pairs
+
+
+def _detail(middle: tuple[str, ...], gen: str) -> int:
+    return sum(2 if len(t) > 1 else 1 for t in middle) + bool(gen)
+
+
+def _agree(m1: tuple[str, ...], g1: str, m2: tuple[str, ...], g2: str) -> bool:
+    if g1 and g2 and g1 != g2:
+        return False
+    if not m1 or not m2:
+        return True
+    return len(m1) == len(m2) and all(a == b or (min(len(a), len(b)) == 1 and a[0] == b[0]) for a, b in zip(m1, m2))
 
 
 def _tree_merges(between: dict, first_of_key: dict, node_of_key: dict, mids: list[str]) -> list[tuple]:
@@ -254,6 +318,7 @@ class _Rows(NamedTuple):
 
 def _short(etype: str, key: str, kind: str | None, index: dict) -> str | None:
     """The kind of short form a name is, if it abbreviates some full name of the corpus."""
+    key = without_generation(key) if etype == "person" else key
     if kind == "single name":
         kinds = [k for k in ("surname", "first name") if (etype, k, key) in index]
         return kinds[0] if kinds else None
@@ -271,9 +336,24 @@ def _resolve_short_forms(doc_id, doc_rows, short_rows, c: _Rows, index, node_of_
     own: dict[tuple[str, str], int] = {}
     for i in short_rows:
         etype, key, short = c.types[i], c.keys[i], c.shorts[i]
+        looked_up = without_generation(key) if etype == "person" else key
         kinds = ("surname", "first name") if short in ("surname", "first name") else (short,)
-        corpus = [{node_of_key[(etype, k)] for k in index.get((etype, kind, key), ())} for kind in kinds]
-        here = [{n for n in s if n in full_in_doc} for s in corpus]
+        # A first name alone names someone only after their full name in the same document:
+        # across a corpus "Barry" or "President Kim" is anyone of that first name.
+        corpus = [
+            {node_of_key[(etype, k)] for k in index.get((etype, kind, looked_up), ())}
+            if kind != "first name"
+            else set()
+            for kind in kinds
+        ]
+        here = [
+            {
+                node_of_key[(etype, k)]
+                for k in index.get((etype, kind, looked_up), ())
+                if node_of_key[(etype, k)] in full_in_doc
+            }
+            for kind in kinds
+        ]
         target, where = None, None
         for level, sets in (("document", here), ("corpus", corpus)):
             found = next((s for s in sets if s), set())
@@ -297,10 +377,6 @@ def _resolve_short_forms(doc_id, doc_rows, short_rows, c: _Rows, index, node_of_
 def _nodes(nodes_of: list, texts: list, keys: list, types: list, docs: list, node_of_key: dict) -> pa.Table:
     """NODES, sorted by id. Counted over (node, surface, key) and (node, document) pairs, so the
     per-node work is over its distinct names, not its mentions."""
-    canon: dict[str, str] = {}
-    for (_type, key), nid in node_of_key.items():
-        if nid not in canon or (-len(key), key) < (-len(canon[nid]), canon[nid]):
-            canon[nid] = key
     forms: dict[str, list[tuple[str, str, int]]] = defaultdict(list)  # node -> (surface, key, count)
     for (nid, text, key), n in Counter(zip(nodes_of, texts, keys)).items():
         forms[nid].append((text, key, n))
@@ -309,18 +385,24 @@ def _nodes(nodes_of: list, texts: list, keys: list, types: list, docs: list, nod
     type_of = dict(zip(reversed(nodes_of), reversed(types)))  # the type of the node's first mention
     cols: dict[str, list] = {c: [] for c in NODES.names}
     for nid in sorted(forms):
-        key = canon.get(nid)
+        etype = type_of[nid]
         counts: Counter = Counter()
+        spelled: dict[str, int] = {}  # the length of a surface's key: the fuller name wins a tie
         for text, k, n in forms[nid]:
-            if k == key:
+            if (etype, k) in node_of_key:  # full names, not the short forms that joined them
                 counts[text] += n
+                spelled[text] = len(k)
         if not counts:
-            for text, _, n in forms[nid]:
+            for text, k, n in forms[nid]:
                 counts[text] += n
-        # A person's node is named without a title ("Anthony Fauci", not "Dr. Anthony Fauci")
-        # whenever some mention names them bare: the title is a role, not the name.
-        titled = _titled if type_of[nid] == "person" else (lambda t: False)
-        name = sorted(counts, key=lambda t: (titled(t), -counts[t], -len(t), t))[0]
+                spelled[text] = len(k)
+        # The most frequent full name, but a person's without a title ("Anthony Fauci", not
+        # "Dr. Anthony Fauci": the title is a role, not the name), and not a dateline's capitals
+        # ("BUENOS AIRES") or a sentence's last word ("Africa.") when another form exists.
+        titled = has_title if etype == "person" else (lambda t: False)
+        name = sorted(counts, key=lambda t: (titled(t), _shouted(t), _ragged(t), -counts[t], -spelled[t], -len(t), t))[
+            0
+        ]
         for c, v in zip(
             NODES.names,
             (
@@ -336,9 +418,19 @@ def _nodes(nodes_of: list, texts: list, keys: list, types: list, docs: list, nod
     return from_columns(cols, NODES)
 
 
-def _titled(text: str) -> bool:
-    tokens = norm(text).split()
-    return len(tokens) > 1 and tokens[0] in HONORIFICS
+def _shouted(text: str) -> bool:
+    letters = [ch for ch in text if ch.isalpha()]
+    return bool(letters) and all(ch.isupper() for ch in letters) and (" " in text.strip() or len(letters) >= 7)
+
+
+def _ragged(text: str) -> bool:
+    """Ends in a comma, colon or semicolon, or in a full stop after a word that is not an
+    abbreviation ("Africa." but not "U.S.", "Inc.", "Jr.", "St.")."""
+    text = text.strip()
+    if text.endswith((",", ";", ":")):
+        return True
+    last = text.split()[-1] if text else ""
+    return last.endswith(".") and "." not in last[:-1] and len(last) > 3 and norm(last) not in ABBREVIATIONS
 
 
 def _table(rows: list[tuple], schema: pa.Schema) -> pa.Table:

@@ -146,6 +146,109 @@ def test_a_person_is_named_without_a_title_when_some_mention_is_bare():
     assert names[n[("c", "President Ada Okafor")]] == "President Ada Okafor"  # no bare mention: kept
 
 
+def names_of(graph) -> dict[str, str]:
+    return dict(zip(graph.nodes.column("node_id").to_pylist(), graph.nodes.column("name").to_pylist()))
+
+
+def test_middle_names_initials_and_generations_join_unless_two_fit():
+    # Patterns of real news text (CoNLL04): one man written four ways; a father and son; a
+    # bare name that fits two people.
+    docs = {
+        "a": "President John F. Kennedy spoke. John Fitzgerald Kennedy was born in 1917.",
+        "b": "John Kennedy visited Dallas.",
+        "c": "U.S. Sen. Robert F. Kennedy spoke. New York Sen. Robert Kennedy left.",
+        "d": "Martin Luther King Jr. marched. Martin Luther King III spoke.",
+        "e": "Martin Luther King was honoured.",
+        "f": "Dallas Police Officer J.D. Tippit. was shot.",
+        "g": "Officer Tippit fell.",
+        "h": "George W. Bush met George H.W. Bush. George Bush smiled.",
+    }
+    spans = {
+        "a": [("President John F. Kennedy", "person"), ("John Fitzgerald Kennedy", "person")],
+        "b": [("John Kennedy", "person")],
+        "c": [("U.S. Sen. Robert F. Kennedy", "person"), ("New York Sen. Robert Kennedy", "person")],
+        "d": [("Martin Luther King Jr.", "person"), ("Martin Luther King III", "person")],
+        "e": [("Martin Luther King", "person")],
+        "f": [("Dallas Police Officer J.D. Tippit.", "person")],
+        "g": [("Officer Tippit", "person")],
+        "h": [("George W. Bush", "person"), ("George H.W. Bush", "person"), ("George Bush", "person")],
+    }
+    g = resolve(*docs_to_tables(docs, spans))
+    n, names = nodes_by_surface(g), names_of(g)
+    jfk = n[("a", "President John F. Kennedy")]
+    assert n[("a", "John Fitzgerald Kennedy")] == n[("b", "John Kennedy")] == jfk
+    assert n[("c", "U.S. Sen. Robert F. Kennedy")] == n[("c", "New York Sen. Robert Kennedy")] != jfk
+    assert names[n[("c", "New York Sen. Robert Kennedy")]] == "U.S. Sen. Robert F. Kennedy"  # titles only
+    assert n[("d", "Martin Luther King Jr.")] != n[("d", "Martin Luther King III")]  # father and son
+    assert n[("e", "Martin Luther King")] not in (
+        n[("d", "Martin Luther King Jr.")],
+        n[("d", "Martin Luther King III")],
+    )
+    assert n[("f", "Dallas Police Officer J.D. Tippit.")] == n[("g", "Officer Tippit")]
+    bushes = {n[("h", "George W. Bush")], n[("h", "George H.W. Bush")], n[("h", "George Bush")]}
+    assert len(bushes) == 3
+    rules = set(g.merges.column("rule").to_pylist())
+    assert "alias: middle name or suffix" in rules
+
+
+def test_a_first_name_alone_links_only_in_its_document():
+    docs = {
+        "a": "Barry Goldwater ran in 1964. Barry lost.",
+        "b": "Barry said nothing. President Kim spoke.",
+        "c": "Kim Jae-kyu was tried.",
+    }
+    spans = {
+        "a": [("Barry Goldwater", "person"), ("Barry", "person")],
+        "b": [("Barry", "person"), ("President Kim", "person")],
+        "c": [("Kim Jae-kyu", "person")],
+    }
+    g = resolve(*docs_to_tables(docs, spans))
+    n = nodes_by_surface(g)
+    assert n[("a", "Barry")] == n[("a", "Barry Goldwater")]
+    assert n[("b", "Barry")] != n[("a", "Barry Goldwater")]
+    assert n[("b", "President Kim")] != n[("c", "Kim Jae-kyu")]
+
+
+def test_numbers_swapped_words_and_abbreviated_suffixes_never_join():
+    docs = {
+        "a": "The 2nd U.S. Circuit Court of Appeals ruled. Sales of $251 million were reported on February 11.",
+        "b": "The 5th U.S. Circuit Court of Appeals ruled. Sales of $51 million were reported on February 21.",
+        "c": "The House Appropriations subcommittee met. The Senate Appropriations subcommittee met.",
+        "d": "Avis Bourg Co. bought land. ABC aired the news.",
+        "e": "American Broadcasting Company hired staff. ABC grew.",
+    }
+    spans = {
+        "a": [("2nd U.S. Circuit Court of Appeals", "organisation"), ("$251 million", "money"),
+              ("February 11", "date")],
+        "b": [("5th U.S. Circuit Court of Appeals", "organisation"), ("$51 million", "money"),
+              ("February 21", "date")],
+        "c": [("House Appropriations subcommittee", "organisation"),
+              ("Senate Appropriations subcommittee", "organisation")],
+        "d": [("Avis Bourg Co.", "organisation"), ("ABC", "organisation")],
+        "e": [("American Broadcasting Company", "organisation"), ("ABC", "organisation")],
+    }  # fmt: skip
+    g = resolve(*docs_to_tables(docs, spans))
+    n = nodes_by_surface(g)
+    for a, b in [("2nd U.S. Circuit Court of Appeals", "5th U.S. Circuit Court of Appeals"),
+                 ("$251 million", "$51 million"), ("February 11", "February 21")]:  # fmt: skip
+        assert n[("a", a)] != n[("b", b)], (a, b)
+    assert n[("c", "House Appropriations subcommittee")] != n[("c", "Senate Appropriations subcommittee")]
+    assert n[("d", "ABC")] != n[("d", "Avis Bourg Co.")]
+    assert n[("e", "ABC")] == n[("e", "American Broadcasting Company")]  # "Company" written out counts
+    assert "fuzzy" not in set(g.merges.column("rule").to_pylist())
+
+
+def test_a_node_is_not_named_by_a_dateline_or_a_sentence_end_when_another_form_exists():
+    docs = {"a": "BUENOS AIRES (AP) - Rain.", "b": "Buenos Aires woke.", "c": "He sailed the Okhotsk Sea.",
+            "d": "The Okhotsk Sea froze. The BUENOS AIRES office shut."}  # fmt: skip
+    spans = {"a": [("BUENOS AIRES", "location")], "b": [("Buenos Aires", "location")],
+             "c": [("Okhotsk Sea.", "location")], "d": [("Okhotsk Sea", "location"), ("BUENOS AIRES", "location")]}  # fmt: skip
+    g = resolve(*docs_to_tables(docs, spans))
+    n, names = nodes_by_surface(g), names_of(g)
+    assert names[n[("a", "BUENOS AIRES")]] == "Buenos Aires"  # though the capitals are more frequent
+    assert names[n[("c", "Okhotsk Sea.")]] == "Okhotsk Sea"
+
+
 def test_a_web_suffix_glued_to_an_organisation_is_a_suffix():
     docs = {"a": "Jeff Bezos founded Amazon. Amazon.com Inc. shares fell.", "b": "Booking.com hired Booking staff."}
     spans = {"a": [("Amazon", "organisation"), ("Amazon.com Inc.", "organisation")],
