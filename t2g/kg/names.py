@@ -114,6 +114,23 @@ def has_title(text: str) -> bool:
     return len(tokens) > len(key) and bool(tokens) and tokens[0] != key[0]
 
 
+_WORD_START = re.compile(r"(?<!\S)\S")
+
+
+def untitled(text: str) -> str:
+    """A person's name as written, from where its title or role ends ("German Chancellor
+    Angela Merkel" -> "Angela Merkel"); unchanged when it has none, or when only one word
+    would be left ("Mr. Clinton" says more than "Clinton")."""
+    key = core(text, "person")
+    if len(key.split()) < 2 or not has_title(text):
+        return text
+    for word in _WORD_START.finditer(text):
+        rest = text[word.start() :]
+        if core(rest, "person") == key and not has_title(rest):
+            return rest.strip()
+    return text
+
+
 def person_parts(key: str) -> tuple[str, tuple[str, ...], str, str] | None:
     """A person's core key as (first, middle names, last, generation); None for one word."""
     t = key.split()

@@ -60,6 +60,7 @@ from t2g.kg.names import (
     rule_between,
     short_keys,
     short_kind,
+    untitled,
     without_generation,
 )
 from t2g.kg.tables import GRAPH_MENTIONS, MERGES, NODES, from_columns, mention_ids, node_id
@@ -400,9 +401,9 @@ def _nodes(nodes_of: list, texts: list, keys: list, types: list, docs: list, nod
         # "Dr. Anthony Fauci": the title is a role, not the name), and not a dateline's capitals
         # ("BUENOS AIRES") or a sentence's last word ("Africa.") when another form exists.
         titled = has_title if etype == "person" else (lambda t: False)
-        name = sorted(counts, key=lambda t: (titled(t), _shouted(t), _ragged(t), -counts[t], -spelled[t], -len(t), t))[
-            0
-        ]
+        name = min(counts, key=lambda t: (titled(t), _shouted(t), _ragged(t), -counts[t], -spelled[t], -len(t), t))
+        if etype == "person":  # titles only: the name without one ("Angela Merkel")
+            name = untitled(name)
         for c, v in zip(
             NODES.names,
             (
