@@ -10,7 +10,7 @@
   organisations, without legal suffixes (LEGAL_SUFFIXES: "Inc", "Ltd", "GmbH", ...), a web
   suffix glued to the name ("Amazon.com", "Booking.com": ".com", ".net", ".org", ...) and a
   leading "the". If stripping would leave nothing, the name is kept as it was ("President"
-  alone).
+  alone). A possessive ending is no part of a name ("Reagan's", "Jones'").
 - `person_parts`: a person's key as (first, middle names, last, generation), for the middle
   name and suffix variants resolution joins ("John F. Kennedy" = "John Kennedy").
 - Short forms, which are matched against full names rather than with each other:
@@ -68,11 +68,14 @@ def norm(text: str) -> str:
 
 
 _WEB_SUFFIX = re.compile(r"(?<=\w)\.(?:com|net|org|io|co\.uk|de|fr)\b", re.IGNORECASE)
+_POSSESSIVE = re.compile(r"(?<=\w)['’]s?$")  # "Reagan's", "Jones'"
 _DOTTED_INITIAL = re.compile(r"\b([^\W\d_])\.(?=[^\W\d_]\.)")  # "J.D." -> "J. D."
 
 
 @lru_cache(maxsize=1 << 16)
 def core(text: str, etype: str) -> str:
+    if etype != "date":
+        text = _POSSESSIVE.sub("", text.strip())  # "Reagan's" is Reagan; norm would make it "reagans"
     if etype not in ("person", "date"):
         text = _WEB_SUFFIX.sub("", text)  # "Amazon.com Inc." is Amazon; norm would make it "amazoncom"
     if etype == "person":

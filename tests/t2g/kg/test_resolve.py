@@ -162,6 +162,7 @@ def test_middle_names_initials_and_generations_join_unless_two_fit():
         "f": "Dallas Police Officer J.D. Tippit. was shot.",
         "g": "Officer Tippit fell.",
         "h": "George W. Bush met George H.W. Bush. George Bush smiled.",
+        "i": "Ronald Reagan spoke. Later Reagan's aides left.",
     }
     spans = {
         "a": [("President John F. Kennedy", "person"), ("John Fitzgerald Kennedy", "person")],
@@ -172,6 +173,7 @@ def test_middle_names_initials_and_generations_join_unless_two_fit():
         "f": [("Dallas Police Officer J.D. Tippit.", "person")],
         "g": [("Officer Tippit", "person")],
         "h": [("George W. Bush", "person"), ("George H.W. Bush", "person"), ("George Bush", "person")],
+        "i": [("Ronald Reagan", "person"), ("Reagan's", "person")],
     }
     g = resolve(*docs_to_tables(docs, spans))
     n, names = nodes_by_surface(g), names_of(g)
@@ -187,6 +189,7 @@ def test_middle_names_initials_and_generations_join_unless_two_fit():
     assert n[("f", "Dallas Police Officer J.D. Tippit.")] == n[("g", "Officer Tippit")]
     bushes = {n[("h", "George W. Bush")], n[("h", "George H.W. Bush")], n[("h", "George Bush")]}
     assert len(bushes) == 3
+    assert n[("i", "Reagan's")] == n[("i", "Ronald Reagan")]  # a possessive is no part of the name
     rules = set(g.merges.column("rule").to_pylist())
     assert "alias: middle name or suffix" in rules
 
