@@ -198,7 +198,7 @@ def short_kind(key: str, etype: str, surface: str) -> str | None:
             return "single name"
         return "initials" if is_initials(key) else None
     # An acronym is written as one upper-case token ("IBM", "I.B.M."), 2 to 8 letters.
-    letters = _DROP.sub("", surface.strip())
+    letters = _DROP.sub("", _POSSESSIVE.sub("", surface.strip()))  # "IBM's" is the acronym too
     if len(t) == 1 and 2 <= len(letters) <= 8 and letters.isupper() and letters.isalpha():
         return "acronym"
     return None

@@ -218,7 +218,7 @@ def test_numbers_swapped_words_and_abbreviated_suffixes_never_join():
         "b": "The 5th U.S. Circuit Court of Appeals ruled. Sales of $51 million were reported on February 21.",
         "c": "The House Appropriations subcommittee met. The Senate Appropriations subcommittee met.",
         "d": "Avis Bourg Co. bought land. ABC aired the news.",
-        "e": "American Broadcasting Company hired staff. ABC grew.",
+        "e": "American Broadcasting Company hired staff. ABC grew. ABC's ratings rose.",
     }
     spans = {
         "a": [("2nd U.S. Circuit Court of Appeals", "organisation"), ("$251 million", "money"),
@@ -228,7 +228,7 @@ def test_numbers_swapped_words_and_abbreviated_suffixes_never_join():
         "c": [("House Appropriations subcommittee", "organisation"),
               ("Senate Appropriations subcommittee", "organisation")],
         "d": [("Avis Bourg Co.", "organisation"), ("ABC", "organisation")],
-        "e": [("American Broadcasting Company", "organisation"), ("ABC", "organisation")],
+        "e": [("American Broadcasting Company", "organisation"), ("ABC", "organisation"), ("ABC's", "organisation")],
     }  # fmt: skip
     g = resolve(*docs_to_tables(docs, spans))
     n = nodes_by_surface(g)
@@ -238,6 +238,7 @@ def test_numbers_swapped_words_and_abbreviated_suffixes_never_join():
     assert n[("c", "House Appropriations subcommittee")] != n[("c", "Senate Appropriations subcommittee")]
     assert n[("d", "ABC")] != n[("d", "Avis Bourg Co.")]
     assert n[("e", "ABC")] == n[("e", "American Broadcasting Company")]  # "Company" written out counts
+    assert n[("e", "ABC's")] == n[("e", "ABC")]
     assert "fuzzy" not in set(g.merges.column("rule").to_pylist())
 
 
