@@ -59,7 +59,7 @@ def stage_walls(log: str) -> dict[str, float]:
     return walls
 
 
-def _run(config: Path, until: str | None, cwd: Path, env: dict[str, str]) -> tuple[float, str]:
+def run_recipe(config: Path, until: str | None, cwd: Path, env: dict[str, str]) -> tuple[float, str]:
     t2g = str(Path(sys.executable).with_name("t2g"))
     args = [t2g, "run", "--config", str(config)] + (["--until", until] if until else [])
     started = time.perf_counter()
@@ -69,7 +69,7 @@ def _run(config: Path, until: str | None, cwd: Path, env: dict[str, str]) -> tup
     return time.perf_counter() - started, proc.stdout + proc.stderr
 
 
-def _evaluation(folder: Path) -> dict[str, Any]:
+def evaluation(folder: Path) -> dict[str, Any]:
     """The demo's F1 table from the evaluate artifact its first run wrote ({} without one)."""
     from bench.pipeline import model_figures
     from t2g.store import Store
@@ -94,9 +94,9 @@ def run(smoke: bool = False) -> dict[str, Any]:
         env = {**os.environ, "PREFECT_HOME": f"{tmp}/prefect", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
         env.pop("PREFECT_API_URL", None)  # Prefect's ephemeral API, as `make demo`
         host = machine.describe(0.5 if smoke else 2.0)  # before the run, on idle cores
-        first_s, first_out = _run(config, until, tmp, env)
-        figures = _evaluation(tmp)
-        second_s, out = _run(config, until, tmp, env)
+        first_s, first_out = run_recipe(config, until, tmp, env)
+        figures = evaluation(tmp)
+        second_s, out = run_recipe(config, until, tmp, env)
     found = _SUMMARY.search(out)
     if found is None:
         raise RuntimeError(f"no closing summary line in the rerun's output:\n{out[-2000:]}")
