@@ -30,8 +30,9 @@ from bench.lockfile import installed_against
 
 BENCHMARKS = ["rewards", "cache", "load", "stack", "sft", "regen", "drift", "graph", "graph_resolution"]
 # Experiments: an hour or more each on 2 cores, or a trained model to measure (graph_quality:
-# T2G_GRAPH_MODEL; identities_student trains one), so `make bench` leaves them out; run by name.
-EXPERIMENTS = ["think", "graph_quality", "identities_student"]
+# T2G_GRAPH_MODEL; identities_student trains one), or data a clone lacks (news_resolution:
+# T2G_NEWS_JSONL), so `make bench` leaves them out; run by name.
+EXPERIMENTS = ["think", "graph_quality", "identities_student", "news_resolution"]
 RESULTS = Path(__file__).with_name("results.json")
 
 
