@@ -93,8 +93,14 @@ def smoke_model(out: Path) -> Path:
     return tiny.build_tiny(out, texts, vocab_size=400, hidden_size=32, layers=1, heads=1)
 
 
-def measure(model: str, n_docs: int | None = None, max_new_tokens: int | None = None) -> dict[str, Any]:
+def measure(
+    model: str, n_docs: int | None = None, max_new_tokens: int | None = None, window_tokens: int | None = None
+) -> dict[str, Any]:
+    """The figures for `model`; `max_new_tokens` and `window_tokens` (chunk.max_tokens) replace
+    the recipe's."""
     recipe = load_recipe(RECIPE)
+    if window_tokens is not None:
+        recipe = recipe.model_copy(update={"chunk": recipe.chunk.model_copy(update={"max_tokens": window_tokens})})
     src = recipe.corpus.sources[0]
     update: dict[str, Any] = {"model": model, "too_long": "truncate", "max_prompt_tokens": None}
     if max_new_tokens is not None:
