@@ -8,7 +8,7 @@ texts, SFT then GRPO on exact gold labels, no teacher) on short documents of the
 of names as configs/tiny-graph.yaml's corpus (t2g.kg.identities, world seed 0, other document
 seeds, no long documents), then measures its GRPO model as graph_quality does.
 
-    python -m bench identities_student                # ~20 min on 2 cores
+    python -m bench identities_student                # ~75 min on 2 cores shared with tests
     BENCH_IDENTITIES_DIR=DIR python -m bench identities_student   # keep the run (DIR/.t2g/store)
     python -m bench --smoke identities_student        # the data and recipe only, no training
 
