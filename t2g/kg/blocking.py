@@ -139,17 +139,18 @@ _DIGITS = re.compile(r"\d+")
 
 
 def _comparable(etype: str, a: str, b: str) -> bool:
-    """Whether two names may be spellings of one: never when their numbers differ ("$251
-    million" and "$51 million", "2nd Circuit" and "5th Circuit", "February 11" and "21") or
-    a word of one has no counterpart spelled like it in the other ("House Appropriations
-    subcommittee" and "Senate Appropriations subcommittee"); a person's, with as many words
-    and surnames starting alike."""
-    if _DIGITS.findall(a) != _DIGITS.findall(b) or _swapped_word(a, b):
-        return False
     if etype != "person":
         return True
     ta, tb = a.split(), b.split()
     return len(ta) == len(tb) and ta[-1][0] == tb[-1][0]
+
+
+def _distinct(a: str, b: str) -> bool:
+    """Two names that are not spellings of one however alike: their numbers differ ("$251
+    million" and "$51 million", "2nd Circuit" and "5th Circuit", "February 11" and "21") or a
+    word of one has no counterpart spelled like it in the other ("House Appropriations
+    subcommittee" and "Senate Appropriations subcommittee")."""
+    return _DIGITS.findall(a) != _DIGITS.findall(b) or _swapped_word(a, b)
 
 
 def _swapped_word(a: str, b: str) -> bool:
@@ -190,6 +191,8 @@ def compare_block(
         matcher = SequenceMatcher(None, a, b)
         if matcher.real_quick_ratio() < floor or matcher.quick_ratio() < floor:
             continue  # upper bounds of the ratio: most pairs of a block stop here
+        if _distinct(a, b):
+            continue
         score = matcher.ratio()
         if score >= fuzzy_threshold:
             sure.append({"type": etype, "a": a, "b": b, "rule": "fuzzy", "score": round(score, 4)})

@@ -136,11 +136,10 @@ def untitled(text: str) -> str:
 
 def person_parts(key: str) -> tuple[str, tuple[str, ...], str, str] | None:
     """A person's core key as (first, middle names, last, generation); None for one word."""
-    t = key.split()
-    generation = t.pop() if len(t) > 1 and t[-1] in GENERATIONAL else ""
+    t = _name(key)
     if len(t) < 2:
         return None
-    return t[0], tuple(t[1:-1]), t[-1], generation
+    return t[0], tuple(t[1:-1]), t[-1], key.split()[-1] if len(t) < len(key.split()) else ""
 
 
 def _name(key: str) -> list[str]:

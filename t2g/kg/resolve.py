@@ -341,20 +341,9 @@ def _resolve_short_forms(doc_id, doc_rows, short_rows, c: _Rows, index, node_of_
         kinds = ("surname", "first name") if short in ("surname", "first name") else (short,)
         # A first name alone names someone only after their full name in the same document:
         # across a corpus "Barry" or "President Kim" is anyone of that first name.
-        corpus = [
-            {node_of_key[(etype, k)] for k in index.get((etype, kind, looked_up), ())}
-            if kind != "first name"
-            else set()
-            for kind in kinds
-        ]
-        here = [
-            {
-                node_of_key[(etype, k)]
-                for k in index.get((etype, kind, looked_up), ())
-                if node_of_key[(etype, k)] in full_in_doc
-            }
-            for kind in kinds
-        ]
+        fits = [{node_of_key[(etype, k)] for k in index.get((etype, kind, looked_up), ())} for kind in kinds]
+        here = [{n for n in s if n in full_in_doc} for s in fits]
+        corpus = [s if kind != "first name" else set() for kind, s in zip(kinds, fits)]
         target, where = None, None
         for level, sets in (("document", here), ("corpus", corpus)):
             found = next((s for s in sets if s), set())
@@ -387,16 +376,13 @@ def _nodes(nodes_of: list, texts: list, keys: list, types: list, docs: list, nod
     cols: dict[str, list] = {c: [] for c in NODES.names}
     for nid in sorted(forms):
         etype = type_of[nid]
+        # Full names, not the short forms that joined them (all forms when there is none).
+        named = [f for f in forms[nid] if (etype, f[1]) in node_of_key] or forms[nid]
         counts: Counter = Counter()
         spelled: dict[str, int] = {}  # the length of a surface's key: the fuller name wins a tie
-        for text, k, n in forms[nid]:
-            if (etype, k) in node_of_key:  # full names, not the short forms that joined them
-                counts[text] += n
-                spelled[text] = len(k)
-        if not counts:
-            for text, k, n in forms[nid]:
-                counts[text] += n
-                spelled[text] = len(k)
+        for text, k, n in named:
+            counts[text] += n
+            spelled[text] = len(k)
         # The most frequent full name, but a person's without a title ("Anthony Fauci", not
         # "Dr. Anthony Fauci": the title is a role, not the name), and not a dateline's capitals
         # ("BUENOS AIRES") or a sentence's last word ("Africa.") when another form exists.
