@@ -42,15 +42,19 @@ class SeaweedFS:
 
     def __init__(self, workdir: Path):
         self.workdir = workdir
-        self.ports = dict(zip(["master", "volume", "filer", "s3"], _free_ports(4)))
+        # gRPC ports default to http port + 10000, which may be taken: set explicitly, from
+        # one draw with the http ports (all distinct) and kept across stop()/start(). Drawn
+        # anew at each start, a restart's gRPC port could be one of the http ports the
+        # stopped server had freed and was about to bind again ("address already in use").
+        free = _free_ports(8)
+        names = ["master", "volume", "filer", "s3"]
+        self.ports = dict(zip(names, free[:4]))
+        self.grpc_ports = dict(zip(names, free[4:]))
         self.endpoint = f"http://127.0.0.1:{self.ports['s3']}"
         self.proc: subprocess.Popen | None = None
 
     def command(self) -> list[str]:
-        p = self.ports
-        # gRPC ports default to http port + 10000; they are set explicitly from free
-        # ports too, since port + 10000 may be taken.
-        grpc = dict(zip(p, _free_ports(4)))
+        p, grpc = self.ports, self.grpc_ports
         return [
             weed_binary() or "weed", "server",
             f"-dir={self.workdir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
