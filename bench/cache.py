@@ -1,7 +1,7 @@
 """Cached rerun: the default recipe (configs/tiny.yaml, what `make demo` runs) run twice,
 whole pipeline, with Prefect's ephemeral API and a fresh file:// store, as `make demo`
 runs it. The second run must do no stage work: every stage a cache hit, in under
-GOAL_S seconds. The first run trains the teacher, student and GRPO: ~10 minutes on 2 cores.
+GOAL_S seconds. The first run trains the teacher, student and GRPO: ~17 minutes on 2 idle cores.
 
     python -m bench cache                       # the whole default recipe
     BENCH_CACHE_UNTIL=filter python -m bench cache   # stop after a stage

@@ -20,6 +20,7 @@ from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2Config,
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX as QWEN2_PRETOKENIZE_REGEX
 
 from t2g.progress import Progress
+from t2g.prompts import REASONER_SYSTEM_PROMPT, SYSTEM_PROMPT, THINKING_SUFFIX
 
 PAD = "<|endoftext|>"
 IM_START = "<|im_start|>"
@@ -28,6 +29,12 @@ SPECIAL_TOKENS = (PAD, IM_START, IM_END)
 # Thinking tags are one token each but not *special*: trl decodes completions with
 # skip_special_tokens=True, and the format reward must still see them.
 THINK_TOKENS = ("<think>", "</think>")
+# The recipe's fixed system prompts, one token each. They are the same in every example, so
+# to a tiny model they carry nothing, yet spelled out they were ~110 of an SFT example's
+# ~245 tokens: close to half of every training step and prefill on a CPU. A real model
+# reads them as words; the tiny stand-in reads one token (the longest match wins, so the
+# thinking prompt is one token too).
+PROMPT_TOKENS = (SYSTEM_PROMPT + THINKING_SUFFIX, SYSTEM_PROMPT, REASONER_SYSTEM_PROMPT)
 
 # ChatML, as Qwen2.5 renders it, minus tools and the default system prompt. The assistant's
 # content and its <|im_end|> sit inside {% generation %} so trl's assistant_only_loss masks
@@ -48,9 +55,12 @@ CHAT_TEMPLATE = (
 )
 
 
-def build_tokenizer(corpus: Iterable[str], vocab_size: int = 2048, min_frequency: int = 2) -> PreTrainedTokenizerFast:
+def build_tokenizer(
+    corpus: Iterable[str], vocab_size: int = 2048, min_frequency: int = 2, prompt_tokens: bool = True
+) -> PreTrainedTokenizerFast:
     """A byte-level BPE (Qwen style: any text encodes, nothing is unknown) trained on
-    `corpus`, with ChatML special tokens and chat template.
+    `corpus`, with ChatML special tokens and chat template; with `prompt_tokens`, the
+    recipe's system prompts are one token each (PROMPT_TOKENS).
 
     Feed it what the model will read and write — texts, JSON targets, prompts — so frequent
     names and JSON punctuation become single tokens. Deterministic for a given corpus.
@@ -85,6 +95,7 @@ def build_tokenizer(corpus: Iterable[str], vocab_size: int = 2048, min_frequency
     tokenizer.add_tokens(
         [AddedToken(IM_START, special=True, normalized=False)]
         + [AddedToken(t, special=False, normalized=False) for t in THINK_TOKENS]
+        + [AddedToken(t, special=True, normalized=False) for t in (PROMPT_TOKENS if prompt_tokens else ())]
     )
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
@@ -208,7 +219,7 @@ def pretrain(
 ) -> list[float]:
     """Warm a freshly initialised model up to copy from its context, as any pretrained
     base model can: causal LM on `text <eos> text`, where the second copy is predictable
-    only by looking back (the task that grows induction heads).
+    only by looking back (the task that grows induction heads); batches are packed (`pack`).
 
     Why: the recipe's student copies entity names from the text. A random tiny model has
     no copying circuit and, under SFT alone, finds one only after hundreds of steps on a
@@ -218,7 +229,9 @@ def pretrain(
     """
     if steps <= 0 or not texts:
         return []
-    texts = list(texts)
+    # Each text tokenized once; `t <eos> t <eos>` is then its ids twice.
+    eos = tokenizer.convert_tokens_to_ids(IM_END)
+    copies = [ids + [eos] + ids + [eos] for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
     rng = Random(seed)
     losses: list[float] = []
     # On the GPU when there is one (on an H200 machine the SFT stage's time outside its
@@ -234,12 +247,11 @@ def pretrain(
         model.train()
         progress = Progress("copy warm-up", steps)
         for step in range(steps):
-            batch = [t + IM_END + t + IM_END for t in rng.choices(texts, k=batch_size)]
-            enc = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-            labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+            ids, mask = pack(rng.choices(copies, k=batch_size), tokenizer.pad_token_id)
+            labels = ids.masked_fill(mask == 0, -100)
             for group in opt.param_groups:  # linear warm-up, then constant
                 group["lr"] = learning_rate * min(1.0, (step + 1) / warmup)
-            loss = model(**enc, labels=labels).loss
+            loss = model(input_ids=ids.to(device), attention_mask=mask.to(device), labels=labels.to(device)).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
@@ -250,6 +262,32 @@ def pretrain(
     return losses
 
 
+def pack(sequences: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Whole sequences packed first-fit, longest first, into rows as long as the longest
+    one; only row ends are padded (on the left, as the tokenizer pads). Returns input ids
+    and attention mask.
+
+    Why: the warm-up's texts are 12 to 90 tokens, and padded to the longest in the batch
+    45% of every step was padding. A packed sequence may attend to the one before it in its
+    row, as in any pretraining that packs documents; each is whole, so its second copy can
+    always look back at its first.
+    """
+    width = max(len(s) for s in sequences)
+    rows: list[list[int]] = []
+    for seq in sorted(sequences, key=len, reverse=True):
+        row = next((r for r in rows if len(r) + len(seq) <= width), None)
+        if row is None:
+            rows.append(list(seq))
+        else:
+            row.extend(seq)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, width - len(row) :] = torch.tensor(row)
+        mask[i, width - len(row) :] = 1
+    return ids, mask
+
+
 def build_tiny(
     out_dir: str | Path,
     corpus: Iterable[str],
@@ -257,6 +295,7 @@ def build_tiny(
     pretrain_texts: Sequence[str] = (),
     pretrain_steps: int = 0,
     pretrain_lr: float = 3e-3,
+    prompt_tokens: bool = True,
     **sizes,
 ) -> Path:
     """Train the tokenizer on `corpus`, build the model (`sizes` go to `build_model`),
@@ -264,7 +303,7 @@ def build_tiny(
     to `out_dir` like a hub checkpoint. Returns `out_dir`."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(corpus, vocab_size=vocab_size)
+    tokenizer = build_tokenizer(corpus, vocab_size=vocab_size, prompt_tokens=prompt_tokens)
     model = build_model(tokenizer, **sizes)
     pretrain(model, tokenizer, pretrain_texts, pretrain_steps, pretrain_lr, seed=sizes.get("seed", 0))
     model.save_pretrained(out)

@@ -44,9 +44,9 @@ def sft_config(work: Path, **kw) -> SftConfig:
     return SftConfig(**{**base, **kw})
 
 
-def small_tiny_model(out: Path) -> Path:
+def small_tiny_model(out: Path, prompt_tokens: bool = True) -> Path:
     """An untrained small tiny model saved the way the sft stage saves one."""
-    tiny.build_tiny(out, toyworld.corpus(200, seed=0), vocab_size=SMALL_TINY.vocab_size,
+    tiny.build_tiny(out, toyworld.corpus(200, seed=0), vocab_size=SMALL_TINY.vocab_size, prompt_tokens=prompt_tokens,
                     hidden_size=SMALL_TINY.hidden_size, layers=SMALL_TINY.layers, heads=SMALL_TINY.heads)  # fmt: skip
     (out / BASE_FILE).write_text(json.dumps({"model": "tiny", "tiny": SMALL_TINY.model_dump()}))
     return out

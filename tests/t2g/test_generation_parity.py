@@ -62,7 +62,8 @@ def build_models(root: Path) -> dict[str, Path]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    untrained = small_tiny_model(root / "untrained")
+    # The recording's tokenizer: built before the recipe's system prompt became one token.
+    untrained = small_tiny_model(root / "untrained", prompt_tokens=False)
     base = (untrained / BASE_FILE).read_text()
     out = {"untrained": untrained}
     with one_thread():

@@ -145,3 +145,28 @@ def test_pretrain_lowers_the_loss_and_is_deterministic():
     assert (
         tiny.pretrain(tiny.build_model(tokenizer, hidden_size=32, layers=1, heads=1), tokenizer, texts, steps=0) == []
     )
+
+
+@pytest.mark.parametrize("thinking", [False, True])
+def test_the_recipe_s_system_prompt_is_one_token_and_round_trips(thinking):
+    from t2g.prompts import messages
+
+    tokenizer = tiny.build_tokenizer(toyworld.corpus(200, seed=0), vocab_size=400)
+    chat = messages("Kortron makes the Vophone.", ["organisation", "product"], ["makes"], thinking=thinking)
+    ids = tokenizer.apply_chat_template(chat, tokenize=True, add_generation_prompt=True, return_dict=False)
+    system = chat[0]["content"]
+    assert system in tokenizer.convert_ids_to_tokens(ids)  # the whole prompt, thinking suffix included
+    assert tokenizer.decode(ids) == tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+    # Any other system prompt is spelled out as before.
+    other = tokenizer.apply_chat_template(MESSAGES[:2], tokenize=True, return_dict=False)
+    assert tokenizer.decode(other).startswith("<|im_start|>system\nExtract a graph.")
+
+
+def test_pack_keeps_each_sequence_whole_and_pads_only_row_ends():
+    seqs = [[1] * 9, [2] * 3, [3] * 5, [4] * 4, [5] * 2]
+    ids, mask = tiny.pack(seqs, pad_id=0)
+    assert ids.shape == (3, 9)  # 9 | 5+4 | 3+2: first fit, longest first
+    rows = [row[m.bool()].tolist() for row, m in zip(ids, mask)]
+    assert rows == [[1] * 9, [3] * 5 + [4] * 4, [2] * 3 + [5] * 2]
+    assert ids[2, :4].tolist() == [0] * 4 and mask[2, :4].tolist() == [0] * 4  # padded on the left
+    assert sorted(x for r in rows for x in r) == sorted(x for s in seqs for x in s)
