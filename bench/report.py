@@ -141,7 +141,8 @@ def _think(results: dict[str, Any]) -> list[str]:
         return []
     seeds = sorted(think["seeds"])
     lines = [f"Thinking against non-thinking students (`python -m bench think`: configs/tiny-think.yaml against "
-             f"configs/tiny.yaml, same documents, teacher and optimizer steps; mean of seeds {', '.join(seeds)}):", "",
+             f"configs/tiny.yaml, same documents, teacher and optimizer steps; mean of seeds {', '.join(seeds)}"
+             f"{_when(think)}):", "",
              "| student | SFT entity / relation F1 | GRPO entity / relation F1 | valid JSON | format | think chars |",
              "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
 
@@ -188,12 +189,18 @@ def _r1(results: dict[str, Any]) -> list[str]:
     closer = ", ".join(f"{e['sample_2']['vs_gold']['closer']}/{e['sample_2']['vs_gold']['further']}" for e in per)
     rel = "; ".join(f"{_pts(e['comparisons']['grpo-2 - grpo']['relations'])}" for e in per)
     took = f", {r1['empty_store_s'] / 60:.0f} min from an empty store" if r1.get("empty_store_s") else ""
-    return [f"R1's second round (`configs/tiny-r1.yaml`, student seeds {', '.join(seeds)}{took}): {accepted} of "
+    return [f"R1's second round (`configs/tiny-r1.yaml`, student seeds {', '.join(seeds)}{took}{_when(r1)}): {accepted} of "
             f"{per[0]['sample_2']['documents']} sampled documents accepted; the student's answer closer/further from the "
             f"gold than its teacher's label on {closer} of them; GRPO-2 {mean['grpo-2']['entities']:.3f} / "
             f"{mean['grpo-2']['relations']:.3f} against GRPO {mean['grpo']['entities']:.3f} / {mean['grpo']['relations']:.3f} "
             f"(means); GRPO-2 minus GRPO, relation F1 points per seed: {rel}: "
             f"{'meets' if r1.get('meets_goal') else 'short of'} the goal of +3.", ""]  # fmt: skip
+
+
+def _when(entry: dict[str, Any]) -> str:
+    """An entry measured on older code says so (`measured_at`, set by hand when the code under
+    it moved and it was not rerun; a rerun writes the entry afresh, without it)."""
+    return f"; {entry['measured_at']}" if entry.get("measured_at") else ""
 
 
 def _repair(results: dict[str, Any]) -> list[str]:
@@ -203,7 +210,7 @@ def _repair(results: dict[str, Any]) -> list[str]:
         return []
     y, s0 = rep["yield"], rep["seeds"]["0"]
     d = s0["repair - drop"]["grpo"]
-    return [f"Repairing labels instead of dropping them (`filter.ungrounded: repair`, seed 0) keeps {y['repair']['documents']} "
+    return [f"Repairing labels instead of dropping them (`filter.ungrounded: repair`, seed 0{_when(rep)}) keeps {y['repair']['documents']} "
             f"documents instead of {y['drop']['documents']}, but the student learns the gaps: GRPO "
             f"{s0['f1']['repair']['grpo']['entities']:.3f} / {s0['f1']['repair']['grpo']['relations']:.3f} against "
             f"{s0['f1']['drop']['grpo']['entities']:.3f} / {s0['f1']['drop']['grpo']['relations']:.3f}, entity "
