@@ -1,7 +1,8 @@
 """What machine a timing was measured on: the CPU's name, the cores this process may use,
 and its float32 matrix-multiply rate through torch (the demo's training and generation are
 mostly `aten::mm`). Two hosts of the same kind differed 2.5x in the demo's teacher stage
-(docs/log.md, 2026-12-06): a wall time means little without this beside it.
+(docs/log.md, 2026-12-06): a wall time means little without this beside it. The kernel
+set torch uses rides along: figures (not only times) depend on it.
 """
 
 from __future__ import annotations
@@ -43,5 +44,8 @@ def describe(seconds: float = 2.0) -> dict[str, Any]:
         "cpu": cpu_name(),
         "cores": len(os.sched_getaffinity(0)),
         "torch_threads": torch.get_num_threads(),
+        # Which vector kernels torch runs (AVX2, AVX512): the same lock gives other floats
+        # under other kernels, so the demo's figures name it (make sets AVX2, see Makefile).
+        "cpu_kernels": torch.backends.cpu.get_cpu_capability(),
         "matmul_gflops": matmul_gflops(seconds),
     }

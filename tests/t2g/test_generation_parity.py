@@ -8,8 +8,9 @@ before it was retired (ee96a8f, where this test called the Generator): free and 
 prompt lengths in batches, evaluate's report (F1 figures, comparisons, every completion)
 and `extract`'s graphs. The tests assert the generation path of today gives the same
 strings and figures. Greedy answers depend on the float kernels: the recording says
-which torch, transformers and device made it, and a run under others is skipped with that reason
-(re-record then, after checking the answers are still right).
+which torch, transformers, device and CPU kernels (AVX2, AVX512) made it, and a run under
+others is skipped with that reason (re-record then, after checking the answers are still
+right; `make test` runs AVX2's kernels on every host, see the Makefile).
 """
 
 from __future__ import annotations
@@ -50,9 +51,12 @@ def versions() -> dict[str, str]:
     import torch
     import transformers
 
-    # The device too: the backend runs on CUDA where there is one, with other kernels.
+    # The device too: the backend runs on CUDA where there is one, with other kernels; and
+    # on a CPU, which vector kernels torch picked: the trained model's answers differ
+    # between AVX2 and AVX-512 (`make test` runs AVX2 everywhere: ATEN_CPU_CAPABILITY).
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    return {"torch": torch.__version__, "transformers": transformers.__version__, "device": device}
+    kernels = torch.backends.cpu.get_cpu_capability() if device == "cpu" else device
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "device": device, "kernels": kernels}
 
 
 def build_models(root: Path) -> dict[str, Path]:
@@ -178,8 +182,18 @@ def record(root: Path) -> dict[str, Any]:
 def recorded() -> dict[str, Any]:
     data = json.loads(RECORDED.read_text())
     if data["versions"] != versions():
-        pytest.skip(f"answers recorded under {data['versions']}, this is {versions()}: re-record (module docstring)")
+        pytest.skip(
+            f"answers recorded under {data['versions']}, this is {versions()}: run it as `make test` does "
+            "(ATEN_CPU_CAPABILITY=avx2) or re-record (module docstring)"
+        )
     return data
+
+
+def test_make_runs_the_kernels_the_recording_was_made_under():
+    # Otherwise `make test` on an AVX-512 host would skip the comparisons instead of running them.
+    kernels = json.loads(RECORDED.read_text())["versions"]["kernels"]
+    makefile = (Path(__file__).parents[2] / "Makefile").read_text()
+    assert f"export ATEN_CPU_CAPABILITY ?= {kernels.lower()}\n" in makefile
 
 
 @pytest.fixture(scope="module")
