@@ -8,11 +8,11 @@ LOCK  ?= constraints/lock.txt
 ARGS  ?=
 
 # The tiny recipe's figures are exact for the lock and for the CPU kernels: the same lock
-# trains other floats under AVX-512 than under AVX2 (docs/log.md, 2026-12-07). Every target
+# trains other floats under AVX-512 than under AVX2 (docs/log.md, 2026-12-06). Every target
 # runs torch's AVX2 kernels (and MKL's and oneDNN's AVX2 paths), so a fresh clone reproduces
 # the README's table on any x86-64 host with AVX2. Matmul speed is unchanged on the AMD
-# hosts measured (MKL takes its AVX2 path there either way); elementwise kernels lose a
-# little. Other figures for AVX-512's kernels: `make demo ATEN_CPU_CAPABILITY=avx512`.
+# hosts measured (MKL takes its AVX2 path there either way). Other figures for AVX-512's
+# kernels: `make demo ATEN_CPU_CAPABILITY=avx512`.
 export ATEN_CPU_CAPABILITY ?= avx2
 export MKL_CBWR ?= AVX2
 export ONEDNN_MAX_CPU_ISA ?= AVX2

@@ -7,9 +7,9 @@ ends with a Result that carries the error, so a caller never loses or duplicates
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,20 @@ class Backend(Protocol):
     model: str
 
     def generate(self, requests: Sequence[Request]) -> list[Result]: ...
+
+
+# (position in the caller's list, request): what a streaming backend is handed, a batch at a time
+Numbered = tuple[int, Request]
+
+
+@runtime_checkable
+class StreamingBackend(Backend, Protocol):
+    """A backend that takes requests while it answers earlier ones (a served model): the
+    LLM cache looks up the next batch while the misses found so far are in flight."""
+
+    def stream(self, batches: Iterable[Sequence[Numbered]], on_result: Callable[[int, Result], None]) -> None:
+        """Call `on_result(position, result)` once for each request of every batch."""
+        ...
 
 
 def fit_prompt(ids: list[int], limit: int, too_long: str) -> tuple[list[int] | None, bool]:

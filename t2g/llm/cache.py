@@ -9,7 +9,8 @@ store, `_llm_cache/<k[:2]>/<k>.json`, written with the store's atomic put as soo
 result arrives (a kill loses only the requests in flight); only results without an error
 are written. Two writers of one key write the same answer (or, sampling without a seed,
 an equally valid one): the last wins, whole. A lookup is one GET (a stage's lookups go
-as one batch, Store.get_many); nothing lists.
+in batches of LOOKUP_BATCH, Store.get_many; a served model gets each batch's misses while the
+next batch is read); nothing lists.
 
 Identity (`identity`), as the backend's registry entry (t2g.llm.registry) names its
 model: for a local backend, a model folder (an "@teacher" artifact, a checkpoint) by its
@@ -28,7 +29,7 @@ are. Outside it (a stage called directly, the unit tests) nothing is cached.
 from __future__ import annotations
 
 import hashlib
-import inspect
+import itertools
 import json
 import logging
 import threading
@@ -42,12 +43,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from t2g.llm import engine_settings, get_backend, registry, resolve_api_key
-from t2g.llm.base import Backend, Request, Result
+from t2g.llm.base import Backend, Numbered, Request, Result, StreamingBackend, failed
 from t2g.store import Store
 
 PREFIX = "_llm_cache"
 FORMAT = 1  # bump when an entry's layout or the key's recipe changes
 CHUNK = 256  # requests per generate call for a backend that cannot report results one by one
+# Keys per lookup batch: a streaming backend asks a batch's misses while the next is read,
+# so the first requests leave after one batch's reads, not all of a shard's.
+LOOKUP_BATCH = 64
 
 # Engine settings that change what a model answers (the prompt a backend cuts to fit,
 # the numerics): part of the identity. Throughput settings (batch size, in-flight
@@ -249,21 +253,37 @@ class CachedBackend:
     def generate(self, requests: Sequence[Request]) -> list[Result]:
         started = time.time()
         keys = [request_key(self.identity, r, r.sample) for r in requests]
-        found = self.cache.get_many(keys)
-        results: list[Result | None] = list(found)
-        for res in found:
-            if res is not None:
-                self.accounting.add(res, hit=True)
-        missing = [i for i, res in enumerate(found) if res is None]
-        if missing:
+        results: list[Result | None] = [None] * len(requests)
+        misses = self._lookups(requests, keys, results)
+        first = next((batch for batch in misses if batch), None)  # no miss: the backend never loads
+        if first is not None:
             with ThreadPoolExecutor(4) as writes:
-                self._ask(requests, keys, missing, results, writes)
+                self._ask(keys, itertools.chain([first], misses), results, writes)
+            for i in (i for i, res in enumerate(results) if res is None):  # never lost: an error row
+                results[i] = failed("the backend gave no answer to this request")
+                self.accounting.add(results[i], hit=False)
         self.accounting.wall_s += time.time() - started
         return results  # type: ignore[return-value]
 
-    def _ask(self, requests, keys, missing: list[int], results: list, writes: ThreadPoolExecutor) -> None:
-        def arrived(j: int, result: Result) -> None:
-            i = missing[j]
+    def _lookups(self, requests: Sequence[Request], keys: list[str], results: list) -> Iterator[list[Numbered]]:
+        """Look the keys up a batch at a time, filling `results` with the hits; yield each
+        batch's misses (a streaming backend asks them while the next batch is looked up)."""
+        for start in range(0, len(keys), LOOKUP_BATCH):
+            found = self.cache.get_many(keys[start : start + LOOKUP_BATCH])
+            misses = []
+            for i, res in enumerate(found, start):
+                if res is None:
+                    misses.append((i, requests[i]))
+                    continue
+                results[i] = res
+                with self._lock:
+                    self.accounting.add(res, hit=True)
+            yield misses
+
+    def _ask(
+        self, keys: list[str], misses: Iterator[list[Numbered]], results: list, writes: ThreadPoolExecutor
+    ) -> None:
+        def arrived(i: int, result: Result) -> None:
             results[i] = result
             with self._lock:
                 self.accounting.add(result, hit=False)
@@ -271,17 +291,15 @@ class CachedBackend:
                 writes.submit(self._write, keys[i], result)
 
         backend = self.backend
-        todo = [requests[i] for i in missing]
-        if _reports_each(backend):  # the openai backend: each answer as it returns
-            answers = backend.generate(todo, on_result=arrived)  # type: ignore[call-arg]
-            for j, result in enumerate(answers):
-                if results[missing[j]] is None:  # a backend that did not call back for it
-                    arrived(j, result)
+        if isinstance(backend, StreamingBackend):  # a served model: each answer as it returns
+            backend.stream(misses, arrived)
             return
+        todo = [numbered for batch in misses for numbered in batch]
         size = max(CHUNK, getattr(backend, "batch_size", 0) or 0)
         for start in range(0, len(todo), size):  # local engines: written per chunk
-            for j, result in enumerate(backend.generate(todo[start : start + size]), start):
-                arrived(j, result)
+            chunk = todo[start : start + size]
+            for (i, _), result in zip(chunk, backend.generate([r for _, r in chunk]), strict=True):
+                arrived(i, result)
 
     def _write(self, key: str, result: Result) -> None:
         try:
@@ -290,13 +308,6 @@ class CachedBackend:
             with self._lock:
                 self.accounting.cache_write_errors += 1
             log.warning("LLM cache write of %s failed: %s", key[:12], exc)
-
-
-def _reports_each(backend: Backend) -> bool:
-    try:
-        return "on_result" in inspect.signature(backend.generate).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 # --- what stages call ---------------------------------------------------------------

@@ -14,12 +14,12 @@ import functools
 import random
 import ssl
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import openai
 
-from t2g.llm.base import Request, Result, failed
+from t2g.llm.base import Numbered, Request, Result, failed
 
 RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError, openai.APITimeoutError)
 
@@ -53,19 +53,42 @@ class OpenAIBackend:
     ) -> list[Result]:
         """One Result per request, in order. `on_result(i, result)` is called as each one
         returns (the LLM cache writes it then: a kill loses only the requests in flight)."""
-        coro = self._all(list(requests), on_result)
+        results: list[Result | None] = [None] * len(requests)
+
+        def arrived(i: int, result: Result) -> None:
+            results[i] = result
+            if on_result is not None:
+                on_result(i, result)
+
+        self.stream([list(enumerate(requests))], arrived)
+        return results  # type: ignore[return-value]
+
+    def stream(self, batches: Iterable[Sequence[Numbered]], on_result: Callable[[int, Result], None]) -> None:
+        """Send each batch's requests as it comes, while the earlier ones are in flight: the
+        next batch is drawn on a worker thread (the LLM cache's lookups), `max_in_flight`
+        bounds them all. `on_result(i, result)` once per request, as it returns."""
+        coro = self._all(batches, on_result)
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(coro)
+            asyncio.run(coro)
+            return
         # Called from inside an event loop (an async task): run ours on a thread.
-        out: list[list[Result]] = []
-        thread = threading.Thread(target=lambda: out.append(asyncio.run(coro)))
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                asyncio.run(coro)
+            except BaseException as exc:  # re-raised in the caller's thread
+                failure.append(exc)
+
+        thread = threading.Thread(target=run)
         thread.start()
         thread.join()
-        return out[0]
+        if failure:
+            raise failure[0]
 
-    async def _all(self, requests: list[Request], on_result: Callable[[int, Result], None] | None) -> list[Result]:
+    async def _all(self, batches: Iterable[Sequence[Numbered]], on_result: Callable[[int, Result], None]) -> None:
         # The client's own retries are off: ours know which errors to retry and record the rest.
         client = openai.AsyncOpenAI(
             base_url=self.base_url,
@@ -75,20 +98,18 @@ class OpenAIBackend:
             http_client=openai.DefaultAsyncHttpxClient(verify=tls_context()),
         )
         gate = asyncio.Semaphore(self.max_in_flight)
+        loop, pending, asked = asyncio.get_running_loop(), iter(batches), []
         try:
-            return list(
-                await asyncio.gather(*(self._reported(i, client, gate, r, on_result) for i, r in enumerate(requests)))
-            )
+            while (batch := await loop.run_in_executor(None, next, pending, None)) is not None:
+                asked += [asyncio.create_task(self._reported(i, client, gate, r, on_result)) for i, r in batch]
+            await asyncio.gather(*asked)
         finally:
             await client.close()
 
     async def _reported(
         self, i: int, client: openai.AsyncOpenAI, gate: asyncio.Semaphore, request: Request, on_result
-    ) -> Result:
-        result = await self._one(client, gate, request)
-        if on_result is not None:
-            on_result(i, result)
-        return result
+    ) -> None:
+        on_result(i, await self._one(client, gate, request))
 
     async def _one(self, client: openai.AsyncOpenAI, gate: asyncio.Semaphore, request: Request) -> Result:
         last = ""

@@ -27,7 +27,17 @@ from t2g import shards, toyworld
 from t2g.cli import app
 from t2g.config import CollectConfig, ExtractConfig, FilterConfig, Price, ReasonConfig
 from t2g.llm import Request, Result, Sampling, clear_cache
-from t2g.llm.cache import ResponseCache, accounting_lines, entry_path, identity, request_key, use_cache
+from t2g.llm import cache as llm_cache
+from t2g.llm.cache import (
+    CachedBackend,
+    ResponseCache,
+    accounting_lines,
+    entry_path,
+    identity,
+    request_key,
+    use_cache,
+)
+from t2g.llm.openai_backend import OpenAIBackend
 from t2g.stages.collect import collect
 from t2g.stages.extract import extract
 from t2g.stages.filter import filter_graphs
@@ -211,6 +221,75 @@ def test_without_a_cache_every_request_is_sent(tmp_path):
             res = extract(_cfg(fake), docs)
     clear_cache()
     assert fake.answered == 16 and res.summary["llm"]["cache_off"] == "no cache configured"
+
+
+# --- asking while looking up --------------------------------------------------------
+
+
+class _LookupsWaitingForTheTeacher(ResponseCache):
+    """A cache whose every lookup batch after the first waits (up to 10 s) for the teacher's
+    first request: it comes only if the first batch's misses were asked without waiting
+    for the rest of the lookups."""
+
+    def __init__(self, store: Store, fake: FakeOpenAI):
+        super().__init__(store)
+        self.fake, self.batches, self.teacher_asked = fake, 0, []
+
+    def get_many(self, keys):
+        self.batches += 1
+        if self.batches > 1:
+            deadline = time.monotonic() + 10
+            while not self.fake.prompts and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self.teacher_asked.append(bool(self.fake.prompts))
+        return super().get_many(keys)
+
+
+def _prompt_of(result: Result) -> str:
+    return json.loads(result.text)["prompt"]
+
+
+def test_misses_are_asked_while_later_lookups_go_on_and_hits_never_load_the_backend(tmp_path, monkeypatch):
+    monkeypatch.setattr(llm_cache, "LOOKUP_BATCH", 4)
+    chats = [f"[r{i}] text {i}" for i in range(10)]
+    requests = [Request(messages=[{"role": "user", "content": c}]) for c in chats]
+    want = [hashlib.sha256(c.encode()).hexdigest()[:12] for c in chats]
+    with FakeOpenAI(answer=answer) as fake:
+        cache = _LookupsWaitingForTheTeacher(Store(f"file://{tmp_path}"), fake)
+        backend = OpenAIBackend("fake-teacher", fake.base_url, "sk-test", max_in_flight=2)
+        results = CachedBackend(backend, cache, "served:fake-teacher").generate(requests)
+        assert cache.teacher_asked == [True, True]  # 3 batches: 4, 4, 2 keys
+        assert [_prompt_of(r) for r in results] == want and fake.answered == 10
+
+        def no_backend():
+            raise AssertionError("an answer wholly from the cache loaded the backend")
+
+        again = CachedBackend(no_backend, ResponseCache(Store(f"file://{tmp_path}")), "served:fake-teacher")
+        assert [_prompt_of(r) for r in again.generate(requests)] == want and fake.answered == 10
+        assert again.accounting.cache_hits == 10
+
+
+class _Forgetful:
+    """A streaming backend that never answers the first request of a batch."""
+
+    name, model = "forgetful", "m"
+
+    def generate(self, requests):
+        raise AssertionError("a streaming backend is streamed to")
+
+    def stream(self, batches, on_result):
+        for batch in batches:
+            for i, _ in batch[1:]:
+                on_result(i, Result(text="x", finish_reason="stop"))
+
+
+def test_a_request_a_backend_never_answers_ends_as_an_error_row(tmp_path, monkeypatch):
+    monkeypatch.setattr(llm_cache, "LOOKUP_BATCH", 3)
+    requests = [Request(prompt=f"p{i}") for i in range(5)]
+    wrapped = CachedBackend(_Forgetful(), ResponseCache(Store(f"file://{tmp_path}")), "served:m")
+    results = wrapped.generate(requests)
+    assert [r.ok for r in results] == [False, True, True, False, True]
+    assert "no answer" in results[0].error and wrapped.accounting.cache_misses == 5
 
 
 # --- kills and concurrent writers -----------------------------------------------------
