@@ -31,8 +31,9 @@ from bench.lockfile import installed_against
 BENCHMARKS = ["rewards", "cache", "load", "stack", "sft", "regen", "drift", "graph", "graph_resolution"]
 # Experiments: an hour or more each on 2 cores, or a trained model to measure (graph_quality:
 # T2G_GRAPH_MODEL; identities_student trains one), or data a clone lacks (news_resolution:
-# T2G_NEWS_JSONL), so `make bench` leaves them out; run by name.
-EXPERIMENTS = ["think", "graph_quality", "identities_student", "news_resolution"]
+# T2G_NEWS_JSONL), or the whole test suite in a clone (suite), so `make bench` leaves them
+# out; run by name.
+EXPERIMENTS = ["think", "graph_quality", "identities_student", "news_resolution", "suite"]
 RESULTS = Path(__file__).with_name("results.json")
 
 

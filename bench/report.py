@@ -49,7 +49,18 @@ def _demo(results: dict[str, Any]) -> list[str]:
         return []
     lock = f", lock {run['lock']}" if run.get("lock") else ""
     note = f"; {run['note']}" if run.get("note") else ""
-    head = f"**`make demo`** (seed 0, {run.get('recipe', 'configs/tiny.yaml')}{lock}: {run['first_s']:.0f} s from an empty store{note}):"
+    host = run.get("machine") or {}
+    # The wall time is the host's matmul rate; the figures are the kernels' (AVX2: what make picks).
+    kernels = f", {host['cpu_kernels']} kernels" if host.get("cpu_kernels") else ""
+    on = (
+        f" on {host['cores']} cores doing {host['matmul_gflops']:.0f} GFLOPS{kernels}"
+        if host.get("matmul_gflops")
+        else ""
+    )
+    head = (
+        f"**`make demo`** (seed 0, {run.get('recipe', 'configs/tiny.yaml')}{lock}: {run['first_s']:.0f} s from an "
+        f"empty store{on}{note}):"
+    )
     return [head, "", *_f1_table(run), ""]
 
 
@@ -67,6 +78,14 @@ def _cpu_rows(results: dict[str, Any]) -> list[str]:
             f"| cached rerun (`bench/cache.py`: `t2g run` on configs/tiny.yaml{until}, twice) | first run "
             f"{cache['first_s']:.1f} s, rerun {cache['cached_rerun_s']:.1f} s with {cache['cache_hits']} of "
             f"{cache['stages']} stages cache hits |"
+        )
+    if (suite := results.get("suite")) and suite.get("counts"):
+        counts = ", ".join(f"{n} {word}" for word, n in suite["counts"].items() if word != "warnings")
+        host = suite.get("machine") or {}
+        rate = f", {host['matmul_gflops']:.0f} GFLOPS" if host.get("matmul_gflops") else ""
+        rows.append(
+            f"| `make test` (`bench/suite.py`: `bash .ci/run` on a clean clone of {suite['commit']}{rate}) | "
+            f"pytest {suite['pytest_s']:.0f} s (goal {suite['goal_s']}), {counts}; {suite['wall_s']:.0f} s with the install |"
         )
     if regen := results.get("regen"):
         rows.append(

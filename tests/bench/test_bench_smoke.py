@@ -24,6 +24,7 @@ FIGURES = {
     "graph_resolution": {"scale", "f1", "exact_f1", "cross_type_nodes", "meets_goal"},
     "drift": {"moved", "moves_figures", "figure_packages_moved", "packages"},
     "graph_quality": {"long_documents", "corpus_graph", "context_tokens"},
+    "suite": {"commit", "exit", "wall_s", "cpu_s", "counts", "pytest_s", "machine"},
 }
 
 
@@ -58,6 +59,8 @@ def test_benchmark_runs_at_smoke_size(name):
         for way in ("chunked", "parts_alone", "truncated", "truncated_grounded_in_whole_document"):
             assert 0.0 <= long[way]["mention_recall"] <= 1.0 and 0.0 <= long[way]["entity_recall"] <= 1.0, figures
         assert corpus["span_equals_text"] == 1.0 and 0.0 <= corpus["edges_vs_gold_facts"]["recall"] <= 1.0, figures
+    if name == "suite":  # a clean clone's tests ran and passed
+        assert figures["exit"] == 0 and figures["counts"]["passed"] > 0, figures
     if name == "stack":
         assert all(isinstance(v, Number) for k, v in figures.items() if k.endswith("_s")), figures
 
