@@ -58,11 +58,12 @@ def run(smoke: bool = False) -> dict[str, Any]:
         cpu, started = _children_cpu(), time.perf_counter()
         proc = subprocess.run(command, cwd=clone, capture_output=True, text=True, check=False)
         wall, cpu = time.perf_counter() - started, _children_cpu() - cpu
-    found = summary(proc.stdout + proc.stderr)
+    output = proc.stdout + proc.stderr
+    found = summary(output)
     if not found:
-        raise RuntimeError(
-            f"{' '.join(command)} printed no pytest summary (exit {proc.returncode}):\n{proc.stdout[-3000:]}"
-        )
+        raise RuntimeError(f"{' '.join(command)} printed no pytest summary (exit {proc.returncode}):\n{output[-3000:]}")
+    if proc.returncode != 0:  # what failed, in full, on the console; its names in the figures
+        print(output[-20000:], file=sys.stderr)
     return {
         "commit": commit,
         "command": " ".join(command) if smoke else "bash .ci/run (make install, ruff, make test)",
@@ -70,6 +71,7 @@ def run(smoke: bool = False) -> dict[str, Any]:
         "wall_s": round(wall, 1),
         "cpu_s": round(cpu, 1),
         **found,
+        "failures": re.findall(r"^(?:FAILED|ERROR) (\S+)", output, re.M),
         "goal_s": 480,
         "meets_goal": proc.returncode == 0 and found["pytest_s"] <= 480,
         "machine": host,

@@ -98,9 +98,10 @@ class OpenAIBackend:
             http_client=openai.DefaultAsyncHttpxClient(verify=tls_context()),
         )
         gate = asyncio.Semaphore(self.max_in_flight)
-        loop, pending, asked = asyncio.get_running_loop(), iter(batches), []
+        pending, asked = iter(batches), []
         try:
-            while (batch := await loop.run_in_executor(None, next, pending, None)) is not None:
+            # to_thread: the draw sees the caller's context variables (the stage's log context).
+            while (batch := await asyncio.to_thread(next, pending, None)) is not None:
                 asked += [asyncio.create_task(self._reported(i, client, gate, r, on_result)) for i, r in batch]
             await asyncio.gather(*asked)
         finally:
