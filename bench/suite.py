@@ -62,8 +62,8 @@ def run(smoke: bool = False) -> dict[str, Any]:
     found = summary(output)
     if not found:
         raise RuntimeError(f"{' '.join(command)} printed no pytest summary (exit {proc.returncode}):\n{output[-3000:]}")
-    if proc.returncode != 0:  # what failed, in full, on the console; its names in the figures
-        print(output[-20000:], file=sys.stderr)
+    if proc.returncode != 0:  # what failed, in full, on the console (pytest's is stdout); its names in the figures
+        print(proc.stdout[-30000:], file=sys.stderr)
     return {
         "commit": commit,
         "command": " ".join(command) if smoke else "bash .ci/run (make install, ruff, make test)",
