@@ -8,7 +8,10 @@ as Prefect's default thread pool maps them, each with max_in_flight requests, an
 cache) against a regeneration after
 10% more documents were inserted at random positions (same cache, shard boundaries
 shifted): teacher requests and wall time of each. Goal: the regeneration costs at most
-GOAL of the full relabel, in requests and in wall time.
+GOAL of the full relabel, in requests and in wall time. `floor_s`: the regeneration's new
+requests alone, sent straight to the teacher from as many clients as the regeneration had
+shards (no shards, no cache): what the server and the HTTP take, the part of the
+regeneration that no shard work can remove.
 
     python -m bench regen            # N = 2,000
     python -m bench --smoke regen    # N = 40
@@ -26,12 +29,15 @@ from typing import Any
 import pyarrow as pa
 
 from bench import machine
-from t2g import shards
+from t2g import llm, shards
 from t2g.config import CollectConfig, ExtractConfig
+from t2g.graph import json_schema
 from t2g.llm import clear_cache
 from t2g.llm.cache import ResponseCache, use_cache
-from t2g.llm.openai_backend import OpenAIBackend  # noqa: F401  imported before the clock starts: the first run must not pay for it
+from t2g.llm.openai_backend import OpenAIBackend  # imported before the clock starts: the first run must not pay for it
+from t2g.prompts import messages
 from t2g.stages.collect import collect
+from t2g.stages.extract import request_types
 from t2g.store import Store
 from tests.support.fake_openai import FakeOpenAIProcess
 
@@ -76,7 +82,25 @@ def _label(
         list(pool.map(one, plan.shards))
     outcome = shards.merge("extract", cfg, [ref], plan.shards, store)
     clear_cache()
-    return time.perf_counter() - started, outcome.summary["llm"]
+    return time.perf_counter() - started, {**outcome.summary["llm"], "shards": len(plan.shards)}
+
+
+def _floor(rows: list[dict[str, Any]], cfg: ExtractConfig, clients: int) -> float:
+    """Seconds to ask `rows`' requests (their text tagged, so none was asked before)
+    from `clients` backends at once, each with the recipe's max_in_flight."""
+    sampling = llm.Sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.seed)
+    requests = []
+    for row in rows:
+        etypes, rtypes = request_types(row, cfg)
+        text = f"[floor] {row['text']}"
+        prompt = messages(text, etypes, rtypes)
+        requests.append(llm.Request(messages=prompt, schema=json_schema(etypes, rtypes), sampling=sampling))
+    parts = [requests[k::clients] for k in range(clients)]
+    backends = [OpenAIBackend(cfg.model, cfg.base_url, "unused", max_in_flight=cfg.max_in_flight) for _ in parts]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(lambda pair: pair[0].generate(pair[1]), zip(backends, parts)))
+    return time.perf_counter() - started
 
 
 def run(smoke: bool = False) -> dict[str, Any]:
@@ -100,6 +124,7 @@ def run(smoke: bool = False) -> dict[str, Any]:
         full_requests = fake.answered
         regen_s, regen = _label(grown, store, cfg, cache, "grown")
         regen_requests = fake.answered - full_requests
+        floor_s = _floor(extra, cfg, regen["shards"])
     host = machine.describe(1.0)  # the ratio's CPU-bound part (lookups, HTTP) scales with it
     ratio_requests = regen_requests / max(full_requests, 1)
     ratio_wall = regen_s / max(full_s, 1e-9)
@@ -123,7 +148,10 @@ def run(smoke: bool = False) -> dict[str, Any]:
             "wall_s": round(regen_s, 2),
             "cache_hits": regen["cache_hits"],
             "completion_tokens_saved": regen["completion_tokens_saved"],
+            "shards": regen["shards"],
         },
+        "floor_s": round(floor_s, 2),
+        "ratio_floor": round(floor_s / max(full_s, 1e-9), 3),
         "ratio_requests": round(ratio_requests, 3),
         "ratio_wall": round(ratio_wall, 3),
         "goal": GOAL,

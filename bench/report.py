@@ -92,7 +92,9 @@ def _cpu_rows(results: dict[str, Any]) -> list[str]:
             f"| regeneration (`bench/regen.py`: fake teacher, {regen['documents']:,} documents then "
             f"+{regen['new_documents']} new) | {regen['regen']['requests']} of {regen['full']['requests']:,} requests "
             f"({100 * regen['ratio_requests']:.1f}%) and {100 * regen['ratio_wall']:.1f}% of the full relabel's "
-            f"wall time (goal {100 * regen['goal']:.0f}%) |"
+            f"wall time (goal {100 * regen['goal']:.0f}%)"
+            + (f"; the new requests alone take {100 * regen['ratio_floor']:.1f}%" if "ratio_floor" in regen else "")
+            + " |"
         )
     if load := results.get("load"):
         rows.append(

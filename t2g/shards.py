@@ -9,12 +9,13 @@ runner's own "finished?" check and write path (t2g.runner.finished, commit): dow
 stages and the run cache cannot tell a sharded stage from a plain one.
 
 Shards are cut by content, not position (`split`): rows are grouped by document (the
-`doc_id` column, else `id`), walked in the order of their group's digest, and a shard
-ends after a group whose digest hits a pattern that one group in `size` hits. Where a
-document falls depends only on itself, so a document inserted into or removed from a
-grown corpus changes the one shard it falls in (a boundary document splits or joins
-two), and a rerun over a grown corpus pays only for those. The merge puts the rows back
-in the input's order.
+`doc_id` column, else `id`), and a shard is a range of the groups' digests, the whole
+digest space halved while a range holds more than SPREAD x `size` rows. Where a document
+falls depends only on itself, so a document inserted into or removed from a grown corpus
+changes the one shard it falls in (one that tips its range over the limit splits it, the
+other half changes too), and a rerun over a grown corpus pays only for those. Digests
+spread evenly, so shards hold `size`/SPREAD to SPREAD x `size` rows: a sharded stage waits
+on no shard much larger than the rest. The merge puts the rows back in the input's order.
 
 Plain Python, no Prefect: tasks/shards.py maps these over Prefect tasks, and any other
 driver (a script, a test) can run them in a loop.
@@ -22,7 +23,9 @@ driver (a script, a test) can run them in a loop.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,9 +46,11 @@ def shard_input_stage(stage: str) -> str:
     return f"{stage}-shardin"  # content-addressed shard inputs (key = digest)
 
 
-# A shard is cut at the latest here (in rows, times the size) even without a content
-# boundary: shard sizes are geometric, and one in e^8 (3 in 10,000) would run past it.
-MAX_SHARD = 8
+# A digest range is halved while it holds more than SPREAD x size rows: shards hold size /
+# SPREAD to SPREAD x size. (Cutting after a group whose digest hits a pattern, as before,
+# made shard sizes geometric: the largest of 8 was ~2.7 times the mean, of 50 ~4.5 times,
+# and a stage waited on it while the server idled.)
+SPREAD = math.sqrt(2)
 GROUP_COLUMNS = ("doc_id", "id")  # what rows are grouped by: a document and its variants
 
 
@@ -69,23 +74,28 @@ def split(table: pa.Table, size: int) -> list[pa.Table]:
     return [walked.slice(start, end - start) for start, end in zip(cuts, cuts[1:])]
 
 
+DIGEST_SPACE = 1 << 64  # a group's place: the first 8 bytes of its sha256
+
+
 def content_cuts(groups: Sequence[Any], size: int) -> tuple[list[int], list[int]]:
     """(row order, shard boundaries in that order). Rows are walked by their group's
-    digest (its first 8 bytes), input order within a group; a shard ends after a group
-    whose digest's next 8 bytes are 0 modulo `size`, or at MAX_SHARD * size rows."""
-    digests = {g: hashlib.sha256(str(g).encode()).digest() for g in set(groups)}
-    order = sorted(range(len(groups)), key=lambda i: (digests[groups[i]][:8], i))
-    cuts, rows = [0], 0
-    for pos, i in enumerate(order):
-        rows += 1
-        if pos + 1 < len(order) and groups[order[pos + 1]] == groups[i]:
-            continue  # a group is never split
-        boundary = int.from_bytes(digests[groups[i]][8:16], "big") % size == 0
-        if boundary or rows >= MAX_SHARD * size:
-            cuts.append(pos + 1)
-            rows = 0
-    if cuts[-1] != len(order):
-        cuts.append(len(order))
+    digest, input order within a group; [0, DIGEST_SPACE) is halved while a range holds
+    more than SPREAD x `size` rows and more than one group, and each range that holds rows
+    is a shard."""
+    digests = {g: int.from_bytes(hashlib.sha256(str(g).encode()).digest()[:8], "big") for g in set(groups)}
+    order = sorted(range(len(groups)), key=lambda i: (digests[groups[i]], i))
+    places = [digests[groups[i]] for i in order]
+    limit = max(1, math.floor(SPREAD * size))
+    cuts, ranges = [0], [(0, len(order), 0, DIGEST_SPACE)]  # rows [start, end), digests [low, low + width)
+    while ranges:
+        start, end, low, width = ranges.pop()
+        if end - start <= limit or places[start] == places[end - 1]:  # small enough, or one group
+            if end > start:
+                cuts.append(end)
+            continue
+        half = width // 2
+        middle = bisect.bisect_left(places, low + half, start, end)
+        ranges += [(middle, end, low + half, half), (start, middle, low, half)]  # the lower half pops first
     return order, cuts
 
 

@@ -252,7 +252,7 @@ class CachedBackend:
 
     def generate(self, requests: Sequence[Request]) -> list[Result]:
         started = time.time()
-        keys = [request_key(self.identity, r, r.sample) for r in requests]
+        keys: list[str] = []  # filled a batch at a time by the lookups: the first batch leaves sooner
         results: list[Result | None] = [None] * len(requests)
         misses = self._lookups(requests, keys, results)
         first = next((batch for batch in misses if batch), None)  # no miss: the backend never loads
@@ -266,9 +266,11 @@ class CachedBackend:
         return results  # type: ignore[return-value]
 
     def _lookups(self, requests: Sequence[Request], keys: list[str], results: list) -> Iterator[list[Numbered]]:
-        """Look the keys up a batch at a time, filling `results` with the hits; yield each
-        batch's misses (a streaming backend asks them while the next batch is looked up)."""
-        for start in range(0, len(keys), LOOKUP_BATCH):
+        """Key and look up the requests a batch at a time, appending to `keys` and filling
+        `results` with the hits; yield each batch's misses (a streaming backend asks them
+        while the next batch is keyed and looked up)."""
+        for start in range(0, len(requests), LOOKUP_BATCH):
+            keys += [request_key(self.identity, r, r.sample) for r in requests[start : start + LOOKUP_BATCH]]
             found = self.cache.get_many(keys[start : start + LOOKUP_BATCH])
             misses = []
             for i, res in enumerate(found, start):
