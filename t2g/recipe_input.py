@@ -50,9 +50,10 @@ SYSTEM_TREES = ("/proc", "/sys", "/dev")
 
 
 def shown(text: str, limit: int = 80) -> str:
-    """Operator input as one short line of an error message."""
-    text = text if len(text) <= limit else text[:limit] + "…"
-    return text if text.isprintable() else repr(text)
+    """Operator input as one short line of an error message: escaped (repr) when it is not
+    printable, then cut, so that escapes cannot make it long (one character can escape to 10)."""
+    text = text if text.isprintable() else repr(text)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 # --- files ----------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from t2g.config import MAX_DEPTH, MAX_RECIPE_BYTES, RecipeError, apply_override, load_recipe, merge_sections
@@ -387,6 +387,9 @@ recipes = st.recursive(
 
 @settings(max_examples=300, deadline=None)
 @given(st.dictionaries(st.sampled_from(["collect", "filter", "name"]), recipes, max_size=3), dotted_keys, yaml_values)
+# Found by this test: a field of unprintable characters, cut to 80 and then escaped, came
+# out at 400 characters, twice in one message.
+@example({}, "collect." * 8 + "0.\U00018d09.00\x1f\U00018cd6\U00018d09.0\x1f\U00012544\U00016b90\U0002ebe1", "&0 [*0]")
 def test_apply_override_raises_only_recipe_errors(data, dotted, value):
     try:
         apply_override(data, f"{dotted}={value}")
