@@ -29,15 +29,13 @@ from typing import Any
 import pyarrow as pa
 
 from bench import machine
-from t2g import llm, shards
+from t2g import shards
 from t2g.config import CollectConfig, ExtractConfig
-from t2g.graph import json_schema
 from t2g.llm import clear_cache
 from t2g.llm.cache import ResponseCache, use_cache
 from t2g.llm.openai_backend import OpenAIBackend  # imported before the clock starts: the first run must not pay for it
-from t2g.prompts import messages
 from t2g.stages.collect import collect
-from t2g.stages.extract import request_types
+from t2g.stages.extract import build_requests
 from t2g.store import Store
 from tests.support.fake_openai import FakeOpenAIProcess
 
@@ -88,13 +86,7 @@ def _label(
 def _floor(rows: list[dict[str, Any]], cfg: ExtractConfig, clients: int) -> float:
     """Seconds to ask `rows`' requests (their text tagged, so none was asked before)
     from `clients` backends at once, each with the recipe's max_in_flight."""
-    sampling = llm.Sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.seed)
-    requests = []
-    for row in rows:
-        etypes, rtypes = request_types(row, cfg)
-        text = f"[floor] {row['text']}"
-        prompt = messages(text, etypes, rtypes)
-        requests.append(llm.Request(messages=prompt, schema=json_schema(etypes, rtypes), sampling=sampling))
+    requests, _ = build_requests(cfg, [{**row, "text": f"[floor] {row['text']}"} for row in rows])
     parts = [requests[k::clients] for k in range(clients)]
     backends = [OpenAIBackend(cfg.model, cfg.base_url, "unused", max_in_flight=cfg.max_in_flight) for _ in parts]
     started = time.perf_counter()

@@ -125,10 +125,11 @@ def _extract_gold(cfg: ExtractConfig, rows: list[dict[str, Any]], schema: pa.Sch
     return StageResult(main=table, summary={"rows_out": len(out), "backend": "gold"})
 
 
-def _extract_llm(
-    cfg: ExtractConfig, rows: list[dict[str, Any]], schema: pa.Schema, teacher: Path | None, api_key: str | None
-) -> StageResult:
-    model = resolve_model(cfg, teacher)
+def build_requests(
+    cfg: ExtractConfig, rows: list[dict[str, Any]]
+) -> tuple[list[llm.Request], list[tuple[list[str], list[str]]]]:
+    """The teacher's request for each row (the shared prompt under the JSON schema of the
+    row's requested types), and those types."""
     requests, types = [], []
     sampling = llm.Sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.seed)
     for row in rows:
@@ -139,6 +140,14 @@ def _extract_llm(
                 messages=messages(row["text"], etypes, rtypes), schema=json_schema(etypes, rtypes), sampling=sampling
             )
         )
+    return requests, types
+
+
+def _extract_llm(
+    cfg: ExtractConfig, rows: list[dict[str, Any]], schema: pa.Schema, teacher: Path | None, api_key: str | None
+) -> StageResult:
+    model = resolve_model(cfg, teacher)
+    requests, types = build_requests(cfg, rows)
     started = time.time()
     # Through the LLM response cache when the run opened one (t2g.llm.cache).
     results, accounting = llm_cache.generate(cfg, model, requests, api_key)
