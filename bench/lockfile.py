@@ -1,9 +1,10 @@
 """The locked install: constraints/lock.txt pins every package of the CPU install, each
-with its hashes, so `make install` (pip --require-hashes) gives every machine the same tree.
+with its hashes, so `make install` (hash-checked) gives every machine the same tree.
 
     python -m bench.lockfile            # `make lock`: recompile, keeping every pin that still fits
     python -m bench.lockfile --upgrade  # the newest tree the ranges allow (then re-measure figures)
     python -m bench.lockfile --id       # the lock's identity, as figures in bench/results.json name it
+    python -m bench.lockfile --install [LOCK]  # `make install`: the lock into this interpreter, hash-checked
 
 The inputs are pyproject.toml's dependencies with the `dev` extra (tests need it) and
 constraints/cpu.txt (torch's CPU build, which lies in pip's find-links folder on this kind
@@ -13,16 +14,23 @@ the lock as preferences, so adding a dependency to pyproject.toml moves nothing 
 uv compiles, not pip-tools: pip-tools downloads every file of every pinned release to hash
 it (10 GB into this tree before it was stopped), uv takes the hashes the index publishes
 (seconds). uv does not read pip's configuration, so the find-links folder is passed on.
+
+uv installs too: pip took 60 to 120 s for the lock on 2 cores (most of it compiling every
+module to bytecode, torch's thousands included), uv 6 to 8 s, so a fresh clone's `make test`
+and `make demo` start two minutes sooner. pip installs the locked uv first (hash-checked),
+and it is the fallback when uv cannot run here.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -65,14 +73,30 @@ def uv_bin() -> str:
         return found
 
 
-def find_links() -> list[str]:
-    """pip's find-links (environment, then configuration): where torch's CPU build lies."""
-    value = os.environ.get("PIP_FIND_LINKS")
+def pip_setting(name: str) -> list[str]:
+    """A pip option as pip would read it (PIP_<NAME>, then the configuration's global.<name>),
+    split on whitespace; [] when unset."""
+    value = os.environ.get(f"PIP_{name.upper().replace('-', '_')}")
     if not value:
-        got = subprocess.run([sys.executable, "-m", "pip", "config", "get", "global.find-links"],
+        got = subprocess.run([sys.executable, "-m", "pip", "config", "get", f"global.{name}"],
                              capture_output=True, text=True)  # fmt: skip
         value = got.stdout.strip() if got.returncode == 0 else ""
     return value.split()
+
+
+def find_links() -> list[str]:
+    """pip's find-links: where torch's CPU build lies."""
+    return pip_setting("find-links")
+
+
+def index_options() -> list[str]:
+    """pip's indexes and find-links as uv options, so uv installs from where pip would."""
+    opts = [opt for link in find_links() for opt in ("--find-links", link)]
+    opts += [opt for url in pip_setting("index-url")[:1] for opt in ("--index-url", url)]
+    opts += [opt for url in pip_setting("extra-index-url") for opt in ("--extra-index-url", url)]
+    # pip takes the best match over all indexes; uv by default only the first index that
+    # has a package. Every file is hash-checked against the lock, whichever index serves it.
+    return opts + ["--index-strategy", "unsafe-best-match"]
 
 
 def compile_command(output: Path, upgrade: bool = False) -> list[str]:
@@ -114,7 +138,45 @@ def installed_against(path: Path = LOCK) -> dict[str, Any]:
     return {"lock": None, "lock_differs": dict(list(differs.items())[:12]), "lock_compared": lock_id(path)}
 
 
+def lock_block(text: str, name: str) -> str:
+    """The lock's lines for one package: its pin and the hash lines that continue it."""
+    found = re.search(rf"^{re.escape(name)}==\S+(?: \\\n\s+--hash=\S+)*", text, re.M)
+    if found is None:
+        raise SystemExit(f"{name} is not in the lock: run `make lock`")
+    return found.group(0) + "\n"
+
+
+def install_commands(python: str, lock: Path, uv: str) -> list[list[str]]:
+    """uv's commands that install `lock` (hash-checked) and then the project itself without
+    dependencies into `python`'s environment."""
+    base = [uv, "pip", "install", "--quiet", "--python", python, *index_options()]
+    return [base + ["--require-hashes", "-r", str(lock)], base + ["--no-deps", "-e", str(REPO)]]
+
+
+def install(lock: Path = LOCK) -> None:
+    """Install the lock into this interpreter's environment with the locked uv, falling back to pip."""
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as only_uv:
+        only_uv.write(lock_block(lock.read_text(), "uv"))
+        only_uv.flush()
+        subprocess.run([*pip, "--require-hashes", "--no-deps", "-r", only_uv.name], check=True)
+    importlib.invalidate_caches()  # uv was installed into this running interpreter's site-packages
+    env = dict(os.environ)
+    if cert := pip_setting("cert"):  # pip's CA bundle (a proxy's, say): uv reads SSL_CERT_FILE
+        env.setdefault("SSL_CERT_FILE", cert[0])
+    for cmd in install_commands(sys.executable, lock, uv_bin()):
+        if subprocess.run(cmd, env=env).returncode != 0:
+            print(f"uv could not install ({' '.join(cmd[:4])} ...); installing with pip", file=sys.stderr)
+            subprocess.run([*pip, "--require-hashes", "-r", str(lock)], check=True)
+            subprocess.run([*pip, "--no-deps", "-e", str(REPO)], check=True)
+            return
+
+
 def main(argv: list[str]) -> int:
+    if "--install" in argv:
+        rest = argv[argv.index("--install") + 1 :]
+        install(Path(rest[0]) if rest else LOCK)
+        return 0
     if "--id" in argv:
         print(lock_id())
         return 0

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
+from bench import lockfile
 from bench.drift import FIGURES, compare
 from bench.lockfile import LOCK, lock_id, normalize, pins
 
@@ -51,11 +52,31 @@ def test_every_pin_carries_hashes_and_torch_is_the_cpu_build():
     assert blocks["torch"].count("--hash=") == 1  # the CPU wheel alone: no CUDA build can match
 
 
-def test_make_install_installs_the_lock_hash_checked_and_the_project_without_dependencies():
+def test_make_install_installs_the_lock_hash_checked_and_the_project_without_dependencies(monkeypatch):
     make = (REPO / "Makefile").read_text()
     assert "LOCK  ?= constraints/lock.txt" in make
-    assert "pip install -q --disable-pip-version-check --require-hashes -r $(LOCK)" in make
-    assert "--no-deps -e ." in make and "-e '.[dev]'" not in make
+    assert "$(PY) -m bench.lockfile --install $(LOCK)" in make and "pip check" in make
+    monkeypatch.setattr(
+        lockfile,
+        "pip_setting",
+        lambda name: {"find-links": ["/w"], "extra-index-url": ["file:///a", "file:///b"]}.get(name, []),
+    )
+    deps, project = lockfile.install_commands("/venv/bin/python", LOCK, "uv")
+    assert deps[:3] == ["uv", "pip", "install"] and deps[-3:] == ["--require-hashes", "-r", str(LOCK)]
+    assert project[-3:] == ["--no-deps", "-e", str(REPO)] and "[dev]" not in " ".join(project)
+    for cmd in (deps, project):  # where pip would look, every index on an equal footing as pip's
+        assert cmd[cmd.index("--python") + 1] == "/venv/bin/python"
+        assert " ".join(cmd).count("--extra-index-url file:///") == 2 and "--find-links /w" in " ".join(cmd)
+        assert cmd[cmd.index("--index-strategy") + 1] == "unsafe-best-match"
+
+
+def test_the_uv_that_installs_the_lock_is_the_locked_one_with_its_hashes():
+    text = LOCK.read_text()
+    block = lockfile.lock_block(text, "uv")
+    assert block == _blocks(text)["uv"] + "\n" and block.startswith(f"uv=={pins(text)['uv']} ")
+    assert block.count("--hash=sha256:") >= 1 and "uvicorn" not in block
+    with pytest.raises(SystemExit, match="not in the lock"):
+        lockfile.lock_block(text, "no-such-package")
 
 
 def test_the_lock_id_is_the_start_of_its_sha256(tmp_path):
