@@ -6,24 +6,26 @@ Nothing under /proc, /sys or /dev is read, and nothing reads the whole input at 
 `documents` yields rows one at a time, `batches` groups them, and `check` counts them for a
 progress bar without keeping anything.
 
-A bad row (a line that is not UTF-8 or not JSON, no string `text`, an empty text or file)
-is named with where it is (line, row or file) and why. Strict callers (`t2g extract`) get
-an InputError at the first one, before any model loads; callers that pass `bad=[]`
-(`t2g graph`, a corpus is rarely clean) get it appended to that list as a Quarantined row
-and the stream goes on. An input that cannot be read at all (missing, not Parquet, no
-`text` column, no good document) is an InputError either way.
+A bad row (a line that is not UTF-8 or not JSON, no string `text`, an empty text or file, a
+text or id holding a lone surrogate) is named with where it is (line, row or file) and why.
+A file name that is not UTF-8 is shown, and becomes the id, with its bytes as \\xNN escapes.
+Strict callers (`t2g extract`) get an InputError at the first one, before any model loads;
+callers that pass `bad=[]` (`t2g graph`, a corpus is rarely clean) get it appended to that
+list as a Quarantined row and the stream goes on. An input that cannot be read at all
+(missing, not Parquet, no `text` column, no good document) is an InputError either way.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import NamedTuple
 
-from t2g.sources.base import LINE_TOO_LONG, TOO_LONG
+from t2g.sources.base import LINE_TOO_LONG, TOO_LONG, is_storable
 from t2g.sources.datafiles import folder_entries, read_entry, system_problem
 from t2g.sources.files import LongLine, bounded_lines
 
@@ -95,7 +97,17 @@ def _problem(row) -> str | None:
         return "every line must be a JSON object with a string 'text'"
     if not row["text"].strip():
         return "'text' is empty"
+    # JSON may escape a lone surrogate ("\\ud800"); Arrow's UTF-8 strings cannot hold one.
+    for field in ("text", "id"):
+        if isinstance(row.get(field), str) and not is_storable(row[field]):
+            return f"'{field}' holds a lone surrogate (not Unicode text)"
     return None
+
+
+def _shown(path: Path) -> str:
+    """A path as text Arrow and UTF-8 files can hold: a file name's bytes that are not UTF-8
+    (Linux names are bytes; Python keeps them as surrogates) written as \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def _jsonl(path: Path, option: str) -> Iterator[tuple[str, dict | _BadRow]]:
@@ -161,7 +173,7 @@ def _folder(path: Path, option: str) -> Iterator[tuple[str, dict | _BadRow]]:
     # not followed, a FIFO, socket or device is never opened, a file is read at most to
     # FILE_BYTES; each such entry is a bad row with its reason.
     for entry in folder_entries(path, follow_symlinks=False):
-        where = f"{option} {entry.path}"
+        where = f"{option} {_shown(entry.path)}"
         if entry.problem is not None:
             yield where, _BadRow(entry.problem)
             continue
@@ -181,4 +193,4 @@ def _folder(path: Path, option: str) -> Iterator[tuple[str, dict | _BadRow]]:
         if not text.strip():
             yield where, _BadRow("the file is empty")
             continue
-        yield where, {"id": str(entry.path.relative_to(path)), "text": text}
+        yield where, {"id": _shown(entry.path.relative_to(path)), "text": text}

@@ -214,3 +214,44 @@ def test_a_jsonl_line_over_the_limit_is_left_out_unread(tmp_path, monkeypatch):
     bad: list = []
     assert [r["id"] for r in documents(path, bad=bad)] == ["ok"]
     assert bad[0].reason.startswith("line too long") and bad[0].where.endswith("line 1") and len(bad[0].raw) < 100
+
+
+def test_a_lone_surrogate_in_a_jsonl_text_or_id_is_a_bad_row_not_a_crash(tmp_path):
+    # json.loads accepts "\ud800", but Arrow (UTF-8) cannot store it: building the chunk
+    # table raised UnicodeEncodeError and the whole graph was lost for one line.
+    from t2g.kg.build import read_chunks
+    from t2g.kg.config import ChunkConfig
+
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"id": "a", "text": "x \\ud800 y"}\n{"id": "\\udc00", "text": "Fine."}\n'
+                    '{"id": "b", "text": "Good."}\n', encoding="utf-8")  # fmt: skip
+    with pytest.raises(InputError, match="line 1: 'text' holds a lone surrogate"):
+        check(path)
+    bad: list = []
+    chunks, n = read_chunks(path, ChunkConfig(max_tokens=8, overlap_tokens=0), bad)
+    assert n == 1 and chunks.column("doc_id").to_pylist() == ["b"]
+    assert [(b.where.rsplit(" ", 1)[1], b.reason.split(" (")[0]) for b in bad] == [
+        ("1", "'text' holds a lone surrogate"), ("2", "'id' holds a lone surrogate"),
+    ]  # fmt: skip
+
+
+def test_a_txt_file_whose_name_is_not_utf8_keeps_its_text_under_an_escaped_id(tmp_path):
+    # Linux file names are bytes: Python hands an undecodable one over with surrogates,
+    # which Arrow cannot store (the build crashed) and the quarantine file could not write.
+    import os
+
+    from t2g.kg.build import read_chunks, write_quarantine
+    from t2g.kg.config import ChunkConfig
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.txt").write_text("Alpha.", encoding="utf-8")
+    with open(os.path.join(os.fsencode(folder), b"caf\xe9.txt"), "w", encoding="utf-8") as fh:
+        fh.write("Beta.")
+    with open(os.path.join(os.fsencode(folder), b"empty\xff.txt"), "w", encoding="utf-8") as fh:
+        fh.write(" ")
+    bad: list = []
+    chunks, n = read_chunks(folder, ChunkConfig(max_tokens=8, overlap_tokens=0), bad)
+    assert n == 2 and chunks.column("doc_id").to_pylist() == ["a.txt", "caf\\xe9.txt"]
+    assert [(b.where.rsplit("/", 1)[1], b.reason) for b in bad] == [("empty\\xff.txt", "the file is empty")]
+    assert json.loads(write_quarantine(tmp_path, bad).read_text())["where"].endswith("empty\\xff.txt")
