@@ -116,3 +116,21 @@ def test_chunk_table_and_bad_arguments():
         chunk_document("d", "x", 5, 5)
     with pytest.raises(ValueError, match="too small"):
         chunk_document("d", "abc", 1, 0, lambda t: len(t) + 1)
+
+
+@pytest.mark.parametrize("text", ["中" * 60_000, "x" * 60_000])
+def test_a_long_word_is_cut_in_time_linear_in_its_length(text):
+    # A word over the budget is cut into the longest pieces that fit. The search for each
+    # piece counted prefixes up to the rest of the word: quadratic, a 5 MB text with no space
+    # and no full stop (or a base64 blob under a tokenizer) took hours. Counted characters
+    # stay within a constant times the text now.
+    counted = 0
+
+    def counting(t: str) -> int:
+        nonlocal counted
+        counted += len(t)
+        return chars4(t) if t.isascii() else words(t)
+
+    chunks = chunk_document("d", text, 64, 8, counting)
+    check(text, chunks, 64, 8, counting)
+    assert counted < 40 * len(text), counted / len(text)
