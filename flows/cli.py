@@ -68,6 +68,13 @@ def run(
         typer.echo(report)
 
 
+def _option_errors(exc) -> str:
+    """A pydantic error as the options to change: each field is the option --<field, dashed>."""
+    return "; ".join(
+        f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}" if e["loc"] else e["msg"] for e in exc.errors()
+    )
+
+
 @app.command()
 def graph(
     config: Path | None = typer.Option(
@@ -132,6 +139,10 @@ def graph(
         export = ExportConfig(formats=[f.strip() for f in formats.split(",") if f.strip()])
         etypes = [t.strip() for t in entity_types.split(",") if t.strip()]
         rtypes = [t.strip() for t in relation_types.split(",") if t.strip()]
+        if not etypes:  # as `t2g extract` says it; GraphConfig's own error named no option
+            raise ValueError(
+                f"--entity-types {entity_types!r} names no type: give comma-separated types, e.g. person,organisation"
+            )
         if base_url is None:
             from t2g.kg.models import artifact_model
 
@@ -142,7 +153,7 @@ def graph(
             settings = dict(backend="openai", model=model, base_url=base_url, api_key_env=api_key_env)
         cfg = GraphConfig(entity_types=etypes, relation_types=rtypes, max_new_tokens=max_new_tokens, **settings)
     except (InputError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
-        message = str(exc) if not isinstance(exc, ValidationError) else "; ".join(e["msg"] for e in exc.errors())
+        message = str(exc) if not isinstance(exc, ValidationError) else _option_errors(exc)
         typer.echo(f"error: {message}", err=True)
         raise typer.Exit(2) from None
     from tqdm.auto import tqdm

@@ -260,3 +260,18 @@ def test_t2g_graph_config_runs_the_graph_stages_through_prefect(tmp_path, prefec
         # Every question went with the block's key; graph extraction's requests with its own.
         assert fake.authorizations.count("Bearer judge-key-7f3") == summary["judge"]["asked"], set(fake.authorizations)
         assert "judge-key-7f3" not in first.output
+
+
+def test_t2g_graph_names_the_option_when_entity_types_names_no_type(tmp_path):
+    # " , ," passed the split as an empty list, and pydantic's error did not say which option:
+    # "List should have at least 1 item after validation, not 0".
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"id": "a", "text": "Bob."}\n', encoding="utf-8")
+    args = ["graph", "--model", "m", "--base-url", "http://127.0.0.1:9/v1", "--input", str(path),
+            "--out", str(tmp_path / "out"), "--entity-types", " , ,"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "--entity-types ' , ,' names no type" in result.output, result.output
