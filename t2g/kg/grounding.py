@@ -8,7 +8,8 @@ tail, type}]}) into MENTIONS and RELATIONS rows at document-level character offs
   A name whose every occurrence lies inside a longer name of the same type is folded into
   it (relations naming it are rewritten to the longer name); if the longer name has another
   type, the name is dropped (`subsumed`).
-- Matching is on word boundaries (no "Art" inside "Martin") and case-sensitive. Only when a
+- Matching is on word boundaries (no "Art" inside "Martin"), never cuts a letter from its
+  combining marks (no "Zoe" in a decomposed "Zoë"), and case-sensitive. Only when a
   name has no case-sensitive occurrence at all is it matched case-insensitively (the model
   often changes case: "acme corp" for "Acme Corp"); the mention's `text` is always the
   document's surface form, so `text == document[start:end]` holds either way.
@@ -24,6 +25,7 @@ tail, type}]}) into MENTIONS and RELATIONS rows at document-level character offs
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 
@@ -135,10 +137,25 @@ def _occurrences(text: str, name: str) -> list[tuple[int, int]]:
     left = r"(?<!\w)" if re.match(r"\w", name) and not unspaced(name[0]) else ""
     right = r"(?!\w)" if re.search(r"\w$", name) and not unspaced(name[-1]) else ""
     pattern = left + re.escape(name) + right
-    found = [m.span() for m in re.finditer(pattern, text)]
+    found = [m.span() for m in re.finditer(pattern, text) if _whole(text, *m.span(), bool(left))]
     if not found:
-        found = [m.span() for m in re.finditer(pattern, text, re.IGNORECASE)]
+        found = [m.span() for m in re.finditer(pattern, text, re.IGNORECASE) if _whole(text, *m.span(), bool(left))]
     return found
+
+
+def _mark(char: str) -> bool:
+    return unicodedata.category(char)[0] == "M"
+
+
+def _whole(text: str, start: int, end: int, bounded: bool) -> bool:
+    # A combining mark (decomposed "ë" is "e" + U+0308, Thai vowel signs) belongs to the letter
+    # before it but is no word character to `\w`: a span must not end before one nor start on
+    # one, and where the name's start is a word boundary, not start after one ("cole" in "école").
+    return not (
+        (end < len(text) and _mark(text[end]))
+        or _mark(text[start])
+        or (bounded and start > 0 and _mark(text[start - 1]))
+    )
 
 
 def _evidence(

@@ -176,3 +176,18 @@ def test_every_mention_is_its_surface_text_in_the_source(tokens, names, max_toke
     spans = sorted({(m["start"], m["end"]) for m in merged.to_pylist()})
     for (s1, e1), (s2, e2) in zip(spans, spans[1:]):
         assert not (s1 <= s2 and e2 <= e1)  # no kept mention nested in another
+
+
+def test_a_name_never_cuts_a_letter_from_its_combining_marks():
+    # In decomposed text (NFD: PDF extractions, macOS files) "Zoë" is "Zoe" + U+0308 and "école"
+    # is "e" + U+0301 + "cole". A combining mark is no word character to `\b`, so "Zoe" and
+    # "cole" were grounded there: mentions whose text is half a letter, of names the text does not hold.
+    text = "Zoe\u0308 met Zoe. The e\u0301cole and the cole."
+    graph = {"entities": [{"text": "Zoe", "type": "person"}, {"text": "cole", "type": "location"}]}
+    mentions, _, dropped = ground_chunk(whole("d", text), graph, ET, RT)
+    assert [(m["start"], m["text"]) for m in mentions] == [(9, "Zoe"), (33, "cole")]
+    thai = (
+        "\u0e2a\u0e21\u0e0a\u0e32\u0e22 \u0e2a\u0e21\u0e0a\u0e32\u0e22\u0e35"  # a name, then it with a vowel sign after
+    )
+    mentions, _, _ = ground_chunk(whole("t", thai), {"entities": [{"text": thai[:5], "type": "person"}]}, ET, RT)
+    assert [(m["start"], m["end"]) for m in mentions] == [(0, 5)]
