@@ -19,7 +19,8 @@ Rules (see the Neo4j Operations Manual, "Full import"):
   backslash quoting). When some value holds a line break the command adds
   `--multiline-fields=true` (the manual warns it slows the import, so only then).
 - Arrays (aliases, and the :LABEL column) are joined with one character that occurs in no alias:
-  the first of | ; U+001F U+001E U+001D U+001C that is free; the command passes it as
+  the first of | ; U+001F U+001E U+001D U+001C that is free (if none is, U+001C, removed
+  from the aliases: a file separator means nothing in a name); the command passes it as
   `--array-delimiter=U+XXXX`. Empty aliases are left out (an empty array element cannot be told
   from no element). A null confidence is an empty field: the relationship has no such property.
 - Node ids are unique and every relationship's endpoints are node ids: the writer refuses
@@ -63,15 +64,12 @@ def relationship_type_for(type_: str) -> str:
 
 
 def array_delimiter(aliases: list[list[str]]) -> str:
-    """The first candidate delimiter that occurs in no alias."""
+    """The first candidate delimiter that occurs in no alias; the last one if all occur (the
+    writer then removes it from the aliases)."""
     used = {c for names in aliases for name in names for c in name}
-    for candidate in ARRAY_DELIMITERS:
-        if candidate not in used:
-            return candidate
-    raise ValueError(
-        f"every array delimiter candidate {[f'U+{ord(c):04X}' for c in ARRAY_DELIMITERS]} occurs in some "
-        "alias; remove those control characters from the aliases before exporting"
-    )
+    # A text is kept as stored (`t2g graph --input`), so one document can spell all of them
+    # in aliases; refusing then lost the whole export for the sake of a separator character.
+    return next((c for c in ARRAY_DELIMITERS if c not in used), ARRAY_DELIMITERS[-1])
 
 
 def check_graph(nodes: pa.Table, edges: pa.Table) -> None:
@@ -119,7 +117,8 @@ def write_neo4j_csv(nodes: pa.Table, edges: pa.Table, folder: str | Path, *, dat
         out.writerow(NODE_HEADER)
         for batch in nodes.to_batches():
             for r in batch.to_pylist():
-                aliases = delim.join(_cell(a) for a in r["aliases"] or [] if a)
+                cleaned = (a.replace(delim, "") for a in r["aliases"] or [])  # a no-op unless none was free
+                aliases = delim.join(_cell(a) for a in cleaned if a)
                 out.writerow(
                     [
                         r["node_id"],

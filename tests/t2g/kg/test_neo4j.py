@@ -164,3 +164,18 @@ def test_csv_parses_back_to_the_data(tmp_path, rows, confidence):
     assert got_edges == edges
     holds_newline = any("\n" in v or "\r" in v for n in nodes for v in [n["name"], n["type"], *n["aliases"]])
     assert ("--multiline-fields=true" in command) == holds_newline
+
+
+def test_aliases_holding_every_delimiter_candidate_still_export(tmp_path):
+    # `t2g graph --input` keeps a text as stored, control characters too, so one document
+    # whose aliases held | ; and U+001C-U+001F (a model names what the text spells) made the
+    # export raise after the whole extraction, for every other document as well. Now the last
+    # candidate, a file separator (it means nothing in a name), is dropped from the aliases.
+    g = sample_graph()
+    rows = g["nodes"].to_pylist()
+    rows[0]["aliases"] = ["A|B", "C;D", "E\x1fF", "G\x1eH", "I\x1dJ", "K\x1cL", "\x1c"]
+    command = write_neo4j_csv(pa.Table.from_pylist(rows, schema=NODES), g["edges"], tmp_path)
+    assert _delimiter(command) == "\x1c"
+    _, nodes, _, _ = _read(tmp_path, "\x1c")
+    got = next(n for n in nodes if n["node_id"] == rows[0]["node_id"])["aliases"]
+    assert got == ["A|B", "C;D", "E\x1fF", "G\x1eH", "I\x1dJ", "KL"]
