@@ -104,6 +104,14 @@ def _problem(row) -> str | None:
     return None
 
 
+def _id(row: dict, number: int):
+    """The row's id; a null or NaN id (`"id": null`, a Parquet null, JSON's NaN) is no id, so
+    the row is known by its line or row number as without one (not as "None" or "nan", where
+    every such row after the first was a duplicate)."""
+    value = row.get("id")
+    return number if value is None or value != value else value
+
+
 def _shown(path: Path) -> str:
     """A path as text Arrow and UTF-8 files can hold: a file name's bytes that are not UTF-8
     (Linux names are bytes; Python keeps them as surrogates) written as \\xNN escapes."""
@@ -139,7 +147,7 @@ def _jsonl(path: Path, option: str) -> Iterator[tuple[str, dict | _BadRow]]:
             yield (
                 where,
                 {
-                    "id": row.get("id", number),
+                    "id": _id(row, number),
                     "text": row["text"],
                     **{k: v for k, v in row.items() if k not in ("id", "text")},
                 },
@@ -165,7 +173,7 @@ def _parquet(path: Path, option: str) -> Iterator[tuple[str, dict | _BadRow]]:
             if problem := _problem(row):
                 yield where, _BadRow(problem, json.dumps(row, ensure_ascii=False, default=str))
                 continue
-            yield where, {"id": row.get("id", number), "text": row["text"]}
+            yield where, {"id": _id(row, number), "text": row["text"]}
 
 
 def _folder(path: Path, option: str) -> Iterator[tuple[str, dict | _BadRow]]:

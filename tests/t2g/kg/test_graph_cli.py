@@ -147,6 +147,15 @@ def test_a_second_document_with_a_seen_id_is_quarantined_not_merged(tmp_path):
     assert write_quarantine(tmp_path, []) is None and not written.exists()  # a clean rebuild clears it
 
 
+def test_a_null_or_nan_id_is_no_id_the_row_keeps_its_number(tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"id": null, "text": "A."}\n{"id": NaN, "text": "B."}\n{"id": null, "text": "C."}\n')
+    assert [r["id"] for r in documents(path)] == [1, 2, 3]
+    parquet = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"id": ["a", None, None], "text": ["A.", "B.", "C."]}), parquet)
+    assert [r["id"] for r in documents(parquet)] == ["a", 2, 3]
+
+
 def test_a_parquet_file_without_text_is_refused(tmp_path):
     path = tmp_path / "in.parquet"
     pq.write_table(pa.table({"body": ["x"]}), path)
