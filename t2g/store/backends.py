@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import threading
 import uuid
 from functools import cached_property
@@ -48,6 +49,22 @@ class FileBackend:
         finally:
             tmp.unlink(missing_ok=True)
 
+    def _open(self, rel: str):
+        """`rel` opened for reading, when it is a regular file (through a symlink too);
+        KeyError otherwise, as for an absent file. A FIFO or device planted in the store
+        (or linked from it) would block a reader forever or never end (/dev/zero): it is no
+        artifact file, so readers see it missing (corrupt, quarantined, recomputed)."""
+        try:
+            # O_NONBLOCK: opening a FIFO returns at once instead of waiting for a writer.
+            fd = os.open(self._path(rel), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise KeyError(rel) from None
+        fh = os.fdopen(fd, "rb")
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            fh.close()
+            raise KeyError(rel)
+        return fh
+
     def put(self, rel: str, data: bytes) -> None:
         def fill(tmp: Path) -> None:
             with open(tmp, "wb") as fh:
@@ -61,24 +78,24 @@ class FileBackend:
         self._replace_from(self._path(rel), lambda tmp: shutil.copyfile(src, tmp))
 
     def get_file(self, rel: str, dest: Path) -> None:
-        if not self._path(rel).is_file():
-            raise KeyError(rel)
-        self._replace_from(dest, lambda tmp: shutil.copyfile(self._path(rel), tmp))
+        with self._open(rel) as src:
+
+            def fill(tmp: Path) -> None:
+                with open(tmp, "wb") as out:
+                    shutil.copyfileobj(src, out)
+
+            self._replace_from(dest, fill)
 
     def local_path(self, rel: str) -> Path | None:
         return self._path(rel)
 
     def get(self, rel: str) -> bytes:
-        try:
-            return self._path(rel).read_bytes()
-        except FileNotFoundError:
-            raise KeyError(rel) from None
+        with self._open(rel) as fh:
+            return fh.read()
 
     def digest(self, rel: str) -> str:
-        try:
-            return file_digest(self._path(rel))
-        except FileNotFoundError:
-            raise KeyError(rel) from None
+        with self._open(rel) as fh:
+            return file_digest(fh)
 
     def exists(self, rel: str) -> bool:
         return self._path(rel).is_file()

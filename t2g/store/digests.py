@@ -7,17 +7,24 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
+def file_digest(path: Path | BinaryIO) -> str:
+    """sha256 of a file's bytes: a path, or a file already open (read from where it is)."""
+    if not isinstance(path, (str, Path)):
+        return _stream_digest(path)
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
+        return _stream_digest(fh)
+
+
+def _stream_digest(fh: BinaryIO) -> str:
+    h = hashlib.sha256()
+    for block in iter(lambda: fh.read(1 << 20), b""):
+        h.update(block)
     return h.hexdigest()
 
 

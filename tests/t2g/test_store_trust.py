@@ -151,7 +151,9 @@ def test_gc_keeps_what_carries_the_manifests_attempt(store, tmp_path):
     base = store._dir("sft", "m")
     before = {n for n in _names(store) if n.startswith(f"{base}/")}
     _edit(store, "sft", "m", lambda m: m.update(files={}))
-    assert store.verify("sft", "m") == []
+    # Its parts verify; a local store serves the files folder whole, so there the files
+    # it no longer lists fail verification (S3 serves the listed ones only).
+    assert all("not in the manifest" in p for p in store.verify("sft", "m"))
     store.gc(grace_s=_age_all(store))
     assert before <= _names(store), m["files_dir"]
 
@@ -362,3 +364,40 @@ def test_metadata_cannot_set_what_the_writer_vouches_for(tmp_path):
     assert not store.has("collect", "k")
     store.write("collect", "k", [_table(2)], meta={"summary": {"rows": 2}})
     assert store.manifest("collect", "k")["summary"] == {"rows": 2}
+
+
+# -- what lies in the folders -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["in place", "linked from outside"])
+def test_a_fifo_in_place_of_a_part_or_manifest_is_corrupt_not_a_hang(tmp_path, where):
+    """Someone who can write the store puts a FIFO (or a link to one) where a part or a
+    manifest was: opening it would wait for a writer forever, in verify, gc and every run
+    that checks the artifact. It is no artifact file: corrupt, quarantined, recomputed."""
+    from tests.support.hang_guard import hang_guard
+
+    store = Store(f"file://{tmp_path / 'store'}")
+    folder = tmp_path / "store" / "collect"
+
+    def plant(path: Path) -> None:
+        path.unlink()
+        if where == "in place":
+            os.mkfifo(path)
+        else:
+            fifo = tmp_path / f"outside-{path.name}"
+            os.mkfifo(fifo)
+            path.symlink_to(fifo)
+
+    store.write("collect", "parts", _table(3))
+    plant(next((folder / "parts").glob("part-*.parquet")))
+    store.write("collect", "manifest", _table(3))
+    plant(folder / "manifest" / MANIFEST)
+    with hang_guard(20):
+        assert "part-" in store.verify("collect", "parts")[0]
+        with pytest.raises(ArtifactCorrupt, match="missing"):
+            store.read("collect", "parts")
+        assert store.finished("collect", "parts") is None  # quarantined
+        assert store.finished("collect", "manifest") is None and not store.has("collect", "manifest")
+        assert store.artifacts() == []
+        store.gc(grace_s=0, dry_run=True)  # lists, and reads no FIFO
+    assert any(n.startswith("collect/parts-") for n in store.list_tree("_quarantine"))
