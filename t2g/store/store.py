@@ -198,6 +198,11 @@ class Store:
                 continue
             if got != want:
                 problems.append(f"file {name}: digest mismatch (read {got[:12]}, manifest {str(want)[:12]})")
+        if local is None and isinstance(self._backend, FileBackend):
+            # A local store's folder is what loads (materialize): a file planted beside
+            # the listed ones (generation_config.json) would change what the model does.
+            names = self._backend.list(f"{self._dir(stage, key)}/{m['files_dir']}")
+            problems += [f"file {n[:64]!r}: not in the manifest" for n in names if n not in m["files"]]
         return problems
 
     def materialize(self, stage: str, key: str, cache: Path | None = None) -> Path:
@@ -208,7 +213,7 @@ class Store:
         m = self.manifest(stage, key)
         base = self._dir(stage, key)
         folder = f"{base}/{m['files_dir']}"
-        local = self._backend.local_path(folder)
+        local = served = self._backend.local_path(folder)  # a local store's own folder, checked in place
         if local is None:
             parsed = urlparse(self.root)
             local = (cache or Path.home() / ".cache" / "t2g") / parsed.netloc / parsed.path.strip("/") / folder
@@ -223,7 +228,7 @@ class Store:
                     except KeyError:
                         raise ArtifactCorrupt(f"artifact {self.uri(stage, key)}: file {name}: missing") from None
                 done.write_text(m["digest"])
-        problems = self._file_problems(stage, key, m, local)
+        problems = self._file_problems(stage, key, m, None if served else local)
         if problems:
             raise ArtifactCorrupt(f"artifact {self.uri(stage, key)}: {problems[0]}")
         return local

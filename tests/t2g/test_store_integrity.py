@@ -282,6 +282,36 @@ def test_model_files_are_verified(store, tmp_path):
     assert store.finished("sft", "m") is None and not store.has("sft", "m")
 
 
+@pytest.mark.parametrize("plant", ["file", "fifo", "folder"])
+def test_a_file_planted_beside_a_local_models_files_fails_verification(tmp_path, plant):
+    """A local store serves a model artifact's own folder to the loader, which reads every
+    file there: a planted generation_config.json (or tokenizer, adapter) would change what
+    the model answers, a FIFO would hang it. Only the files the manifest lists may be there."""
+    from tests.support.hang_guard import hang_guard
+
+    store = Store(f"file://{tmp_path / 'store'}")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"a": 1}')
+    w = store.writer("sft", "m")
+    w.add(_table(1))
+    w.add_dir(model)
+    w.commit({"kind": "model"})
+    folder = store.materialize("sft", "m")
+    planted = folder / "generation_config.json"
+    if plant == "file":
+        planted.write_text('{"temperature": 2.0}')
+    elif plant == "fifo":
+        os.mkfifo(planted)
+    else:
+        planted.mkdir()
+    with hang_guard(20):
+        with pytest.raises(ArtifactCorrupt, match=r"file 'generation_config\.json': not in the manifest"):
+            store.materialize("sft", "m")
+        assert "not in the manifest" in store.verify("sft", "m")[0]
+        assert store.finished("sft", "m") is None and not store.has("sft", "m")  # quarantined, recomputed
+
+
 # -- writers that cannot collide ------------------------------------------------------------
 
 
