@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -116,10 +116,12 @@ class ResponseCache:
     def _parse(self, key: str, raw: bytes) -> Result | None:
         try:
             entry = json.loads(raw)
+            if not isinstance(entry, dict):
+                raise ValueError(f"not a JSON object but a {type(entry).__name__}")
             if entry.get("key") != key:
                 raise ValueError(f"holds key {str(entry.get('key'))[:12]}")
-            return Result(**entry["result"])
-        except (ValueError, TypeError, KeyError) as exc:
+            return _checked_result(entry["result"])
+        except (ValueError, TypeError, KeyError, RecursionError) as exc:
             log.warning("LLM cache entry %s is unreadable (%s); asking again", key[:12], exc)
             return None
 
@@ -153,6 +155,28 @@ class ResponseCache:
 
     def _files(self) -> list[tuple[str, int, float]]:
         return [(n, s, t) for n, s, t in self.store.list_tree_stats(self.prefix) if n.endswith(".json")]
+
+
+# The type of each Result field as `put` writes it: an entry whose fields differ (edited, or
+# planted by whoever can write the cache's store) would fail later, in a stage's
+# accounting or parsing, or pass an error off as an answer.
+_RESULT_TYPES = {f.name: f.type for f in fields(Result)}
+_JSON_TYPES = {"str": str, "str | None": (str, type(None)), "int": int, "bool": bool}
+
+
+def _checked_result(value: Any) -> Result:
+    """The Result an entry holds, or a ValueError: only what `put` writes, an answer
+    without an error with each field of its type."""
+    if not isinstance(value, dict):
+        raise ValueError(f"result is a {type(value).__name__}, not an object")
+    for name, got in value.items():
+        want = _JSON_TYPES[_RESULT_TYPES[name]] if name in _RESULT_TYPES else None
+        if want is None or not isinstance(got, want) or (want is int and isinstance(got, bool)):
+            raise ValueError(f"result field {str(name)[:32]!r} is a {type(got).__name__}")
+    result = Result(**value)
+    if not result.ok:
+        raise ValueError("holds an error, which is never cached")
+    return result
 
 
 def _iso(t: float) -> str:

@@ -141,6 +141,42 @@ def test_only_answers_are_cached_and_a_bad_entry_is_a_miss(tmp_path):
     assert cache.get("c" * 64) is None and cache.get("d" * 64) is None
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[1, 2]",  # valid JSON, not an object
+        b'"x"',
+        b"1e999",
+        b"[" * 100_000,  # nested past the JSON decoder's recursion
+        json.dumps({"key": "e" * 64, "result": {"text": "x", "prompt_tokens": "lots"}}).encode(),
+        json.dumps({"key": "e" * 64, "result": {"text": 5}}).encode(),
+        json.dumps({"key": "e" * 64, "result": {"text": "x", "completion_tokens": None}}).encode(),
+        json.dumps({"key": "e" * 64, "result": {"text": "x", "truncated": 1}}).encode(),
+        json.dumps({"key": "e" * 64, "result": {"text": "x", "error": "planted"}}).encode(),
+    ],
+    ids=["list", "string", "float", "deep", "str-tokens", "int-text", "null-tokens", "int-flag", "error"],
+)
+def test_a_planted_entry_of_another_shape_is_a_miss(tmp_path, body):
+    """Whoever can write the cache's store plants an entry under a request's key: unless
+    it has the shape `put` writes (an object, each result field of its type, no error) it
+    is asked again, never a crash in the stage's accounting nor an error served as a hit."""
+    request = Request(prompt="p")
+    key = request_key("served:m", request)
+    store = Store(f"file://{tmp_path}")
+    store.put_bytes(entry_path(key), body.replace(b"e" * 64, key.encode()))
+
+    class Fresh:
+        name, model = "fresh", "m"
+
+        def generate(self, requests):
+            return [Result(text="fresh", finish_reason="stop", prompt_tokens=2) for _ in requests]
+
+    wrapped = CachedBackend(Fresh(), ResponseCache(store), "served:m")
+    assert wrapped.generate([request]) == [Result(text="fresh", finish_reason="stop", prompt_tokens=2)]
+    assert wrapped.accounting.cache_misses == 1 and wrapped.accounting.cache_hits == 0
+    assert ResponseCache(store).get(key).text == "fresh"  # rewritten with the answer
+
+
 # --- regeneration -------------------------------------------------------------------
 
 
