@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
@@ -68,6 +69,34 @@ class LLMSection(Section):
     @classmethod
     def _a_model_server_key(cls, name: str) -> str:
         return check_api_key_env(name)
+
+    @field_validator("base_url")
+    @classmethod
+    def _a_server_url(cls, url: str | None) -> str | None:
+        return None if url is None else check_base_url(url)
+
+
+def check_base_url(url: str) -> str:
+    """`url` when it is an http(s) URL without credentials; else a ValueError saying what
+    to write. A malformed one failed only when the stage first sent a request (httpx's
+    InvalidURL, a traceback); `user:pass@` would be written, like every section field, into
+    each manifest and the repr of the backend: the key goes in api_key_env's variable."""
+    try:
+        parsed = urlsplit(url)
+    except ValueError as exc:  # its message quotes no part of the URL
+        raise ValueError(f"base_url is not a URL ({exc}): write http(s)://HOST[:PORT]/v1") from None
+    if parsed.username is not None or parsed.password is not None:  # checked first: never echoed
+        raise ValueError(
+            "base_url holds credentials (user:password@): they would be written into every manifest; "
+            "give the server's key in the variable api_key_env names (or api_key_block)"
+        )
+    try:
+        parsed.port  # noqa: B018 (raises ValueError for a port that is not a number)
+    except ValueError as exc:
+        raise ValueError(f"base_url {shown(url)} is not a URL ({exc})") from None
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(f"base_url {shown(url)}: write http(s)://HOST[:PORT]/v1")
+    return url
 
 
 # The variable `api_key_env` names is sent, as `Authorization: Bearer <value>`, to

@@ -221,6 +221,31 @@ def test_every_section_with_a_key_variable_is_checked():
         )
 
 
+@pytest.mark.parametrize(
+    "url, said",
+    [
+        ("https://bob:s3cr3t@llm.example/v1", "holds credentials"),
+        ("https://bob@llm.example/v1", "holds credentials"),
+        ("http://bob:s3cr3t@llm.example:port/v1", "holds credentials"),
+        ("http://llm.example:port/v1", "is not a URL"),
+        ("http://[::1/v1", "is not a URL"),
+        ("llm.example:8000/v1", "write http"),
+        ("file:///etc/passwd", "write http"),
+    ],
+)
+def test_a_base_url_is_an_http_url_without_credentials(url, said):
+    """`user:pass@` in base_url would be written into every manifest (the section is the
+    key's and the manifest's record) and into the backend's repr; a malformed URL failed
+    only at the first request, in httpx, with a traceback. Both fail at load, naming the
+    field, and the credential is never echoed."""
+    for section in sections_with("base_url"):
+        with pytest.raises(RecipeError, match=rf"{section}.base_url: .*{said}") as caught:
+            load_recipe(TINY, overrides=[f"{section}.base_url={url}"])
+        assert "s3cr3t" not in str(caught.value)
+    fine = load_recipe(TINY, overrides=["extract.base_url=http://127.0.0.1:8000/v1"])
+    assert fine.extract.base_url == "http://127.0.0.1:8000/v1"
+
+
 TINY_DATA = {"name": "t", "collect": {"sources": [{"name": "s", "kind": "toyworld", "split": "train"}]}}
 server_keys = st.from_regex(r"\A[A-Z][A-Z0-9_]{0,30}_API_KEY\Z")
 denied = st.deferred(lambda: st.sampled_from(sorted(config.CREDENTIAL_PREFIXES)))
