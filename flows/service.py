@@ -49,8 +49,23 @@ def lineage(store: Store, ref: ArtifactRef) -> dict[str, ArtifactRef]:
         if r.stage in found:
             continue
         found[r.stage] = r
-        todo += [ArtifactRef.from_dict(u) for u in store.manifest(r.stage, r.key).get("upstream", [])]
+        todo += _upstream(store, r)
     return found
+
+
+def _upstream(store: Store, ref: ArtifactRef) -> list[ArtifactRef]:
+    """The refs `ref`'s manifest lists as upstream; a ValueError naming it when the list is not
+    what a writer records (manifests are not signed: one edited by hand, or by another user)."""
+    listed = store.manifest(ref.stage, ref.key).get("upstream", [])
+    try:
+        if not isinstance(listed, list):
+            raise TypeError(f"a {type(listed).__name__}, not a list")
+        return [ArtifactRef.from_dict(u) for u in listed]
+    except (TypeError, KeyError, ValueError, AttributeError) as exc:
+        raise ValueError(
+            f"{ref.uri}: its manifest's upstream is not a list of artifact refs ({type(exc).__name__}: {exc}); "
+            "rebuild the artifact"
+        ) from None
 
 
 @flow(name="t2g-train-only", flow_run_name=run_name("train-only"), log_prints=True)

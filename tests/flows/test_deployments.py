@@ -282,6 +282,8 @@ def test_closing_report_says_how_good_the_teachers_labels_were_and_what_the_filt
 
 
 def test_training_and_evaluation_deployments_find_their_inputs_from_one_uri(tmp_path):
+    import pyarrow as pa
+
     from flows.service import artifact_ref, lineage
     from t2g.runner import execute
     from t2g.store import Store
@@ -295,6 +297,10 @@ def test_training_and_evaluation_deployments_find_their_inputs_from_one_uri(tmp_
     assert artifact_ref(store, root, filtered.uri) == filtered
     assert set(lineage(store, filtered)) == {"filter", "extract", "collect"}
     assert lineage(store, filtered)["collect"] == collect
+    for upstream in ("x", [{"uri": "u"}], {"stage": "collect"}, [7]):  # a manifest edited by hand
+        edited = store.write("filter", f"f{len(str(upstream))}", pa.table({"x": [1]}), meta={"upstream": upstream})
+        with pytest.raises(ValueError, match=re.escape(f"{edited.uri}: its manifest's upstream is not a list")):
+            lineage(store, edited)
     for uri, reason in (
         (f"s3://elsewhere/filter/{filtered.key}", "is not in the recipe's store"),
         (f"{root}/filter/{'0' * len(filtered.key)}", "no finished artifact"),
