@@ -160,8 +160,9 @@ class ResponseCache:
 # The type of each Result field as `put` writes it: an entry whose fields differ (edited, or
 # planted by whoever can write the cache's store) would fail later, in a stage's
 # accounting or parsing, or pass an error off as an answer.
-_RESULT_TYPES = {f.name: f.type for f in fields(Result)}
+# A Result field of a type not below fails here, at import, not as every entry a silent miss.
 _JSON_TYPES = {"str": str, "str | None": (str, type(None)), "int": int, "bool": bool}
+_RESULT_TYPES = {f.name: _JSON_TYPES[f.type] for f in fields(Result)}
 
 
 def _checked_result(value: Any) -> Result:
@@ -170,7 +171,7 @@ def _checked_result(value: Any) -> Result:
     if not isinstance(value, dict):
         raise ValueError(f"result is a {type(value).__name__}, not an object")
     for name, got in value.items():
-        want = _JSON_TYPES[_RESULT_TYPES[name]] if name in _RESULT_TYPES else None
+        want = _RESULT_TYPES.get(name)
         if want is None or not isinstance(got, want) or (want is int and isinstance(got, bool)):
             raise ValueError(f"result field {str(name)[:32]!r} is a {type(got).__name__}")
     result = Result(**value)
