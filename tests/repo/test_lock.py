@@ -63,6 +63,7 @@ def test_make_install_installs_the_lock_hash_checked_and_the_project_without_dep
     )
     deps, project = lockfile.install_commands("/venv/bin/python", LOCK, "uv")
     assert deps[:3] == ["uv", "pip", "install"] and deps[-3:] == ["--require-hashes", "-r", str(LOCK)]
+    assert "--compile-bytecode" in deps  # as pip: with PYTHONDONTWRITEBYTECODE, else every process recompiles
     assert project[-3:] == ["--no-deps", "-e", str(REPO)] and "[dev]" not in " ".join(project)
     for cmd in (deps, project):  # where pip would look, every index on an equal footing as pip's
         assert cmd[cmd.index("--python") + 1] == "/venv/bin/python"
