@@ -9,7 +9,8 @@ tail, type}]}) into MENTIONS and RELATIONS rows at document-level character offs
   it (relations naming it are rewritten to the longer name); if the longer name has another
   type, the name is dropped (`subsumed`).
 - Matching is on word boundaries (no "Art" inside "Martin"), never cuts a letter from its
-  combining marks (no "Zoe" in a decomposed "Zoë"), and case-sensitive. Only when a
+  combining marks (no "Zoe" in a decomposed "Zoë"), finds a composed name in decomposed text
+  and the reverse (Unicode NFC / NFD), and is case-sensitive. Only when a
   name has no case-sensitive occurrence at all is it matched case-insensitively (the model
   often changes case: "acme corp" for "Acme Corp"); the mention's `text` is always the
   document's surface form, so `text == document[start:end]` holds either way.
@@ -131,6 +132,16 @@ def ground_chunk(
 
 
 def _occurrences(text: str, name: str) -> list[tuple[int, int]]:
+    # The name as the model wrote it, then composed or decomposed: a model answers "José"
+    # composed (NFC) while a text from a PDF or a macOS file spells it "Jose" + U+0301 (NFD),
+    # and every accented name was dropped as ungrounded. The span is the text's own form.
+    for form in dict.fromkeys((name, unicodedata.normalize("NFD", name), unicodedata.normalize("NFC", name))):
+        if found := _matches(text, form):
+            return found
+    return []
+
+
+def _matches(text: str, name: str) -> list[tuple[int, int]]:
     # Word boundaries only where the name itself starts/ends with a word character of a
     # script that separates words, so "Acme Inc." still matches before a space, "(R)" matches
     # anywhere and "東京" inside "習近平が東京を訪問した" is found (t2g.kg.scripts).

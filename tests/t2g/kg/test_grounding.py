@@ -3,6 +3,7 @@ word boundaries, drops counted by reason, evidence sentences, window merging."""
 
 from __future__ import annotations
 
+import unicodedata
 from collections import Counter
 
 import pyarrow as pa
@@ -191,3 +192,20 @@ def test_a_name_never_cuts_a_letter_from_its_combining_marks():
     )
     mentions, _, _ = ground_chunk(whole("t", thai), {"entities": [{"text": thai[:5], "type": "person"}]}, ET, RT)
     assert [(m["start"], m["end"]) for m in mentions] == [(0, 5)]
+
+
+def test_a_composed_name_is_found_in_decomposed_text_and_the_reverse():
+    # Models answer composed (NFC); texts from PDFs and macOS files are often decomposed (NFD).
+    # Every accented name was dropped as ungrounded. The mention keeps the text's own form.
+    nfd = "Jose\u0301 Marti\u0301 met Zoe\u0308 in Sa\u0303o Paulo."
+    graph = {"entities": [{"text": "José Martí", "type": "person"}, {"text": "Zoë", "type": "person"},
+                          {"text": "São Paulo", "type": "location"}]}  # fmt: skip
+    mentions, _, dropped = ground_chunk(whole("d", nfd), graph, ET, RT)
+    assert [(m["text"], m["name"]) for m in mentions] == [
+        ("Jose\u0301 Marti\u0301", "José Martí"), ("Zoe\u0308", "Zoë"), ("Sa\u0303o Paulo", "São Paulo")
+    ]  # fmt: skip
+    assert all(nfd[m["start"] : m["end"]] == m["text"] for m in mentions) and not dropped
+    nfc = unicodedata.normalize("NFC", nfd)
+    decomposed = {"entities": [{"text": unicodedata.normalize("NFD", "José Martí"), "type": "person"}]}
+    mentions, _, _ = ground_chunk(whole("c", nfc), decomposed, ET, RT)
+    assert [m["text"] for m in mentions] == ["José Martí"]
