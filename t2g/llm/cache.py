@@ -159,8 +159,8 @@ class ResponseCache:
 
 # The type of each Result field as `put` writes it: an entry whose fields differ (edited, or
 # planted by whoever can write the cache's store) would fail later, in a stage's
-# accounting or parsing, or pass an error off as an answer.
-# A Result field of a type not below fails here, at import, not as every entry a silent miss.
+# accounting or parsing, or pass an error off as an answer. A Result field of a type not
+# below fails here, at import, not as every entry a silent miss.
 _JSON_TYPES = {"str": str, "str | None": (str, type(None)), "int": int, "bool": bool}
 _RESULT_TYPES = {f.name: _JSON_TYPES[f.type] for f in fields(Result)}
 

@@ -198,10 +198,11 @@ class Store:
                 continue
             if got != want:
                 problems.append(f"file {name}: digest mismatch (read {got[:12]}, manifest {str(want)[:12]})")
-        if local is None and isinstance(self._backend, FileBackend):
-            # A local store's folder is what loads (materialize): a file planted beside
-            # the listed ones (generation_config.json) would change what the model does.
-            names = self._backend.list(f"{self._dir(stage, key)}/{m['files_dir']}")
+        folder = f"{self._dir(stage, key)}/{m['files_dir']}"
+        if local is None and self._backend.local_path(folder) is not None:
+            # A store that serves the folder in place (materialize) loads the whole folder: a
+            # file planted beside the listed ones (generation_config.json) would change what the model does.
+            names = self._backend.list(folder)
             problems += [f"file {n[:64]!r}: not in the manifest" for n in names if n not in m["files"]]
         return problems
 
